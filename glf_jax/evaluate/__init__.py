@@ -1,0 +1,1 @@
+"""Evaluators of a learned representation: small modules, one protocol each."""
