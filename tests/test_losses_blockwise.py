@@ -33,7 +33,7 @@ def test_blockwise_equals_dense(name, block_size):
   z1, z2 = [np.random.default_rng(s).standard_normal((N, D)).astype(np.float32) for s in (5, 6)]
   dense, dense_aux = fn(z1, z2)
   blocked, blocked_aux = fn(z1, z2, block_size=block_size)
-  np.testing.assert_allclose(blocked, dense, rtol=1e-6)
+  np.testing.assert_allclose(blocked, dense, rtol=1e-5)  # float32 summation order differs between the forms
   for key in dense_aux:
     np.testing.assert_allclose(blocked_aux[key], dense_aux[key], rtol=1e-5, atol=1e-7)
   g_dense = jax.grad(lambda a, b: fn(a, b)[0], argnums=(0, 1))(z1, z2)

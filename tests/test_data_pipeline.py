@@ -1,0 +1,159 @@
+"""Tests of the grain loader (order, shards, checkpointable position) and of glf_jax.parallel."""
+
+import itertools
+import json
+
+import jax
+from jax.sharding import PartitionSpec as P
+import numpy as np
+import pytest
+
+from glf_jax import parallel
+from glf_jax.data import pipeline
+
+
+class IdSource:
+  """A tiny random-access source whose label is the example's index: order is visible."""
+
+  def __init__(self, n):
+    self._n = n
+
+  def __len__(self):
+    return self._n
+
+  def __getitem__(self, i):
+    return {'image': np.full((2, 2, 3), i % 256, np.uint8), 'label': np.int32(i)}
+
+
+def _labels(loader_or_iterator, steps):
+  it = iter(loader_or_iterator)
+  return [next(it)['label'].tolist() for _ in range(steps)]
+
+
+def _loader(n=103, **kwargs):
+  kwargs = {'seed': 0, 'global_batch_size': 8, 'process_index': 0, 'process_count': 1} | kwargs
+  return pipeline.make_loader(IdSource(n), **kwargs)
+
+
+def test_batches_and_epochs():
+  loader = _loader()
+  assert loader.steps_per_epoch == 12 and loader.per_process_batch_size == 8
+  batch = next(iter(loader))
+  assert batch['image'].shape == (8, 2, 2, 3) and batch['image'].dtype == np.uint8
+  assert batch['label'].shape == (8,) and batch['label'].dtype == np.int32
+  epochs = np.array(_labels(loader, 36)).reshape(3, 12 * 8)
+  for epoch in epochs:  # each epoch: 96 distinct examples, the remainder of 103 dropped
+    assert len(set(epoch.tolist())) == 96 and epoch.max() < 103
+  # Epochs are reshuffled: different orders and different dropped examples.
+  assert not np.array_equal(epochs[0], epochs[1])
+  assert set(epochs[0].tolist()) != set(epochs[1].tolist())
+
+
+def test_same_seed_same_order_different_seed_differs():
+  assert _labels(_loader(seed=3), 20) == _labels(_loader(seed=3), 20)
+  assert _labels(_loader(seed=3), 20) != _labels(_loader(seed=4), 20)
+  # Seeds are mixed, so seed 1 is not seed 0 shifted by one epoch.
+  assert _labels(_loader(seed=0), 24)[12:] != _labels(_loader(seed=1), 12)
+
+
+def test_unshuffled_finite_and_partial_batches():
+  assert _labels(_loader(n=20, shuffle=False, global_batch_size=5), 4)[1] == [5, 6, 7, 8, 9]
+  finite = _loader(n=20, num_epochs=2, global_batch_size=6)
+  assert len(list(iter(finite))) == 2 * 3
+  partial = _loader(n=20, shuffle=False, num_epochs=1, global_batch_size=6,
+                    drop_remainder=False)
+  assert [len(b) for b in _labels(partial, 4)] == [6, 6, 6, 2]
+
+
+def test_process_shards_are_disjoint_and_form_the_global_batch():
+  single = _labels(_loader(global_batch_size=16), 12)  # 6 steps per epoch: two epochs
+  shards = [_labels(_loader(global_batch_size=16, process_index=p, process_count=4), 12)
+            for p in range(4)]
+  assert all(len(batch) == 4 for shard in shards for batch in shard)
+  for step in range(12):
+    # Concatenated in process order, the shards are the single-process global batch.
+    assert list(itertools.chain(*(shard[step] for shard in shards))) == single[step]
+  for epoch in range(2):
+    rows = [label for shard in shards for batch in shard[6 * epoch:6 * epoch + 6]
+            for label in batch]
+    assert len(rows) == len(set(rows)) == 96  # disjoint, covering all but the remainder
+
+
+def test_state_save_and_restore_gives_the_same_batches():
+  loader = _loader()
+  it = iter(loader)
+  for _ in range(7):
+    next(it)
+  state = json.dumps(it.get_state())  # small and JSON-serialisable
+  assert len(state) < 200
+  expected = _labels(it, 10)  # crosses the epoch boundary at step 12
+  resumed = iter(_loader())
+  resumed.set_state(json.loads(state))
+  assert _labels(resumed, 10) == expected
+  assert _labels(_loader(), 17)[7:] == expected
+
+
+def test_argument_errors():
+  with pytest.raises(ValueError, match='multiple of the process count 4'):
+    _loader(global_batch_size=10, process_count=4)
+  with pytest.raises(ValueError, match='fewer than one global batch'):
+    _loader(n=5)
+  with pytest.raises(ValueError, match='single process'):
+    _loader(global_batch_size=8, process_count=2, drop_remainder=False)
+  with pytest.raises(ValueError, match='process_index'):
+    _loader(process_index=2, process_count=2)
+
+
+def test_default_process_from_jax():
+  loader = pipeline.make_loader(IdSource(40), seed=0, global_batch_size=8)
+  assert (loader.process_index, loader.process_count) == (0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# parallel
+
+
+def test_mesh_and_shardings():
+  mesh = parallel.make_mesh()
+  assert mesh.axis_names == ('data',) and mesh.devices.shape == (8,)
+  assert parallel.data_sharding(mesh).spec == P('data')
+  assert parallel.replicated(mesh).spec == P()
+  assert parallel.make_mesh(4, axis_name='batch').devices.shape == (4,)
+  with pytest.raises(ValueError, match=r'\[1, 8\]'):
+    parallel.make_mesh(9)
+  assert parallel.initialize_distributed() is False
+  assert parallel.initialize_distributed(num_processes=1) is False
+
+
+def test_to_global_batch_shards_over_data():
+  mesh = parallel.make_mesh()
+  local = next(iter(_loader(global_batch_size=16)))
+  batch = parallel.to_global_batch(local, mesh)
+  for name in ('image', 'label'):
+    array = batch[name]
+    assert isinstance(array, jax.Array) and array.shape == local[name].shape
+    assert array.sharding.spec == P('data') and len(array.sharding.device_set) == 8
+    assert {s.data.shape[0] for s in array.addressable_shards} == {2}
+    np.testing.assert_array_equal(np.asarray(array), local[name])
+  # Under jit the sharding carries through.
+  total = jax.jit(lambda b: b['label'].sum())(batch)
+  assert int(total) == int(local['label'].sum())
+  with pytest.raises(ValueError, match='divide evenly over 8'):
+    parallel.to_global_batch({'label': np.arange(12)}, mesh)
+
+
+def test_worker_processes_keep_order_and_state():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from glf_jax.data import sources  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags (absl.app parses them)
+  source = sources.DigitsSource('test')
+  kwargs = {'seed': 5, 'global_batch_size': 32, 'process_index': 0, 'process_count': 1}
+  expected = _labels(pipeline.make_loader(source, **kwargs), 8)
+  loader = pipeline.make_loader(source, worker_count=2, **kwargs)
+  it = iter(loader)
+  assert _labels(it, 3) == expected[:3]
+  state = json.loads(json.dumps(it.get_state()))
+  resumed = iter(loader)
+  resumed.set_state(state)
+  assert _labels(resumed, 5) == expected[3:]
