@@ -1,0 +1,150 @@
+"""ADC's frozen prior encoders ``f_pre`` (SPEC §3, LPM), chosen by ``config.prior.kind``.
+
+* ``pixels``: the input space itself, the paper's "identity" prior: each view, optionally resized
+  to ``pixel_size``, flattened.
+* ``random``: a frozen, randomly initialised encoder of ``config.model``'s architecture (seed
+  ``prior.seed``): a control.
+* ``checkpoint``: the encoder of an earlier glf_jax run (``prior.path`` = its workdir or its
+  checkpoint directory); its architecture comes from that run's saved config.
+* ``weights``: parameters for ``config.model``'s architecture from a ``.npz`` or
+  ``.safetensors`` file (``prior.path``), keys = the ``/``-joined paths of the encoder's
+  parameters and BatchNorm statistics (what :func:`export_weights` writes). Never pickle.
+
+A prior is ``(apply_fn, prior_state)``: ``apply_fn(prior_state, views) -> features [B, d]`` is
+pure and runs in eval mode (BatchNorm running statistics) under ``stop_gradient``; the state is
+passed to the train step as an argument, never updated and never checkpointed (it is rebuilt from
+the config on resume, identically).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+import ml_collections
+import numpy as np
+
+from glf_jax.models import build_encoder
+
+PRIOR_KINDS = ('pixels', 'random', 'checkpoint', 'weights')
+PRIOR_FEATURES = ('h', 'z')
+
+
+def default_prior_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      kind='pixels',      # pixels | random | checkpoint | weights
+      path='',            # checkpoint: a workdir; weights: a .npz / .safetensors file
+      pixel_size=0,       # pixels: resize each view to this side first (0: as is)
+      feature='h',        # encoder priors: backbone feature 'h' or projection 'z'
+      seed=1,             # random: initialisation seed
+  ))
+
+
+def _flat_state(state: nnx.State) -> dict[str, np.ndarray]:
+  flat = {}
+  for path, value in nnx.to_flat_state(state):
+    flat['/'.join(str(p) for p in path)] = np.asarray(value.get_value() if hasattr(
+        value, 'get_value') else value)
+  return flat
+
+
+def export_weights(encoder_state: nnx.State, path: str) -> None:
+  """Writes an encoder's parameters and BatchNorm statistics as ``.npz`` or ``.safetensors``."""
+  flat = _flat_state(encoder_state)
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+    save_file(flat, path)
+  elif path.endswith('.npz'):
+    np.savez(path, **flat)
+  else:
+    raise ValueError(f'weights file must end in .npz or .safetensors, got {path!r}')
+
+
+def load_weights_into(encoder: nnx.Module, path: str) -> None:
+  """Loads a ``.npz`` / ``.safetensors`` file into ``encoder`` (every entry must match)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'prior.path: no weights file at {path!r}')
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+    flat = load_file(path)
+  elif path.endswith('.npz'):
+    with np.load(path, allow_pickle=False) as f:
+      flat = {k: f[k] for k in f.files}
+  else:
+    raise ValueError(f'prior.path must end in .npz or .safetensors, got {path!r}')
+  state = nnx.state(encoder, nnx.Any(nnx.Param, nnx.BatchStat))
+  expected = _flat_state(state)
+  missing = sorted(set(expected) - set(flat))
+  unexpected = sorted(set(flat) - set(expected))
+  if missing or unexpected:
+    raise ValueError(f'weights file {path} does not match the architecture: missing '
+                     f'{missing[:5]}{"..." if len(missing) > 5 else ""}, unexpected '
+                     f'{unexpected[:5]}{"..." if len(unexpected) > 5 else ""}')
+  for key, value in expected.items():
+    if flat[key].shape != value.shape:
+      raise ValueError(f'weights file {path}: {key} has shape {flat[key].shape}, the '
+                       f'architecture needs {value.shape}')
+  leaves = {tuple(k.split('/')): v for k, v in flat.items()}
+
+  def replace(path, variable):
+    key = tuple(str(p) for p in path)
+    return variable.replace(jnp.asarray(leaves[key], variable.get_value().dtype))
+  flat_state = nnx.to_flat_state(state)
+  new = nnx.from_flat_state([(p, replace(p, v)) for p, v in flat_state])
+  nnx.update(encoder, new)
+
+
+def _encoder_prior(encoder: nnx.Module, feature: str):
+  encoder.eval()
+  graphdef, state = nnx.split(encoder)
+
+  def apply_fn(prior_state, views):
+    out = nnx.merge(graphdef, prior_state)(views)
+    return jax.lax.stop_gradient(out[feature].astype(jnp.float32))
+  return apply_fn, state
+
+
+def build_prior(config: ml_collections.ConfigDict,
+                restore_encoder: Callable[[str], nnx.Module] | None = None
+                ) -> tuple[Callable[[Any, jax.Array], jax.Array], Any]:
+  """``(apply_fn, prior_state)`` for ``config.prior`` (see the module docstring).
+
+  ``restore_encoder(workdir) -> encoder`` loads an earlier run's encoder (``checkpoint`` kind);
+  the training loop passes it.
+  """
+  c = config.prior
+  if c.kind not in PRIOR_KINDS:
+    raise ValueError(f'prior.kind must be one of {list(PRIOR_KINDS)}, got {c.kind!r}')
+  if c.feature not in PRIOR_FEATURES:
+    raise ValueError(f'prior.feature must be one of {list(PRIOR_FEATURES)}, got {c.feature!r}')
+  if c.kind == 'pixels':
+    size = int(c.pixel_size)
+    if size < 0:
+      raise ValueError(f'prior.pixel_size must be >= 0 (0: keep the size), got {size}')
+
+    def pixels(prior_state, views):
+      del prior_state
+      x = views.astype(jnp.float32)
+      if size and size != x.shape[1]:
+        x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), 'linear')
+      return x.reshape(x.shape[0], -1)
+    return pixels, {}
+  if c.kind == 'random':
+    return _encoder_prior(build_encoder(config.model, rngs=nnx.Rngs(int(c.seed))), c.feature)
+  if not c.path:
+    raise ValueError(f'prior.path must be set for prior.kind={c.kind!r}')
+  if c.kind == 'weights':
+    encoder = build_encoder(config.model, rngs=nnx.Rngs(0))
+    load_weights_into(encoder, c.path)
+    return _encoder_prior(encoder, c.feature)
+  if restore_encoder is None:
+    raise ValueError('prior.kind=checkpoint needs the training loop (restore_encoder)')
+  return _encoder_prior(restore_encoder(c.path), c.feature)
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  return json.dumps({k: config.prior[k] for k in config.prior.keys()})
