@@ -6,6 +6,9 @@ before any test module runs.
 
 import os
 import pathlib
+import tarfile
+
+import pytest
 
 import jax
 
@@ -16,3 +19,38 @@ _CACHE = os.environ.get('GLF_JAX_TEST_CACHE',
                         str(pathlib.Path(__file__).resolve().parent.parent / '.jax_cache'))
 jax.config.update('jax_compilation_cache_dir', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+# Real CIFAR-10 JPEGs for the end-to-end tests (../shared/data; always present in CI).
+ARCHIVE = (pathlib.Path(__file__).resolve().parent.parent / '..' / 'shared' / 'data' /
+           'cifar10-jpeg.tar.gz').resolve()
+CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
+           'truck')
+PER_CLASS = {'train': 40, 'test': 4}
+GLOBAL_BATCH = 64
+
+
+
+@pytest.fixture(scope='session')
+def cifar_root(tmp_path_factory):
+  """Extracts the first PER_CLASS[split] images of every class, streaming through the archive."""
+  root = tmp_path_factory.mktemp('cifar10')
+  taken = {(split, c): 0 for split in PER_CLASS for c in CLASSES}
+  wanted = sum(PER_CLASS.values()) * len(CLASSES)
+  with tarfile.open(ARCHIVE, 'r|gz') as archive:  # 'r|': a stream, read once, no seeking
+    for member in archive:
+      parts = pathlib.PurePosixPath(member.name).parts  # cifar10/<split>/<class>/NNNN.jpg
+      if not member.isfile() or len(parts) != 4 or (parts[1], parts[2]) not in taken:
+        continue
+      key = (parts[1], parts[2])
+      if taken[key] >= PER_CLASS[parts[1]]:
+        continue
+      target = root.joinpath(*parts[1:])
+      target.parent.mkdir(parents=True, exist_ok=True)
+      target.write_bytes(archive.extractfile(member).read())
+      taken[key] += 1
+      wanted -= 1
+      if not wanted:
+        break
+  assert wanted == 0, f'archive {ARCHIVE} lacks some images: {taken}'
+  return root

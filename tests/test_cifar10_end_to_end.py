@@ -17,37 +17,7 @@ from glf_jax import parallel
 from glf_jax.data import pipeline
 from glf_jax.data import sources
 
-ARCHIVE = (pathlib.Path(__file__).resolve().parent.parent / '..' / 'shared' / 'data' /
-           'cifar10-jpeg.tar.gz').resolve()
-CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
-           'truck')
-PER_CLASS = {'train': 40, 'test': 4}
-GLOBAL_BATCH = 64
-
-
-@pytest.fixture(scope='module')
-def cifar_root(tmp_path_factory):
-  """Extracts the first PER_CLASS[split] images of every class, streaming through the archive."""
-  root = tmp_path_factory.mktemp('cifar10')
-  taken = {(split, c): 0 for split in PER_CLASS for c in CLASSES}
-  wanted = sum(PER_CLASS.values()) * len(CLASSES)
-  with tarfile.open(ARCHIVE, 'r|gz') as archive:  # 'r|': a stream, read once, no seeking
-    for member in archive:
-      parts = pathlib.PurePosixPath(member.name).parts  # cifar10/<split>/<class>/NNNN.jpg
-      if not member.isfile() or len(parts) != 4 or (parts[1], parts[2]) not in taken:
-        continue
-      key = (parts[1], parts[2])
-      if taken[key] >= PER_CLASS[parts[1]]:
-        continue
-      target = root.joinpath(*parts[1:])
-      target.parent.mkdir(parents=True, exist_ok=True)
-      target.write_bytes(archive.extractfile(member).read())
-      taken[key] += 1
-      wanted -= 1
-      if not wanted:
-        break
-  assert wanted == 0, f'archive {ARCHIVE} lacks some images: {taken}'
-  return root
+from tests.conftest import CLASSES, GLOBAL_BATCH, PER_CLASS  # noqa: F401  (fixture: cifar_root)
 
 
 @functools.cache

@@ -99,6 +99,8 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
   c.checkpoint = ml_collections.ConfigDict(dict(
       every_steps=1000, keep=3, async_save=True))
   c.eval = default_eval_config()
+  # num_processes: 0 = one process; N = explicit (with coordinator_address and process_id);
+  # -1 = detect the cluster (SLURM, TPU pod, Open MPI) with jax.distributed.initialize().
   c.distributed = ml_collections.ConfigDict(dict(
       coordinator_address='', num_processes=0, process_id=-1))
   return c
