@@ -1,29 +1,53 @@
-"""Entry point: ``python -m glf_jax.main --config configs/<name>.py [--workdir DIR]``.
+"""Entry point: ``python -m glf_jax.main --config configs/<name>.py[:arg] --workdir DIR``.
 
-The config is locked: overriding or adding an unknown key (``--config.nope=1``) is an error.
+Modes (``config.mode``): ``pretrain`` (resumable; then evaluates), ``eval`` (linear probe, kNN,
+geometry, alignment/uniformity of a trained run), ``linear_probe``, ``knn``, ``finetune``
+(transfer: fine-tune or linear-probe a pretrained encoder on ``config.eval.data``).
+
+The config is locked: overriding or adding an unknown key (``--config.nope=1``) is an error that
+names the key. Multi-process runs set ``--config.distributed.*`` (see ``launch/``).
 """
 
-from absl import app, flags
+import os
+import sys
+
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file('config', None, 'Path to a get_config() file.', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Directory for outputs (summary.json).')
-flags.mark_flags_as_required(['config'])
-
-MODES = ('loss_demo',)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and summary.json.')
+flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def run(config, workdir=None):
-  if config.mode not in MODES:
-    raise ValueError(f'config.mode must be one of {list(MODES)}, got {config.mode!r}')
-  from glf_jax import demo  # deferred: importing JAX before flags parse slows --help
-  return demo.run(config, workdir)
+def run(config, workdir):
+  """Runs ``config.mode`` in ``workdir``; returns the summary dict (also written as JSON)."""
+  from glf_jax import parallel  # deferred: importing JAX before flags parse slows --help
+  d = config.distributed
+  if d.num_processes == -1:
+    # SLURM, TPU pods, Open MPI: jax.distributed finds the cluster from the environment.
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize()
+  else:
+    parallel.initialize_distributed(d.coordinator_address or None, d.num_processes or None,
+                                    d.process_id if d.process_id >= 0 else None)
+  from glf_jax import runner  # pylint: disable=g-import-not-at-top
+  return runner.run(config, workdir)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  run(flags.FLAGS.config, flags.FLAGS.workdir)
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax and grain log every step at INFO
+  try:
+    run(flags.FLAGS.config, flags.FLAGS.workdir)
+  except (ValueError, FileNotFoundError, FloatingPointError, OSError) as e:
+    # Configuration and data errors: one clear line, no traceback noise; exit status 1.
+    logging.error('%s: %s', type(e).__name__, e)
+    print(f'error: {type(e).__name__}: {e}', file=sys.stderr)
+    if os.environ.get('GLF_JAX_TRACEBACK'):
+      raise
+    sys.exit(1)
 
 
 if __name__ == '__main__':

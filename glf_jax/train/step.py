@@ -166,7 +166,8 @@ def make_train_step(*, train_graphdef, objective: Callable, tx: optax.GradientTr
     metrics = {k: v for k, v in aux.items() if jnp.ndim(v) == 0}
     metrics.update({'lr': learning_rate(step), 'grad_norm': optax.tree.norm(grads),
                     'probe/loss': p_loss, 'probe/top1': p_acc,
-                    'finite': finite.astype(jnp.float32)})
+                    'finite': finite.astype(jnp.float32),
+                    'nonfinite_in_a_row': new_state['nonfinite_in_a_row']})
     if uses_target:
       metrics['ema_decay'] = ema_decay(step)
     return new_state, metrics

@@ -1,0 +1,322 @@
+"""The pretraining loop: everything stateful around the pure step.
+
+``pretrain(config, workdir)``: builds data, model, objective and optimiser from the config,
+resumes from the workdir's latest valid checkpoint (refusing a changed config unless
+``allow_config_change``), runs the jitted step over the device mesh, logs (progress line, JSON
+lines, TensorBoard), checkpoints with orbax (periodically, at the end, and on SIGTERM), guards
+against non-finite losses, and returns the final state.
+
+Files in the workdir: ``checkpoints/`` (orbax), ``metrics.jsonl``, ``tensorboard/``,
+``config.json``, ``summary.json`` (written by ``glf_jax.main``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from glf_jax import parallel
+from glf_jax.data import make_loader, make_source
+from glf_jax.losses import build_objective
+from glf_jax.train import config as config_lib
+from glf_jax.train import optim, prior as prior_lib, state as state_lib, step as step_lib
+from glf_jax.train.checkpoint import Checkpointer, read_meta
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Too many consecutive non-finite losses; the last good checkpoint is kept."""
+
+
+class ConfigChangedError(ValueError):
+  """Resuming a workdir with a different config."""
+
+
+@dataclasses.dataclass
+class Run:
+  """What a pretraining run built: the pieces evaluation and benchmarks reuse."""
+  config: ml_collections.ConfigDict
+  mesh: Any
+  train_graphdef: Any
+  eval_graphdef: Any
+  state: dict
+  total_steps: int
+  steps_per_epoch: int
+  num_classes: int
+  interrupted: bool = False
+  train_seconds: float = 0.0
+  images_per_second: float = 0.0
+  skipped_steps: int = 0
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+def _training_pieces(config, *, steps_per_epoch: int, num_classes: int):
+  """Schedule, optimisers, objective and initial state (pure functions of the config)."""
+  total_steps = (config.train.num_steps if config.train.num_steps > 0
+                 else int(math.ceil(config.train.epochs * steps_per_epoch)))
+  schedule = optim.learning_rate_schedule(config.optim, global_batch_size=config.train.batch_size,
+                                          total_steps=total_steps,
+                                          steps_per_epoch=steps_per_epoch)
+  tx = optim.make_optimizer(config.optim, schedule)
+  probe_tx = step_lib.make_probe_optimizer(config)
+  train_graphdef, eval_graphdef, state = state_lib.init_train_state(
+      config, tx=tx, probe_tx=probe_tx, num_classes=num_classes)
+  return total_steps, schedule, tx, probe_tx, train_graphdef, eval_graphdef, state
+
+
+def abstract_run_state(config, *, steps_per_epoch: int, num_classes: int):
+  """``(train_graphdef, eval_graphdef, abstract_state)`` of a config, allocating nothing."""
+  graphdefs = {}
+
+  def build():
+    pieces = _training_pieces(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
+    graphdefs['train'], graphdefs['eval'] = pieces[4], pieces[5]
+    return pieces[-1]
+  abstract = jax.eval_shape(build)
+  return graphdefs['train'], graphdefs['eval'], abstract
+
+
+def load_encoder(workdir: str, *, mesh=None):
+  """The encoder of an earlier run: ``(config, eval_graphdef, params, batch_stats, step)``.
+
+  Reads the saved config from the run's latest valid checkpoint, rebuilds its state's structure
+  (without allocating it) and restores it. Raises ``FileNotFoundError`` without a checkpoint.
+  """
+  directory = checkpoint_dir(workdir)
+  meta = read_meta(directory) if os.path.isdir(directory) else None
+  if meta is None:
+    raise FileNotFoundError(f'no glf_jax checkpoint in {directory} (train a model with '
+                            f'mode=pretrain and --workdir={workdir} first)')
+  config = ml_collections.ConfigDict(json.loads(meta['config']))
+  _, eval_graphdef, abstract = abstract_run_state(
+      config, steps_per_epoch=meta['steps_per_epoch'], num_classes=meta['num_classes'])
+  sharding = parallel.replicated(mesh if mesh is not None else parallel.make_mesh(1))
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                          abstract)
+  with Checkpointer(directory, keep=1_000_000, async_save=False) as ckpt:
+    step, state, _, _ = ckpt.restore(abstract)
+  return config, eval_graphdef, state['params'], state['batch_stats'], step
+
+
+def _restore_prior_encoder(path: str):
+  """``prior.kind=checkpoint``: the encoder of the run in ``path``, as a module."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  config, eval_graphdef, params, batch_stats, _ = load_encoder(path)
+  del config
+  return nnx.merge(eval_graphdef, params, batch_stats)
+
+
+class _Writers:
+  """Progress line, metrics.jsonl and TensorBoard events; process 0 only."""
+
+  def __init__(self, workdir: str, enabled: bool):
+    self.enabled = enabled
+    self.jsonl = None
+    self.tb = None
+    if not enabled:
+      return
+    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
+    try:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    except ImportError:  # optional: JSON lines carry the same numbers
+      logging.warning('tensorboardX is not installed; no TensorBoard events are written')
+
+  def write(self, step: int, scalars: dict[str, float]):
+    if not self.enabled:
+      return
+    self.jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+    self.jsonl.flush()
+    if self.tb is not None:
+      for key, value in scalars.items():
+        self.tb.add_scalar(key, value, step)
+
+  def close(self):
+    if self.jsonl is not None:
+      self.jsonl.close()
+    if self.tb is not None:
+      self.tb.close()
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+class _SigtermFlag:
+  """SIGTERM sets a flag; the loop saves a checkpoint and returns at the next step boundary."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
+  """Pretrains (or resumes) the run in ``workdir``; see the module docstring."""
+  config_lib.validate(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  mesh = parallel.make_mesh(config.train.num_devices or None)
+
+  source = make_source(config.data, 'train')
+  loader = make_loader(source, seed=config.seed, global_batch_size=config.train.batch_size,
+                       worker_count=config.train.worker_count)
+  steps_per_epoch = loader.steps_per_epoch
+  num_classes = int(source.num_classes)
+  (total_steps, schedule, tx, probe_tx, train_graphdef, eval_graphdef,
+   state) = _training_pieces(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
+  objective = build_objective(config.objective)
+  uses_prior = bool(config.objective.get('adc', {}).get('use_prior', False)) and (
+      'adc' in config.objective.name.split('+')[1:])
+  prior_apply, prior_state = (prior_lib.build_prior(config, _restore_prior_encoder)
+                              if uses_prior else (None, {}))
+  ema = (optim.ema_decay_schedule(config.byol.ema_base, total_steps)
+         if config.objective.name.split('+')[0] == 'byol' else None)
+  swav_freeze = int(round(config.swav.freeze_prototypes_epochs * steps_per_epoch))
+
+  replicated = parallel.replicated(mesh)
+  state = jax.device_put(state, replicated)
+  prior_state = jax.device_put(prior_state, replicated)
+
+  ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
+                      async_save=config.checkpoint.async_save)
+  iterator = iter(loader)
+  meta = read_meta(ckpt.directory) if ckpt.latest_step() is not None else None
+  if meta is not None:
+    changed = config_lib.config_differences(meta['config'], config)
+    if changed and not config.allow_config_change:
+      ckpt.close()
+      raise ConfigChangedError(
+          f'{workdir} holds a run with a different config; differing keys: {changed}. Use a new '
+          f'--workdir, or pass --config.allow_config_change=True to resume anyway.')
+    if changed:
+      logging.warning('resuming with a changed config (allow_config_change): %s', changed)
+    restored = ckpt.restore(state)
+    if restored is not None:
+      _, state, data_state, _ = restored
+      iterator.set_state(data_state)
+      if is_chief:
+        print(f'resumed from step {int(state["step"])} ({ckpt.directory})', flush=True)
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
+      f.write(config_lib.to_json(config))
+
+  train_step = step_lib.make_train_step(
+      train_graphdef=train_graphdef, objective=objective, tx=tx, probe_tx=probe_tx,
+      config=config, learning_rate=schedule, ema_decay=ema, prior_apply=prior_apply,
+      swav_freeze_steps=swav_freeze)
+  train_step = jax.jit(train_step, donate_argnums=0)
+
+  meta_out = {'config': config_lib.to_json(config), 'steps_per_epoch': steps_per_epoch,
+              'num_classes': num_classes, 'total_steps': total_steps}
+
+  def save(step, force=False):
+    return ckpt.save(step, state, data_state=iterator.get_state(), meta=meta_out, force=force)
+
+  writers = _Writers(workdir, is_chief)
+  run = Run(config=config, mesh=mesh, train_graphdef=train_graphdef, eval_graphdef=eval_graphdef,
+            state=state, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+            num_classes=num_classes)
+  step = int(state['step'])
+  start_step = step
+  images_per_step = config.train.batch_size
+  log_every = max(1, int(config.train.log_every))
+  t_start = time.perf_counter()
+  t_window, window_start_step = t_start, step
+  pending = None  # the previous step's metrics: read one step late so dispatch stays async
+  stop_after = config.train.stop_after_steps
+
+  def check(step_done, metrics):
+    nonlocal t_window, window_start_step
+    if int(metrics['nonfinite_in_a_row']) >= config.train.max_nonfinite_in_a_row:
+      terms = {k: float(v) for k, v in metrics.items()}
+      ckpt.wait_until_finished()
+      raise NonFiniteLossError(
+          f'{int(metrics["nonfinite_in_a_row"])} non-finite losses in a row, the last at step '
+          f'{step_done}; loss terms: {terms}. The updates were skipped; the last good checkpoint '
+          f'(step {ckpt.latest_step()}) is kept in {ckpt.directory}. Lower the learning rate, '
+          f'check the inputs, or raise train.max_nonfinite_in_a_row.')
+    if step_done % log_every and step_done != total_steps:
+      return
+    now = time.perf_counter()
+    rate = (step_done - window_start_step) * images_per_step / max(now - t_window, 1e-9)
+    t_window, window_start_step = now, step_done
+    scalars = {k: float(v) for k, v in metrics.items()}
+    scalars.update(epoch=step_done / steps_per_epoch, images_per_second=rate)
+    writers.write(step_done, scalars)
+    if is_chief:
+      eta = (total_steps - step_done) * images_per_step / max(rate, 1e-9)
+      terms = '  '.join(f'{k} {scalars[k]:.4f}' for k in ('loss', *objective.term_names))
+      print(f'step {step_done}/{total_steps}  epoch {scalars["epoch"]:.2f}  '
+            f'{rate:.1f} img/s  ETA {_format_eta(eta)}  |  {terms}  probe/top1 '
+            f'{scalars["probe/top1"]:.3f}', flush=True)
+
+  with _SigtermFlag() as sigterm:
+    try:
+      while step < total_steps:
+        batch = parallel.to_global_batch(next(iterator), mesh)
+        state, metrics = train_step(state, batch, prior_state)
+        step += 1
+        if pending is not None:
+          check(*pending)
+        pending = (step, metrics)
+        if step % config.checkpoint.every_steps == 0:
+          save(step)
+        if sigterm.raised:
+          check(*pending)
+          pending = None
+          save(step, force=True)
+          ckpt.wait_until_finished()
+          logging.warning('SIGTERM: saved step %d to %s and stopped', step, ckpt.directory)
+          run.interrupted = True
+          break
+        if stop_after and step >= stop_after:
+          run.interrupted = True
+          break
+      if pending is not None:
+        check(*pending)
+      if not run.interrupted:
+        save(step, force=True)
+      ckpt.wait_until_finished()
+    finally:
+      writers.close()
+      ckpt.close()
+  seconds = time.perf_counter() - t_start
+  run.state = state
+  run.train_seconds = seconds
+  run.images_per_second = (step - start_step) * images_per_step / max(seconds, 1e-9)
+  run.skipped_steps = int(state['nonfinite_total'])
+  return run
+
+
+def put_global(x: np.ndarray, mesh) -> jax.Array:
+  return jax.device_put(jnp.asarray(x), parallel.replicated(mesh))

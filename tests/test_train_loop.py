@@ -1,0 +1,177 @@
+"""The main job end to end: pretrain, resume after SIGKILL / SIGTERM, refuse changed configs,
+stop on non-finite losses, evaluate and write summary.json. Real CIFAR-10 JPEGs (few hundred)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from glf_jax import main
+from glf_jax.losses import glf
+from glf_jax.train import loop
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TOTAL_STEPS = 40
+
+
+def _cifar_overrides(root, **extra):
+  settings = {
+      'data.name': 'image_folder', 'data.root': str(root), 'model.arch': 'resnet_tiny',
+      'model.projector_hidden_dim': 32, 'model.projection_dim': 16, 'train.batch_size': 32,
+      'train.num_steps': TOTAL_STEPS, 'train.log_every': 2, 'checkpoint.every_steps': 4,
+      'eval.probe_epochs': 20, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
+      'optim.name': 'sgd', 'optim.base_learning_rate': 0.1, 'optim.warmup_epochs': 0.5,
+  }
+  settings.update(extra)
+  return [f'--config.{k}={v}' for k, v in settings.items()]
+
+
+def _command(workdir, overrides):
+  return [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/cifar10_simclr.py:adc',
+          '--workdir', str(workdir), *overrides]
+
+
+def _env():
+  env = dict(os.environ)
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['PYTHONPATH'] = str(ROOT)
+  env.setdefault('GLF_JAX_TEST_CACHE', str(ROOT / '.jax_cache'))
+  return env
+
+
+def _final_params(workdir):
+  _, _, params, batch_stats, step = loop.load_encoder(str(workdir))
+  return step, [np.asarray(x) for x in jax.tree.leaves((params, batch_stats))]
+
+
+def _run_and_kill(workdir, overrides, sig, after_line):
+  """Starts the job, sends ``sig`` as soon as a progress line starts with ``after_line``."""
+  proc = subprocess.Popen(_command(workdir, overrides), cwd=ROOT, env=_env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  output = []
+  sent = False
+  for line in proc.stdout:
+    output.append(line)
+    if not sent and line.startswith(after_line):
+      proc.send_signal(sig)
+      sent = True
+  proc.wait(timeout=300)
+  assert sent, ''.join(output)
+  return proc.returncode, ''.join(output)
+
+
+def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
+  overrides = _cifar_overrides(cifar_root, **{'data.cache_dir': str(tmp_path / 'cache')})
+  # Uninterrupted reference (no evaluation, to save time).
+  reference = tmp_path / 'reference'
+  done = subprocess.run(_command(reference, overrides + ['--config.train.eval_after=False']),
+                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout + done.stderr
+
+  # SIGKILL in the middle of training, then the same command again.
+  resumed = tmp_path / 'resumed'
+  code, output = _run_and_kill(resumed, overrides, signal.SIGKILL, f'step 10/{TOTAL_STEPS}')
+  assert code == -signal.SIGKILL, output
+  assert not (resumed / 'summary.json').exists()
+  again = subprocess.run(_command(resumed, overrides), cwd=ROOT, env=_env(), capture_output=True,
+                         text=True, timeout=600)
+  assert again.returncode == 0, again.stdout + again.stderr
+  assert 'resumed from step' in again.stderr + again.stdout or 'step 12/' not in again.stdout
+
+  ref_step, ref_leaves = _final_params(reference)
+  step, leaves = _final_params(resumed)
+  assert ref_step == step == TOTAL_STEPS
+  for a, b in zip(ref_leaves, leaves):
+    np.testing.assert_array_equal(a, b)
+
+  summary = json.loads((resumed / 'summary.json').read_text())
+  assert summary['status'] == 'finished' and summary['step'] == TOTAL_STEPS
+  assert summary['objective'] == 'simclr+adc'
+  results = summary['pretrained']
+  for key in ('linear/top1', 'linear/top5', 'knn/k20', 'knn/k200', 'geometry/compactness',
+              'alignment/alignment', 'alignment/uniformity'):
+    assert key in results and np.isfinite(results[key]), key
+  assert 0.0 <= results['linear/top1'] <= results['linear/top5'] <= 1.0
+  lines = [json.loads(l) for l in (resumed / 'metrics.jsonl').read_text().splitlines()]
+  assert lines[-1]['step'] == TOTAL_STEPS and {'loss', 'simclr', 'adc', 'lr'} <= set(lines[-1])
+  assert any(p.name.startswith('events.out.tfevents')
+             for p in (resumed / 'tensorboard').iterdir())
+
+
+def test_sigterm_saves_and_exits_cleanly(cifar_root, tmp_path):
+  overrides = _cifar_overrides(cifar_root, **{'data.cache_dir': str(tmp_path / 'cache'),
+                                              'checkpoint.every_steps': 1000})
+  code, output = _run_and_kill(tmp_path / 'run', overrides, signal.SIGTERM,
+                               f'step 6/{TOTAL_STEPS}')
+  assert code == 0, output
+  summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
+  assert summary['status'] == 'interrupted'
+  step, _ = _final_params(tmp_path / 'run')
+  # The SIGTERM checkpoint is the step where the loop stopped (no periodic one before it).
+  assert 6 <= step == summary['step'] < TOTAL_STEPS
+
+
+def _digits_config(**train):
+  sys.path.insert(0, str(ROOT))
+  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  config = quickstart.get_config()
+  config.train.num_steps = 4
+  config.train.batch_size = 64
+  config.train.eval_after = False
+  for key, value in train.items():
+    config.train[key] = value
+  return config
+
+
+def test_changed_config_is_refused_on_resume_unless_allowed(tmp_path):
+  config = _digits_config()
+  main.run(config, str(tmp_path))
+  changed = _digits_config(num_steps=6)
+  changed.optim.base_learning_rate = 0.5
+  with pytest.raises(loop.ConfigChangedError, match='optim.base_learning_rate'):
+    main.run(changed, str(tmp_path))
+  changed.allow_config_change = True
+  summary = main.run(changed, str(tmp_path))
+  assert summary['step'] == 6
+
+
+def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path):
+  glf.register_constraint('always_nan', glf.Term(
+      lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {}))
+  config = _digits_config(num_steps=20, max_nonfinite_in_a_row=3)
+  config.objective.name = 'simclr+always_nan'
+  with pytest.raises(loop.NonFiniteLossError, match=r'3 non-finite losses in a row.*step 3'):
+    main.run(config, str(tmp_path))
+
+
+def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
+  config = _digits_config(num_steps=6, eval_after=True)
+  config.eval.probe_epochs = 10
+  summary = main.run(config, str(tmp_path))
+  saved = json.loads((tmp_path / 'summary.json').read_text())
+  assert saved['status'] == 'finished' and saved['step'] == 6
+  for column in (summary['random_init'], summary['pretrained']):
+    assert 0.0 <= column['linear/top1'] <= 1.0 and 0.0 <= column['knn/k20'] <= 1.0
+  assert saved['random_init'] != saved['pretrained']
+
+
+@pytest.mark.parametrize('override,message', [
+    ('--config.nope=1', 'nope'),
+    ('--config.objective.name=simclr+magic', 'constraint term'),
+    ('--config.objective.adc.rho=2.0', 'rho must be > 2'),
+    ('--config.data.name=imagenet2012', 'tfds'),
+])
+def test_command_line_rejects_bad_config(override, message, tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/quickstart.py', override,
+       '--config.train.num_steps=1', f'--workdir={tmp_path}'], cwd=ROOT, env=_env(),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert message in result.stderr.lower() or message in result.stderr
