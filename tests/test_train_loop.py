@@ -143,8 +143,9 @@ def test_changed_config_is_refused_on_resume_unless_allowed(tmp_path):
 
 
 def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path):
-  glf.register_constraint('always_nan', glf.Term(
-      lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {}))
+  if 'always_nan' not in glf.CONSTRAINT_TERMS:  # one registry for the whole session
+    glf.register_constraint('always_nan', glf.Term(
+        lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {}))
   config = _digits_config(num_steps=20, max_nonfinite_in_a_row=3)
   config.objective.name = 'simclr+always_nan'
   with pytest.raises(loop.NonFiniteLossError, match=r'3 non-finite losses in a row.*step 3'):
