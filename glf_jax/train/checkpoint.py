@@ -2,156 +2,385 @@
 
 A checkpoint ``<directory>/<step>/`` holds three items:
 
-* ``state``: the train-state pytree (``glf_jax.train.state``), saved sharded as it lies on the
-  mesh and restored onto the shardings of an abstract state;
+* ``state``: the train-state pytree (``glf_jax.train.state``: parameters, BN statistics,
+  optimiser state, EMA target, step, PRNG key data), saved sharded as it lies on the mesh and
+  restored onto the shardings of an abstract state;
 * ``data``: the grain iterator's state (JSON), so a resumed run sees exactly the batches it would
   have seen;
-* ``meta``: the run's config (JSON) and what is needed to rebuild its structure.
+* ``meta``: the run's config and whatever else the caller passes (JSON), plus ``step`` and
+  ``wall_time``; ``read_meta`` reads it without knowing the state's structure.
 
-Orbax writes each checkpoint to a temporary directory and renames it on commit, so a run killed
-mid-save leaves no half-written ``<step>/``. A committed checkpoint that cannot be read (a file
-lost or truncated afterwards) is moved aside to ``corrupt-<step>-<time>`` (a name orbax does not
-treat as a step) with a warning, and the previous one is used: the manager's notion of "latest"
-then matches what was restored, and the next save cannot delete the only good checkpoint.
+Guarantees, and how they are obtained:
+
+* **Atomic saves.** Orbax writes each checkpoint to ``<step>.orbax-checkpoint-tmp`` and renames it
+  on commit, so a run killed mid-save (SIGKILL, preemption) leaves no half-written ``<step>/``;
+  orbax ignores the temporary directory when listing steps. A writing ``Checkpointer`` removes
+  such leftovers just before its first save (not when it is opened: a process that only reads a
+  run, e.g. an evaluation job, must not delete the temporary directory of a save in flight).
+* **Keep the latest N, never lose the latest.** ``max_to_keep=keep`` (>= 1); orbax deletes old
+  steps only after the new one has committed, so a failed save (a full disk) deletes nothing.
+* **Fallback past unreadable checkpoints.** ``restore()`` tries the newest step first; when orbax
+  cannot read it (a file lost or truncated afterwards, an item missing) it logs a warning naming
+  the step and the error and tries the previous one. Once an older step restores, the newer
+  unreadable step directories are *renamed* to ``corrupt-<step>-<time>`` (a name orbax does not
+  treat as a step; renamed rather than deleted because the failure may be transient, e.g. a
+  permission or network-filesystem error, and the files are evidence). Without this the manager
+  would still consider the unreadable step the latest: saves at smaller steps would be skipped
+  (orbax only saves steps above the latest), it would occupy one of the ``keep`` slots, and
+  re-saving its step number would fail. Nothing is moved when *no* step can be read (typically a
+  state structure that does not match the checkpoints, not corruption): that raises instead.
+* **Clear save errors.** Any error while saving (synchronously, or surfacing from the background
+  write in ``wait_until_finished`` / the next ``save``) becomes a ``CheckpointError`` naming the
+  directory and the checkpoints still intact; the manager is then re-read from disk so that its
+  idea of the existing steps matches the files, and the failed save's temporary directory is
+  removed (with retries: orbax reports the first failed write while others may still be running).
+
+Limits: orbax does not checksum array data, so corruption that leaves files well-formed is not
+detected. In multi-process runs the renaming of unreadable steps is done by process 0 (as orbax
+itself does for deletions), with a barrier before anyone re-reads the directory.
 """
 
 from __future__ import annotations
 
 import errno
+import json
+import numbers
 import os
 import time
 from typing import Any
 
 from absl import logging
+from etils import epath
 import jax
 import orbax.checkpoint as ocp
+
+_ITEMS = ('state', 'data', 'meta')
+_ERROR_CHARS = 400  # tensorstore errors run to kilobytes; keep the gist in messages
+# Orbax's name for a save in progress, `<step>` + this (orbax/checkpoint/_src/path/
+# atomicity_types.py, TMP_DIR_SUFFIX); such directories are never listed as steps.
+_TMP_SUFFIX = '.orbax-checkpoint-tmp'
 
 
 class CheckpointError(OSError):
   """Saving or reading checkpoints failed (the message names the directory)."""
 
 
-def _manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                         enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(directory, options=options, item_names=('state', 'data', 'meta'))
+def _make_manager(directory: epath.Path, *, keep: int, async_save: bool, read_only: bool,
+                  cleanup: bool) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=None if read_only else keep,
+      create=not read_only,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=cleanup and not read_only,
+      read_only=read_only)
+  return ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
+
+
+def _path(directory: str) -> epath.Path:
+  # Absolute for local paths (the directory is reported in messages); URLs (gs://) as given.
+  return epath.Path(directory if '://' in str(directory) else os.path.abspath(directory))
+
+
+def _short(error: BaseException) -> str:
+  text = f'{type(error).__name__}: {error}'
+  return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + '...'
+
+
+def _check_json(name: str, value: Any) -> None:
+  # JsonSave serialises in the background thread: fail here, with a clear message, instead.
+  try:
+    json.dumps(value)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f'checkpoint {name} must be JSON-serialisable: {e}') from e
+
+
+def _as_abstract(x):
+  """A restore target for one leaf: jax.Arrays become ShapeDtypeStructs keeping their sharding."""
+  if isinstance(x, jax.Array):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+  return x  # ShapeDtypeStruct, NumPy array or scalar: orbax restores each as that kind
 
 
 class Checkpointer:
-  """Save / restore with keep-latest-N and fallback past unreadable checkpoints."""
+  """Saves and restores a run's checkpoints (see the module docstring).
 
-  def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True):
-    if int(keep) != keep or keep < 1:
-      raise ValueError(f'checkpoint.keep must be an int >= 1, got {keep!r}')
-    self.directory = os.path.abspath(directory)
+  Usage::
+
+    with Checkpointer(directory, keep=3) as ckpt:
+      restored = ckpt.restore(abstract_state)      # None on a fresh run
+      ...
+      ckpt.save(step, state, data_state=iterator.get_state(), meta={'config': config_json})
+  """
+
+  def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True,
+               read_only: bool = False):
+    """Opens (and, unless ``read_only``, creates) ``directory``.
+
+    Args:
+      directory: where the step directories live.
+      keep: how many of the newest checkpoints to keep (>= 1).
+      async_save: write in a background thread once the arrays are copied to host memory.
+      read_only: never write, rename or delete anything (evaluation of another run's
+        checkpoints); ``save`` raises and unreadable steps are only skipped.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1:
+      raise ValueError(f'checkpoint keep must be an int >= 1, got {keep!r}')
+    self._path = _path(directory)
+    self.directory = str(self._path)
+    self._keep, self._async, self._read_only = int(keep), bool(async_save), bool(read_only)
+    if not self._read_only:
+      try:
+        self._path.mkdir(parents=True, exist_ok=True)
+      except OSError as e:
+        raise CheckpointError(e.errno or errno.EIO,
+                              f'cannot create checkpoint directory {self.directory}: {e}') from e
+    self._cleaned = False  # stale temporary directories removed (just before the first save)
+    self._pending_step = None  # step of an async save that may still be writing
+    self._manager = self._new_manager(cleanup=False)
+
+  def _new_manager(self, cleanup: bool) -> ocp.CheckpointManager:
+    return _make_manager(self._path, keep=self._keep, async_save=self._async,
+                         read_only=self._read_only, cleanup=cleanup)
+
+  def _reload(self, cleanup: bool = False) -> None:
+    """Replaces the manager by one that reads the step list from disk afresh."""
     try:
-      os.makedirs(self.directory, exist_ok=True)
-    except OSError as e:
-      raise CheckpointError(e.errno, f'cannot create checkpoint directory {self.directory}: {e}')
-    self._keep, self._async = int(keep), bool(async_save)
-    self._manager = _manager(self.directory, self._keep, self._async)
+      self._manager.close()
+    except Exception as e:  # pylint: disable=broad-except
+      # Already reported by wait_until_finished; the old manager is discarded either way.
+      logging.info('closing the checkpoint manager of %s: %s', self.directory, _short(e))
+    self._manager = self._new_manager(cleanup=cleanup)
 
-  def __enter__(self):
+  def __enter__(self) -> Checkpointer:
     return self
 
-  def __exit__(self, *exc):
+  def __exit__(self, *exc) -> None:
     self.close()
 
   def latest_step(self) -> int | None:
+    """The newest committed step (as the manager sees it), or None."""
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
+    """The committed steps, ascending."""
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, *, data_state: dict, meta: dict | None = None,
            force: bool = False) -> bool:
-    """Starts saving ``state`` at ``step`` (async when configured); False if already saved."""
+    """Starts saving a checkpoint at ``step``; True when a save was started.
+
+    Returns once the arrays are copied to host memory (the caller may then donate or overwrite
+    them); with ``async_save`` the files are written in the background. Returns False when
+    ``step`` is already saved (or orbax's policy declines and ``force`` is False).
+
+    Args:
+      step: the step number (the directory name).
+      state: a pytree of jax.Arrays (possibly sharded over a mesh), NumPy arrays or scalars.
+      data_state: the data iterator's state (JSON-serialisable dict).
+      meta: more JSON to store (e.g. the config); ``step`` and ``wall_time`` are added.
+      force: save even if orbax's save policy would skip this step.
+
+    Raises:
+      CheckpointError: the save (or the previous async one) failed; no checkpoint was deleted.
+      TypeError: ``data_state`` or ``meta`` is not JSON-serialisable.
+      ValueError: the checkpointer is read-only.
+    """
+    if self._read_only:
+      raise ValueError(f'checkpoint directory {self.directory} was opened read_only')
+    step = int(step)
+    meta_out = {**(meta or {}), 'step': step, 'wall_time': time.time()}
+    _check_json('data_state', data_state)
+    _check_json('meta', meta_out)
+    self.wait_until_finished()  # a failure of the previous async save is reported as its own
+    if not self._cleaned:
+      # Leftovers of saves killed in an earlier run; orbax removes them (process 0) and waits
+      # for that before this save starts.
+      self._reload(cleanup=True)
+      self._cleaned = True
     if step in self._manager.all_steps():
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(data_state),
-                              meta=ocp.args.JsonSave({**(meta or {}), 'step': int(step),
-                                                      'time': time.time()}))
+                              meta=ocp.args.JsonSave(meta_out))
     try:
-      return bool(self._manager.save(step, args=args, force=force))
+      started = bool(self._manager.save(step, args=args, force=force))
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_error(step, e) from e
+    if started and self._async:
+      self._pending_step = step
+    return started
+
+  def _save_error(self, step: int | None, error: BaseException) -> CheckpointError:
+    # A failed save has left the manager's step list wrong (orbax registers the new step and
+    # drops the ones it planned to delete before the write finishes): re-read it from disk.
+    self._reload()
+    if step is not None:
+      self._remove_failed_save(step)
+    code = getattr(error, 'errno', None)
+    if code == errno.ENOSPC:
+      reason = 'the disk is full'
+    elif code == getattr(errno, 'EDQUOT', None):
+      reason = 'the disk quota is exceeded'
+    else:
+      reason = 'error'
+    which = f'step {step}' if step is not None else 'a checkpoint'
+    return CheckpointError(
+        code or errno.EIO,
+        f'saving checkpoint {which} to {self.directory} failed ({reason}: {_short(error)}); '
+        f'no checkpoint was deleted: the earlier ones (steps {self.all_steps()}) are intact. '
+        'Fix the cause (free space) and resume from the latest one.')
+
+  def _remove_failed_save(self, step: int) -> None:
+    """Removes the temporary directory of a failed save, once its last writes have stopped.
+
+    Orbax reports the first failed write without waiting for the others, which may still be
+    writing into ``<step>.orbax-checkpoint-tmp``; removing it while they do fails (ENOTEMPTY),
+    and so would orbax's own removal when the step is saved again. Hence the retries. A leftover
+    is harmless: orbax ignores it, and the next run's first save removes it.
+    """
+    if jax.process_index() != 0:
+      return
+    tmp = self._path / f'{step}{_TMP_SUFFIX}'
+    for attempt in range(20):
+      try:
+        if tmp.exists():
+          tmp.rmtree()
+        return
+      except OSError as e:
+        if attempt == 19:
+          logging.warning('could not remove %s after a failed save (%s); the next run removes it',
+                          tmp, _short(e))
+        time.sleep(0.1)
+
+  def wait_until_finished(self) -> None:
+    """Blocks until a background save has committed; raises ``CheckpointError`` if it failed."""
+    step, self._pending_step = self._pending_step, None
+    try:
+      self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       raise self._save_error(step, e) from e
 
-  def _save_error(self, step, error) -> CheckpointError:
-    full = isinstance(error, OSError) and error.errno == errno.ENOSPC
-    reason = 'the disk is full' if full else f'{type(error).__name__}: {error}'
-    return CheckpointError(getattr(error, 'errno', None) or errno.EIO,
-                           f'saving checkpoint step {step} in {self.directory} failed ({reason}); '
-                           f'the earlier checkpoints {self.all_steps()} are intact')
+  def restore(self, abstract_state: Any, step: int | None = None
+              ) -> tuple[int, Any, dict, dict] | None:
+    """Reads ``(step, state, data_state, meta)`` of ``step`` or of the latest readable checkpoint.
 
-  def wait_until_finished(self) -> None:
-    try:
-      self._manager.wait_until_finished()
-    except Exception as e:  # pylint: disable=broad-except
-      raise self._save_error(self._manager.latest_step(), e) from e
+    Args:
+      abstract_state: the state's structure: a pytree of ``jax.ShapeDtypeStruct`` with
+        ``.sharding`` (restored arrays land there), or of concrete arrays (their shape, dtype and
+        sharding are used; NumPy leaves come back as NumPy arrays).
+      step: a specific step; None for the newest one that can be read, falling back past (and,
+        unless read-only, setting aside) newer unreadable ones, with a warning for each.
 
-  def restore(self, abstract_state: Any, step: int | None = None):
-    """``(step, state, data_state, meta)`` of ``step`` or the latest readable checkpoint.
+    Returns:
+      The tuple above, or None when the directory holds no checkpoint.
 
-    Returns None when the directory holds no checkpoint; raises ``CheckpointError`` when it holds
-    some but none can be read.
+    Raises:
+      CheckpointError: ``step`` cannot be read, or checkpoints exist but none can be read.
     """
+    self.wait_until_finished()
     abstract = jax.tree.map(_as_abstract, abstract_state)
-    steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
+    if step is not None:
+      try:
+        return self._restore_step(int(step), abstract)
+      except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(errno.EIO, f'cannot read checkpoint step {step} in '
+                              f'{self.directory}: {_short(e)}') from e
+    steps = sorted(self._manager.all_steps(), reverse=True)
     if not steps:
       return None
-    errors = []
+    unreadable = []
     for candidate in steps:
-      args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
       try:
-        restored = self._manager.restore(candidate, args=args)
-        return candidate, restored['state'], dict(restored['data']), dict(restored['meta'])
+        restored = self._restore_step(candidate, abstract)
       except Exception as e:  # pylint: disable=broad-except
-        errors.append(f'step {candidate}: {type(e).__name__}: {e}')
-        if step is not None:
-          break
-        self._set_aside(candidate, e)
-    raise CheckpointError(errno.EIO, f'no readable checkpoint in {self.directory}: '
-                          + '; '.join(errors))
+        logging.warning('checkpoint step %d in %s cannot be read (%s); trying the previous one',
+                        candidate, self.directory, _short(e))
+        unreadable.append((candidate, e))
+        continue
+      if unreadable:
+        logging.warning('restored checkpoint step %d from %s instead of the newer unreadable '
+                        'step(s) %s', candidate, self.directory, [s for s, _ in unreadable])
+        if not self._read_only:
+          self._set_aside([s for s, _ in unreadable])
+      return restored
+    raise CheckpointError(
+        errno.EIO,
+        f'none of the checkpoints in {self.directory} can be read (nothing was changed); '
+        'if every step fails the same way, the state structure given to restore probably does '
+        'not match the saved one. ' + '; '.join(f'step {s}: {_short(e)}' for s, e in unreadable))
 
-  def _set_aside(self, step: int, error: Exception) -> None:
-    source = os.path.join(self.directory, str(step))
-    target = os.path.join(self.directory, f'corrupt-{step}-{int(time.time())}')
-    logging.warning('checkpoint step %d in %s cannot be read (%s: %s); moved it to %s and falling '
-                    'back to the previous checkpoint', step, self.directory,
-                    type(error).__name__, str(error)[:500], target)
-    if jax.process_index() == 0 and os.path.isdir(source):
-      os.rename(source, target)
-    self._manager.close()
-    self._manager = _manager(self.directory, self._keep, self._async)
+  def _restore_step(self, step: int, abstract: Any) -> tuple[int, Any, dict, dict]:
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                              data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
+    restored = self._manager.restore(step, args=args)
+    data, meta = restored['data'], restored['meta']
+    if not isinstance(data, dict) or not isinstance(meta, dict):
+      raise ValueError(f'items data/meta are not JSON objects: {type(data)}, {type(meta)}')
+    return step, restored['state'], dict(data), dict(meta)
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Renames unreadable step directories out of orbax's naming, then re-reads the directory."""
+    if jax.process_index() == 0:
+      stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
+      for step in steps:
+        source = self._path / str(step)
+        target = self._path / f'corrupt-{step}-{stamp}'
+        suffix = 1
+        while target.exists():
+          target = self._path / f'corrupt-{step}-{stamp}-{suffix}'
+          suffix += 1
+        try:
+          source.rename(target)
+        except FileNotFoundError:
+          continue  # gone meanwhile (e.g. deleted by the run that owns it): nothing to set aside
+        except OSError as e:
+          raise CheckpointError(
+              e.errno or errno.EIO,
+              f'checkpoint step {step} in {self.directory} cannot be read and cannot be moved '
+              f'aside ({e}); remove or rename {source} by hand') from e
+        logging.warning('moved the unreadable checkpoint %s to %s', source, target)
+    # No process may re-list the directory before process 0 has renamed everything.
+    ocp.multihost.sync_global_processes('glf_jax_checkpoint_set_aside')
+    self._reload()
 
   def close(self) -> None:
+    """Waits for a background save (raising ``CheckpointError`` if it failed), then closes."""
     try:
-      self._manager.wait_until_finished()
+      self.wait_until_finished()
     finally:
       self._manager.close()
 
 
-def _as_abstract(x):
-  if isinstance(x, jax.ShapeDtypeStruct):
-    return x
-  sharding = getattr(x, 'sharding', None)
-  return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
-
-
 def read_meta(directory: str) -> dict | None:
-  """The ``meta`` item of the latest checkpoint whose metadata reads; None without any."""
-  if not os.path.isdir(directory):
+  """The ``meta`` item of the newest checkpoint whose ``meta`` reads; never writes anything.
+
+  Returns None when ``directory`` does not exist or holds no checkpoint; unreadable ``meta`` items
+  are skipped with a warning. Note that the step it comes from may still have an unreadable
+  ``state`` (``Checkpointer.restore`` then falls back further).
+
+  Raises:
+    CheckpointError: checkpoints exist but none of their ``meta`` items can be read.
+  """
+  path = _path(directory)
+  if not path.is_dir():
     return None
-  manager = _manager(directory, 1_000_000, False)
+  manager = _make_manager(path, keep=1, async_save=False, read_only=True, cleanup=False)
   try:
-    for step in sorted(manager.all_steps(), reverse=True):
+    steps = sorted(manager.all_steps(), reverse=True)
+    errors = []
+    for step in steps:
       try:
-        restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(restored['meta'])
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+        if not isinstance(meta, dict):
+          raise ValueError(f'meta is not a JSON object: {type(meta)}')
+        return dict(meta)
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning('cannot read the metadata of checkpoint %d in %s: %s', step, directory, e)
+        logging.warning('cannot read the meta of checkpoint step %d in %s (%s); trying the '
+                        'previous one', step, path, _short(e))
+        errors.append(f'step {step}: {_short(e)}')
+    if steps:
+      raise CheckpointError(errno.EIO, f'none of the checkpoints in {path} has a readable meta: '
+                            + '; '.join(errors))
     return None
   finally:
     manager.close()
