@@ -7,10 +7,8 @@ The α, λ grid of the paper: ``--config.objective.balanced.alpha=8 --config.obj
 similarity ablation: ``--config.objective.balanced.similarity=neg_sq_euclidean``.
 """
 
-from glf_jax.train.config import paper_config, parse_config_arg
+from glf_jax.train.config import paper_config_from_arg
 
 
 def get_config(arg=None):
-  words = parse_config_arg(arg)
-  arch = 'resnet50' if 'resnet50' in words else 'resnet18'
-  return paper_config('balanced', 'cifar10', arch, adc='adc' in words)
+  return paper_config_from_arg('balanced', 'cifar10', arg)

@@ -7,10 +7,8 @@ With the same ``--config.seed`` as a SimCLR run (configs/cifar10_simclr.py with
 augmentation keys: the shared-randomness set-up of arXiv 2510.08852.
 """
 
-from glf_jax.train.config import paper_config, parse_config_arg
+from glf_jax.train.config import paper_config_from_arg
 
 
 def get_config(arg=None):
-  words = parse_config_arg(arg)
-  return paper_config('nscl', 'cifar10', 'resnet50' if 'resnet50' in words else 'resnet18',
-                      adc='adc' in words)
+  return paper_config_from_arg('nscl', 'cifar10', arg)

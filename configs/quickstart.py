@@ -4,7 +4,7 @@
 
 Pretrains, then prints linear probe, kNN, class geometry and alignment/uniformity of the
 pretrained encoder next to the same network at its random initialisation. Override any field,
-e.g. ``--config.objective.name=byol+adc`` or ``--config.train.num_steps=100``; unknown keys are
+e.g. ``--config.objective.name=balanced+adc`` or ``--config.train.num_steps=100``; unknown keys are
 refused. A second run with the same workdir resumes (or, when finished, just re-evaluates).
 """
 
@@ -27,7 +27,7 @@ def get_config():
   config.train.epochs = 40
   config.train.log_every = 25
   config.checkpoint.every_steps = 100
-  config.eval.probe_epochs = 200
+  config.eval.probe.epochs = 200
   config.eval.alignment_examples = 256
   config.eval.compare_random_init = True
   # Digits are 8x8 upscaled to 16x16: keep most of each crop so the digit stays legible.

@@ -25,15 +25,15 @@ from flax import nnx
 import ml_collections
 import numpy as np
 
-from glf_jax import metrics, parallel
+from glf_jax import metrics
 from glf_jax.data import augment, make_source
 from glf_jax.evaluate import features as features_lib
 from glf_jax.evaluate import report as report_lib
 from glf_jax.train import config as config_lib
 from glf_jax.train import loop
+from glf_jax.train import state as state_lib
 
 EVAL_PARTS = {'eval': ('linear', 'knn', 'geometry', 'alignment'),
-              'pretrain': ('linear', 'knn', 'geometry', 'alignment'),
               'linear_probe': ('linear',),
               'knn': ('knn',)}
 
@@ -67,15 +67,20 @@ def _subset(source, limit: int):
   return Subset()
 
 
-def make_encode_fn(eval_graphdef, params, batch_stats, view_config, crop_fraction: float):
-  """Jitted ``uint8 images -> h`` (eval transform, BatchNorm running statistics)."""
-  size, mean, std = view_config.image_size, tuple(view_config.mean), tuple(view_config.std)
+def _alignment_uniformity(config, eval_graphdef, params, batch_stats, test_source):
+  """Alignment / uniformity of ``h`` over two views of the first test images (SPEC §4)."""
+  n = min(int(config.eval.alignment_examples), len(test_source))
+  images = np.stack([test_source[i]['image'] for i in range(n)])
+  key = jax.random.key(config.seed + 7)
 
   @jax.jit
-  def encode(p, s, images):
-    x = augment.eval_transform(images, size=size, mean=mean, std=std, crop_fraction=crop_fraction)
-    return nnx.merge(eval_graphdef, p, s)(x)['h'].astype(jnp.float32)
-  return lambda images: encode(params, batch_stats, images)
+  def two_view_features(p, s, images):
+    v1, v2 = augment.two_views(key, images, config.augment)
+    model = nnx.merge(eval_graphdef, p, s)
+    return model(v1)['h'].astype(jnp.float32), model(v2)['h'].astype(jnp.float32)
+  h1, h2 = two_view_features(params, batch_stats, images)
+  return {f'alignment/{k}': float(v) for k, v in
+          metrics.alignment_uniformity(np.asarray(h1), np.asarray(h2)).items()}
 
 
 def evaluate_encoder(config, eval_graphdef, params, batch_stats, *, workdir: str, tag: str,
@@ -86,9 +91,11 @@ def evaluate_encoder(config, eval_graphdef, params, batch_stats, *, workdir: str
   view = config.augment.view1
   train_source = _subset(make_source(data_config, e.train_split), e.max_train_examples)
   test_source = _subset(make_source(data_config, e.test_split), e.max_test_examples)
-  encode = make_encode_fn(eval_graphdef, params, batch_stats, view, e.crop_fraction)
+  graphdef, state = nnx.split(nnx.merge(eval_graphdef, params, batch_stats))
+  encode = features_lib.make_encode_fn(graphdef, state, image_size=view.image_size,
+                                       mean=view.mean, std=view.std,
+                                       crop_fraction=e.crop_fraction)
   cache_dir = os.path.join(workdir, 'features')
-  os.makedirs(cache_dir, exist_ok=True)
   fingerprint = f'{tag}|{data_config.to_json(sort_keys=True)}'
   start = time.perf_counter()
   train_x, train_y = features_lib.extract_features(
@@ -99,36 +106,12 @@ def evaluate_encoder(config, eval_graphdef, params, batch_stats, *, workdir: str
       cache_path=os.path.join(cache_dir, f'{tag}_test.npz'), cache_key=fingerprint + '|test')
   logging.info('%s: features of %d + %d images in %.1f s', tag, len(train_y), len(test_y),
                time.perf_counter() - start)
-  num_classes = int(train_source.num_classes)
-  results: dict[str, float] = {}
-  if 'linear' in parts:
-    probe = report_lib.linear_probe(
-        train_x, train_y, test_x, test_y, num_classes=num_classes, epochs=e.probe_epochs,
-        batch_size=min(e.probe_batch_size, len(train_y)), learning_rate=e.probe_learning_rate,
-        weight_decay=e.probe_weight_decay, optimizer=e.probe_optimizer, seed=config.seed)
-    results.update({'linear/top1': probe['top1'], 'linear/top5': probe['top5']})
-  if 'knn' in parts:
-    from glf_jax.evaluate.knn import knn_accuracy  # pylint: disable=g-import-not-at-top
-    for k in e.knn_k:
-      k_eff = min(int(k), len(train_y))
-      results[f'knn/k{k}'] = float(knn_accuracy(train_x, train_y, test_x, test_y, k=k_eff,
-                                                temperature=e.knn_temperature))
-  if 'geometry' in parts:
-    geometry = metrics.class_geometry(test_x, test_y)
-    results.update({f'geometry/{k}': float(v) for k, v in geometry.items()})
+  results = report_lib.representation_report(
+      train_x, train_y, test_x, test_y, num_classes=int(train_source.num_classes),
+      probe_config=e.probe, seed=config.seed,
+      parts=[p for p in parts if p in report_lib.REPORT_PARTS])
   if 'alignment' in parts and e.alignment_examples > 0:
-    n = min(int(e.alignment_examples), len(test_source))
-    images = np.stack([test_source[i]['image'] for i in range(n)])
-    key = jax.random.key(config.seed + 7)
-
-    @jax.jit
-    def two_view_features(p, s, images):
-      v1, v2 = augment.two_views(key, images, config.augment)
-      model = nnx.merge(eval_graphdef, p, s)
-      return model(v1)['h'].astype(jnp.float32), model(v2)['h'].astype(jnp.float32)
-    h1, h2 = two_view_features(params, batch_stats, images)
-    results.update({f'alignment/{k}': float(v) for k, v in
-                    metrics.alignment_uniformity(np.asarray(h1), np.asarray(h2)).items()})
+    results.update(_alignment_uniformity(config, eval_graphdef, params, batch_stats, test_source))
   return results
 
 
@@ -200,11 +183,8 @@ def _pretrain(config, workdir):
   state = jax.device_get(result.state)
   columns = {}
   if config.eval.compare_random_init:
-    from glf_jax.models import build_encoder  # pylint: disable=g-import-not-at-top
-    from glf_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
     # The same initial parameters the run started from (init is a function of config.seed).
-    encoder = build_encoder(config.model, rngs=nnx.Rngs(config.seed))
-    _, init_eval_graphdef, init_params, init_stats = state_lib.split_encoder(encoder)
+    _, init_eval_graphdef, init_params, init_stats, _ = state_lib.init_encoder(config)
     columns['random init'] = evaluate_encoder(config, init_eval_graphdef, init_params, init_stats,
                                               workdir=workdir, tag='init')
     summary['random_init'] = columns['random init']
@@ -228,10 +208,7 @@ def _finetune(config, workdir):
                          config.eval.max_train_examples)
   test_source = _subset(make_source(data_config, config.eval.test_split),
                         config.eval.max_test_examples)
-  ft = ml_collections.ConfigDict(finetune_lib.default_finetune_config().to_dict())
-  for key in config.eval.finetune.keys():
-    if key in ft:
-      ft[key] = config.eval.finetune[key]
+  ft = ml_collections.ConfigDict(config.eval.finetune.to_dict())
   view = saved_config.augment.view1
   ft.image_size, ft.mean, ft.std = view.image_size, tuple(view.mean), tuple(view.std)
   results = finetune_lib.finetune(encoder.backbone, train_source, test_source,

@@ -5,19 +5,16 @@ repository root; always present in CI), without extracting the whole archive.
 """
 
 import functools
-import pathlib
-import tarfile
 
 import jax
 from jax.sharding import PartitionSpec as P
 import numpy as np
-import pytest
 
 from glf_jax import parallel
 from glf_jax.data import pipeline
 from glf_jax.data import sources
 
-from tests.conftest import CLASSES, GLOBAL_BATCH, PER_CLASS  # noqa: F401  (fixture: cifar_root)
+from tests.conftest import CLASSES, GLOBAL_BATCH  # the cifar_root fixture is in conftest
 
 
 @functools.cache

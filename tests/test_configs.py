@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glf_jax.losses import build_objective
 from glf_jax.train import config as config_lib
-from glf_jax.train import optim, prior as prior_lib, state as state_lib, step as step_lib
+from glf_jax.train import prior as prior_lib
+from glf_jax.train.setup import build_training
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG_FILES = sorted((ROOT / 'configs').glob('*.py'))
@@ -30,36 +30,16 @@ def _load(path, arg=None):
 def _trace_one_step(config):
   config = config_lib.tiny(config)
   config_lib.validate(config)
-  size = 16
   for view in (config.augment.view1, config.augment.view2):
-    view.image_size = size
+    view.image_size = 16
   batch = {'image': jax.ShapeDtypeStruct((8, 20, 20, 3), jnp.uint8),
            'label': jax.ShapeDtypeStruct((8,), jnp.int32)}
-  schedule = optim.learning_rate_schedule(config.optim, global_batch_size=8, total_steps=10,
-                                          steps_per_epoch=5)
-  tx = optim.make_optimizer(config.optim, schedule)
-  probe_tx = step_lib.make_probe_optimizer(config)
-  graphdefs = {}
-
-  def init():
-    train_graphdef, _, state = state_lib.init_train_state(config, tx=tx, probe_tx=probe_tx,
-                                                          num_classes=10)
-    graphdefs['train'] = train_graphdef
-    return state
-  state = jax.eval_shape(init)
-  uses_prior = ('adc' in config.objective.name.split('+')[1:]
-                and config.objective.adc.use_prior)
-  if uses_prior and config.prior.kind == 'pixels':
-    prior_apply, prior_state = prior_lib.build_prior(config)
-  else:
-    prior_apply, prior_state = None, {}
-  train_step = step_lib.make_train_step(
-      train_graphdef=graphdefs['train'], objective=build_objective(config.objective), tx=tx,
-      probe_tx=probe_tx, config=config, learning_rate=schedule,
-      ema_decay=optim.ema_decay_schedule(config.byol.ema_base, 10), prior_apply=prior_apply,
-      swav_freeze_steps=2)
-  new_state, metrics = jax.eval_shape(train_step, state, batch, prior_state)
-  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  config.train.batch_size = 8
+  training = build_training(config, steps_per_epoch=5, num_classes=10, abstract=True)
+  prior_apply, prior_state = prior_lib.build_prior(config)
+  new_state, metrics = jax.eval_shape(training.train_step(prior_apply), training.state, batch,
+                                      prior_state)
+  assert jax.tree.structure(new_state) == jax.tree.structure(training.state)
   assert metrics['loss'].shape == ()
 
 
@@ -97,7 +77,7 @@ def test_changed_config_is_reported_by_key():
   a = config_lib.base_config('simclr', 'cifar10')
   b = config_lib.base_config('simclr', 'cifar10')
   b.optim.base_learning_rate = 9.0
-  b.train.stop_after_steps = 5     # run-control fields do not count as changes
+  b.mode = 'eval'                  # run-control fields do not count as changes
   assert config_lib.config_differences(config_lib.to_json(a), b) == ['optim.base_learning_rate']
 
 

@@ -26,7 +26,7 @@ def _cifar_overrides(root, **extra):
       'data.name': 'image_folder', 'data.root': str(root), 'model.arch': 'resnet_tiny',
       'model.projector_hidden_dim': 32, 'model.projection_dim': 16, 'train.batch_size': 32,
       'train.num_steps': TOTAL_STEPS, 'train.log_every': 2, 'checkpoint.every_steps': 4,
-      'eval.probe_epochs': 20, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
+      'eval.probe.epochs': 20, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
       'optim.name': 'sgd', 'optim.base_learning_rate': 0.1, 'optim.warmup_epochs': 0.5,
   }
   settings.update(extra)
@@ -154,7 +154,7 @@ def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path):
 
 def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
   config = _digits_config(num_steps=6, eval_after=True)
-  config.eval.probe_epochs = 10
+  config.eval.probe.epochs = 10
   summary = main.run(config, str(tmp_path))
   saved = json.loads((tmp_path / 'summary.json').read_text())
   assert saved['status'] == 'finished' and saved['step'] == 6

@@ -1,8 +1,8 @@
 """The full config tree of a run, with defaults; ``configs/*.py`` start from :func:`base_config`.
 
 Sub-trees (each module reads only its own): ``data``, ``augment``, ``model``, ``objective``,
-``optim``, ``prior`` (ADC's LPM), ``train``, ``checkpoint``, ``eval``, ``distributed``; top-level
-``mode``, ``seed``, ``allow_config_change``.
+``optim``, ``prior`` (ADC's LPM), ``byol``, ``swav``, ``train``, ``checkpoint``, ``eval``,
+``distributed``; top-level ``mode``, ``seed``, ``allow_config_change``, ``xla_cpu_flags``.
 
 ``base_config(method='simclr+adc', dataset='cifar10', arch='resnet18')`` gives the paper's
 settings for that method, dataset and network; configs override what differs.
@@ -15,6 +15,8 @@ import json
 import ml_collections
 
 from glf_jax.data import augment, sources
+from glf_jax.evaluate.finetune import default_finetune_config
+from glf_jax.evaluate.report import default_probe_config
 from glf_jax.losses import objective_config
 from glf_jax.models import default_model_config
 from glf_jax.train.optim import default_optim_config
@@ -46,19 +48,12 @@ def default_eval_config() -> ml_collections.ConfigDict:
       max_train_examples=0,       # 0: all (features of at most this many train rows)
       max_test_examples=0,
       crop_fraction=1.0,          # eval transform: centre crop fraction (0.875 for ImageNet)
-      probe_epochs=100,
-      probe_batch_size=256,
-      probe_learning_rate=0.1,
-      probe_weight_decay=0.0,
-      probe_optimizer='sgd',
-      knn_k=(20, 200),
-      knn_temperature=0.07,
+      probe=default_probe_config(),  # linear probe and kNN settings
       alignment_examples=512,     # test images whose two views give alignment / uniformity
       compare_random_init=False,  # also evaluate the same network at initialisation
       checkpoint_dir='',          # eval modes: the run to load ('' = --workdir)
-      finetune=ml_collections.ConfigDict(dict(
-          epochs=30, batch_size=256, learning_rate=0.05, weight_decay=5e-4,
-          crop_scale=(0.08, 1.0), freeze_backbone=False, log_every=50)),
+      # Fine-tuning / transfer; image_size, mean and std are taken from the pretrained run.
+      finetune=default_finetune_config(),
   ))
 
 
@@ -71,10 +66,12 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
   c.mode = 'pretrain'
   c.seed = 0
   c.allow_config_change = False
+  # XLA CPU flag preset (glf_jax.xla_cpu): 'fast' halves a ResNet step on CPU; 'none' for XLA's
+  # defaults. Ignored on GPU/TPU.
+  c.xla_cpu_flags = 'fast'
 
   c.data = sources.default_data_config(dataset)
-  image_size = _IMAGE_SIZE[dataset]
-  c.data.image_size = sources.default_data_config(dataset).image_size
+  image_size = _IMAGE_SIZE[dataset]  # of the views (the data keeps its own size by default)
   c.augment = augment_config(method, dataset, image_size)
   stem = 'cifar' if image_size <= 64 else 'imagenet'
   c.model = default_model_config(method, arch, stem=stem)
@@ -94,7 +91,6 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       worker_count=0,             # grain worker processes (0: threads)
       num_devices=0,              # 0: every device
       eval_after=True,            # evaluate the encoder when pretraining ends
-      stop_after_steps=0,         # > 0: stop (as if interrupted) after this step; for tests/debug
   ))
   c.checkpoint = ml_collections.ConfigDict(dict(
       every_steps=1000, keep=3, async_save=True))
@@ -133,8 +129,8 @@ def flatten(tree, prefix: str = '') -> dict:
 
 
 def config_differences(saved_json: str, config: ml_collections.ConfigDict,
-                       ignore=('allow_config_change', 'mode', 'train.stop_after_steps',
-                               'eval')) -> list[str]:
+                       ignore=('allow_config_change', 'mode', 'eval',
+                               'xla_cpu_flags')) -> list[str]:
   """Keys whose values differ between a saved run's config and ``config`` (dotted names)."""
   old = flatten(json.loads(saved_json))
   new = flatten(json.loads(to_json(config)))
@@ -202,6 +198,14 @@ def paper_config(method: str, dataset: str, arch: str = 'resnet18', *, adc: bool
     config.byol.ema_base = 0.996 if method == 'byol' else config.byol.ema_base
     config.eval.crop_fraction = 0.875
   return config
+
+
+def paper_config_from_arg(method: str, dataset: str, arg: str | None,
+                          **kwargs) -> ml_collections.ConfigDict:
+  """:func:`paper_config` from a config file's argument: ``adc`` and/or ``resnet50``."""
+  words = parse_config_arg(arg)
+  arch = 'resnet50' if 'resnet50' in words else 'resnet18'
+  return paper_config(method, dataset, arch, adc='adc' in words, **kwargs)
 
 
 def parse_config_arg(arg: str | None, allowed=('adc', 'resnet18', 'resnet50')) -> set[str]:
