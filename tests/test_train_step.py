@@ -10,7 +10,8 @@ from glf_jax import parallel
 from glf_jax.losses import build_objective
 from glf_jax.losses import glf
 from glf_jax.train import config as config_lib
-from glf_jax.train import optim, prior as prior_lib, state as state_lib, step as step_lib
+from glf_jax.train import optim, prior as prior_lib, step as step_lib
+from glf_jax.train.setup import build_training
 
 BATCH = 16
 SIZE = 16
@@ -31,20 +32,13 @@ def _batch(seed=0):
 
 
 def _pieces(config, total_steps=20, swav_freeze_steps=0):
-  schedule = optim.learning_rate_schedule(config.optim, global_batch_size=BATCH,
-                                          total_steps=total_steps, steps_per_epoch=5)
-  tx = optim.make_optimizer(config.optim, schedule)
-  probe_tx = step_lib.make_probe_optimizer(config)
-  train_graphdef, _, state = state_lib.init_train_state(config, tx=tx, probe_tx=probe_tx,
-                                                        num_classes=10)
-  uses_prior = '+adc' in config.objective.name
-  prior_apply, prior_state = prior_lib.build_prior(config) if uses_prior else (None, {})
-  step = step_lib.make_train_step(
-      train_graphdef=train_graphdef, objective=build_objective(config.objective), tx=tx,
-      probe_tx=probe_tx, config=config, learning_rate=schedule,
-      ema_decay=optim.ema_decay_schedule(config.byol.ema_base, total_steps),
-      prior_apply=prior_apply, swav_freeze_steps=swav_freeze_steps)
-  return jax.jit(step), state, prior_state
+  """The jitted step, initial state and prior state, as the training loop builds them."""
+  steps_per_epoch = 5
+  config.train.num_steps = total_steps
+  config.swav.freeze_prototypes_epochs = swav_freeze_steps / steps_per_epoch
+  training = build_training(config, steps_per_epoch=steps_per_epoch, num_classes=10)
+  prior_apply, prior_state = prior_lib.build_prior(config)
+  return jax.jit(training.train_step(prior_apply)), training.state, prior_state
 
 
 def _leaves(tree):

@@ -48,7 +48,22 @@ def conv2d(in_features: int, out_features: int, kernel_size: int, strides: int =
                   padding=((pad, pad), (pad, pad)), use_bias=False, rngs=rngs, **kwargs)
 
 
-class BasicBlock(nnx.Module):
+class _ResidualBlock(nnx.Module):
+  """``relu(shortcut(x) + residual(x))``; subclasses build the layers and define ``residual``."""
+
+  def residual(self, x):
+    raise NotImplementedError
+
+  def shortcut(self, x):
+    if self.shortcut_conv is None:
+      return x
+    return self.shortcut_norm(self.shortcut_conv(x))
+
+  def __call__(self, x):
+    return nnx.relu(self.shortcut(x) + self.residual(x))
+
+
+class BasicBlock(_ResidualBlock):
   """Two 3×3 convolutions (ResNet-18/34). ``expansion = 1``."""
 
   expansion = 1
@@ -74,16 +89,8 @@ class BasicBlock(nnx.Module):
     y = nnx.relu(self.norm1(self.conv1(x)))
     return self.norm2(self.conv2(y))
 
-  def shortcut(self, x):
-    if self.shortcut_conv is None:
-      return x
-    return self.shortcut_norm(self.shortcut_conv(x))
 
-  def __call__(self, x):
-    return nnx.relu(self.shortcut(x) + self.residual(x))
-
-
-class BottleneckBlock(nnx.Module):
+class BottleneckBlock(_ResidualBlock):
   """1×1 reduce, 3×3 (strided: v1.5), 1×1 expand ×4 (ResNet-50 and deeper). ``expansion = 4``."""
 
   expansion = 4
@@ -109,14 +116,6 @@ class BottleneckBlock(nnx.Module):
     y = nnx.relu(self.norm1(self.conv1(x)))
     y = nnx.relu(self.norm2(self.conv2(y)))
     return self.norm3(self.conv3(y))
-
-  def shortcut(self, x):
-    if self.shortcut_conv is None:
-      return x
-    return self.shortcut_norm(self.shortcut_conv(x))
-
-  def __call__(self, x):
-    return nnx.relu(self.shortcut(x) + self.residual(x))
 
 
 def _last_norm_kwargs(zero_init_residual: bool) -> dict:

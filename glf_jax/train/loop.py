@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import time
@@ -22,15 +21,13 @@ from typing import Any
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from glf_jax import parallel
 from glf_jax.data import make_loader, make_source
-from glf_jax.losses import build_objective
 from glf_jax.train import config as config_lib
-from glf_jax.train import optim, prior as prior_lib, state as state_lib, step as step_lib
+from glf_jax.train import prior as prior_lib
+from glf_jax.train.setup import build_training
 from glf_jax.train.checkpoint import Checkpointer, read_meta
 
 
@@ -42,51 +39,22 @@ class ConfigChangedError(ValueError):
   """Resuming a workdir with a different config."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Run:
-  """What a pretraining run built: the pieces evaluation and benchmarks reuse."""
-  config: ml_collections.ConfigDict
-  mesh: Any
-  train_graphdef: Any
+  """What a pretraining run ended with: its state and what evaluation needs to use it."""
   eval_graphdef: Any
   state: dict
   total_steps: int
   steps_per_epoch: int
   num_classes: int
-  interrupted: bool = False
-  train_seconds: float = 0.0
-  images_per_second: float = 0.0
-  skipped_steps: int = 0
+  interrupted: bool
+  train_seconds: float
+  images_per_second: float
+  skipped_steps: int
 
 
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
-
-
-def _training_pieces(config, *, steps_per_epoch: int, num_classes: int):
-  """Schedule, optimisers, objective and initial state (pure functions of the config)."""
-  total_steps = (config.train.num_steps if config.train.num_steps > 0
-                 else int(math.ceil(config.train.epochs * steps_per_epoch)))
-  schedule = optim.learning_rate_schedule(config.optim, global_batch_size=config.train.batch_size,
-                                          total_steps=total_steps,
-                                          steps_per_epoch=steps_per_epoch)
-  tx = optim.make_optimizer(config.optim, schedule)
-  probe_tx = step_lib.make_probe_optimizer(config)
-  train_graphdef, eval_graphdef, state = state_lib.init_train_state(
-      config, tx=tx, probe_tx=probe_tx, num_classes=num_classes)
-  return total_steps, schedule, tx, probe_tx, train_graphdef, eval_graphdef, state
-
-
-def abstract_run_state(config, *, steps_per_epoch: int, num_classes: int):
-  """``(train_graphdef, eval_graphdef, abstract_state)`` of a config, allocating nothing."""
-  graphdefs = {}
-
-  def build():
-    pieces = _training_pieces(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
-    graphdefs['train'], graphdefs['eval'] = pieces[4], pieces[5]
-    return pieces[-1]
-  abstract = jax.eval_shape(build)
-  return graphdefs['train'], graphdefs['eval'], abstract
 
 
 def load_encoder(workdir: str, *, mesh=None):
@@ -101,14 +69,15 @@ def load_encoder(workdir: str, *, mesh=None):
     raise FileNotFoundError(f'no glf_jax checkpoint in {directory} (train a model with '
                             f'mode=pretrain and --workdir={workdir} first)')
   config = ml_collections.ConfigDict(json.loads(meta['config']))
-  _, eval_graphdef, abstract = abstract_run_state(
-      config, steps_per_epoch=meta['steps_per_epoch'], num_classes=meta['num_classes'])
+  training = build_training(config, steps_per_epoch=meta['steps_per_epoch'],
+                            num_classes=meta['num_classes'], abstract=True)
   sharding = parallel.replicated(mesh if mesh is not None else parallel.make_mesh(1))
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                          abstract)
-  with Checkpointer(directory, keep=1_000_000, async_save=False) as ckpt:
+                          training.state)
+  # Read-only: another run's directory (possibly still training) is never modified.
+  with Checkpointer(directory, async_save=False, read_only=True) as ckpt:
     step, state, _, _ = ckpt.restore(abstract)
-  return config, eval_graphdef, state['params'], state['batch_stats'], step
+  return config, training.eval_graphdef, state['params'], state['batch_stats'], step
 
 
 def _restore_prior_encoder(path: str):
@@ -192,25 +161,18 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
                        worker_count=config.train.worker_count)
   steps_per_epoch = loader.steps_per_epoch
   num_classes = int(source.num_classes)
-  (total_steps, schedule, tx, probe_tx, train_graphdef, eval_graphdef,
-   state) = _training_pieces(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
-  objective = build_objective(config.objective)
-  uses_prior = bool(config.objective.get('adc', {}).get('use_prior', False)) and (
-      'adc' in config.objective.name.split('+')[1:])
-  prior_apply, prior_state = (prior_lib.build_prior(config, _restore_prior_encoder)
-                              if uses_prior else (None, {}))
-  ema = (optim.ema_decay_schedule(config.byol.ema_base, total_steps)
-         if config.objective.name.split('+')[0] == 'byol' else None)
-  swav_freeze = int(round(config.swav.freeze_prototypes_epochs * steps_per_epoch))
+  training = build_training(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
+  total_steps, objective = training.total_steps, training.objective
+  prior_apply, prior_state = prior_lib.build_prior(config, _restore_prior_encoder)
 
   replicated = parallel.replicated(mesh)
-  state = jax.device_put(state, replicated)
+  state = jax.device_put(training.state, replicated)
   prior_state = jax.device_put(prior_state, replicated)
 
   ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
                       async_save=config.checkpoint.async_save)
   iterator = iter(loader)
-  meta = read_meta(ckpt.directory) if ckpt.latest_step() is not None else None
+  meta = read_meta(ckpt.directory)
   if meta is not None:
     changed = config_lib.config_differences(meta['config'], config)
     if changed and not config.allow_config_change:
@@ -230,11 +192,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
     with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
       f.write(config_lib.to_json(config))
 
-  train_step = step_lib.make_train_step(
-      train_graphdef=train_graphdef, objective=objective, tx=tx, probe_tx=probe_tx,
-      config=config, learning_rate=schedule, ema_decay=ema, prior_apply=prior_apply,
-      swav_freeze_steps=swav_freeze)
-  train_step = jax.jit(train_step, donate_argnums=0)
+  train_step = jax.jit(training.train_step(prior_apply), donate_argnums=0)
 
   meta_out = {'config': config_lib.to_json(config), 'steps_per_epoch': steps_per_epoch,
               'num_classes': num_classes, 'total_steps': total_steps}
@@ -243,9 +201,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
     return ckpt.save(step, state, data_state=iterator.get_state(), meta=meta_out, force=force)
 
   writers = _Writers(workdir, is_chief)
-  run = Run(config=config, mesh=mesh, train_graphdef=train_graphdef, eval_graphdef=eval_graphdef,
-            state=state, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-            num_classes=num_classes)
+  interrupted = False
   step = int(state['step'])
   start_step = step
   images_per_step = config.train.batch_size
@@ -253,7 +209,6 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   t_start = time.perf_counter()
   t_window, window_start_step = t_start, step
   pending = None  # the previous step's metrics: read one step late so dispatch stays async
-  stop_after = config.train.stop_after_steps
 
   def check(step_done, metrics):
     nonlocal t_window, window_start_step
@@ -297,26 +252,20 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
           save(step, force=True)
           ckpt.wait_until_finished()
           logging.warning('SIGTERM: saved step %d to %s and stopped', step, ckpt.directory)
-          run.interrupted = True
-          break
-        if stop_after and step >= stop_after:
-          run.interrupted = True
+          interrupted = True
           break
       if pending is not None:
         check(*pending)
-      if not run.interrupted:
+      if not interrupted:
         save(step, force=True)
       ckpt.wait_until_finished()
     finally:
       writers.close()
       ckpt.close()
   seconds = time.perf_counter() - t_start
-  run.state = state
-  run.train_seconds = seconds
-  run.images_per_second = (step - start_step) * images_per_step / max(seconds, 1e-9)
-  run.skipped_steps = int(state['nonfinite_total'])
-  return run
+  return Run(eval_graphdef=training.eval_graphdef, state=state, total_steps=total_steps,
+             steps_per_epoch=steps_per_epoch, num_classes=num_classes, interrupted=interrupted,
+             train_seconds=seconds,
+             images_per_second=(step - start_step) * images_per_step / max(seconds, 1e-9),
+             skipped_steps=int(state['nonfinite_total']))
 
-
-def put_global(x: np.ndarray, mesh) -> jax.Array:
-  return jax.device_put(jnp.asarray(x), parallel.replicated(mesh))

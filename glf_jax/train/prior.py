@@ -18,7 +18,6 @@ the config on resume, identically).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable
 
@@ -108,14 +107,24 @@ def _encoder_prior(encoder: nnx.Module, feature: str):
   return apply_fn, state
 
 
+def uses_prior(config: ml_collections.ConfigDict) -> bool:
+  """Whether the objective has ADC with LPM (``objective.adc.use_prior``): then it needs a prior."""
+  if 'adc' not in config.objective.name.split('+')[1:]:
+    return False
+  adc = config.objective.get('adc')
+  return bool(adc.get('use_prior', True)) if adc is not None else True
+
+
 def build_prior(config: ml_collections.ConfigDict,
                 restore_encoder: Callable[[str], nnx.Module] | None = None
-                ) -> tuple[Callable[[Any, jax.Array], jax.Array], Any]:
+                ) -> tuple[Callable[[Any, jax.Array], jax.Array] | None, Any]:
   """``(apply_fn, prior_state)`` for ``config.prior`` (see the module docstring).
 
-  ``restore_encoder(workdir) -> encoder`` loads an earlier run's encoder (``checkpoint`` kind);
-  the training loop passes it.
+  ``(None, {})`` when the objective uses no prior (:func:`uses_prior`). ``restore_encoder(workdir)
+  -> encoder`` loads an earlier run's encoder (``checkpoint`` kind); the training loop passes it.
   """
+  if not uses_prior(config):
+    return None, {}
   c = config.prior
   if c.kind not in PRIOR_KINDS:
     raise ValueError(f'prior.kind must be one of {list(PRIOR_KINDS)}, got {c.kind!r}')
@@ -145,6 +154,3 @@ def build_prior(config: ml_collections.ConfigDict,
     raise ValueError('prior.kind=checkpoint needs the training loop (restore_encoder)')
   return _encoder_prior(restore_encoder(c.path), c.feature)
 
-
-def describe(config: ml_collections.ConfigDict) -> str:
-  return json.dumps({k: config.prior[k] for k in config.prior.keys()})

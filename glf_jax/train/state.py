@@ -51,15 +51,23 @@ def init_probe(feature_dim: int, num_classes: int, probe_tx: optax.GradientTrans
   return {'params': params, 'opt_state': probe_tx.init(params)}
 
 
-def init_train_state(config: ml_collections.ConfigDict, *, tx: optax.GradientTransformation,
-                     probe_tx: optax.GradientTransformation, num_classes: int):
-  """Builds the encoder from ``config.model`` with ``config.seed`` and its initial train state.
+def init_encoder(config: ml_collections.ConfigDict):
+  """``(train_graphdef, eval_graphdef, params, batch_stats, feature_dim)`` of the run's encoder.
 
-  Returns ``(train_graphdef, eval_graphdef, state)``. Deterministic in ``config.seed``: two runs
-  with one seed start from identical parameters (the shared-randomness studies rely on it).
+  Deterministic in ``config.seed``: two runs with one seed start from identical parameters (the
+  shared-randomness studies, and the "random init" column of the evaluation, rely on it).
   """
   encoder = build_encoder(config.model, rngs=nnx.Rngs(config.seed))
-  train_graphdef, eval_graphdef, params, batch_stats = split_encoder(encoder)
+  return (*split_encoder(encoder), encoder.feature_dim)
+
+
+def init_train_state(config: ml_collections.ConfigDict, *, tx: optax.GradientTransformation,
+                     probe_tx: optax.GradientTransformation, num_classes: int):
+  """The encoder from :func:`init_encoder` and its initial train state.
+
+  Returns ``(train_graphdef, eval_graphdef, state)``.
+  """
+  train_graphdef, eval_graphdef, params, batch_stats, feature_dim = init_encoder(config)
   uses_target = config.objective.name.split('+')[0] == 'byol'
   # The EMA target starts as a copy of the online network (BYOL §3.1).
   target_params = jax.tree.map(jnp.copy, params) if uses_target else {}
@@ -71,7 +79,7 @@ def init_train_state(config: ml_collections.ConfigDict, *, tx: optax.GradientTra
       'opt_state': tx.init(params),
       'target_params': target_params,
       'target_batch_stats': target_batch_stats,
-      'probe': init_probe(encoder.feature_dim, num_classes, probe_tx),
+      'probe': init_probe(feature_dim, num_classes, probe_tx),
       'rng': jax.random.key_data(jax.random.key(config.seed)),
       'nonfinite_in_a_row': jnp.zeros((), jnp.int32),
       'nonfinite_total': jnp.zeros((), jnp.int32),

@@ -19,7 +19,7 @@ schedules, the augmentation recipe) is closed over by :func:`make_train_step`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -181,9 +181,4 @@ def make_probe_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTra
   if lr <= 0:
     raise ValueError(f'train.online_probe_lr must be > 0, got {lr}')
   return optax.adam(lr)
-
-
-def encode_views(eval_graphdef, params, batch_stats, views) -> jax.Array:
-  """Backbone features ``h`` of already-transformed images, eval mode (for diagnostics)."""
-  return nnx.merge(eval_graphdef, params, batch_stats)(views)['h'].astype(jnp.float32)
 
