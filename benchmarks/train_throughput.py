@@ -8,8 +8,10 @@
 The step is the one ``python -m glf_jax.main`` runs (``glf_jax.train.step``: two JAX views,
 encoder, GLF objective, optimiser, online probe), on synthetic uint8 images of the dataset's size
 (no data needed), over every local device. "images/s" counts source images (each gives two
-views); "views/s" is twice that. Peak memory: the device's ``peak_bytes_in_use`` where the
-backend reports it (GPU/TPU), else the process's peak RSS (CPU).
+views); "views/s" is twice that. Memory: the compiled step's buffers from XLA's buffer assignment
+(``compiled.memory_analysis()``: temporaries + arguments + outputs), deterministic and per row,
+and the device's ``peak_bytes_in_use`` where the backend reports it (GPU/TPU). (The process's
+peak RSS would only grow over the rows of one run, so it is not reported.)
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import json
 import os
 import pathlib
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -27,13 +28,12 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from glf_jax import parallel  # noqa: E402
-from glf_jax.losses import build_objective  # noqa: E402
+from glf_jax import parallel, xla_cpu  # noqa: E402
 from glf_jax.train import config as config_lib  # noqa: E402
-from glf_jax.train import optim, prior as prior_lib, state as state_lib, step as step_lib  # noqa: E402,E501
+from glf_jax.train import prior as prior_lib  # noqa: E402
+from glf_jax.train.setup import build_training  # noqa: E402
 
 
 def load_config(spec: str):
@@ -46,57 +46,63 @@ def load_config(spec: str):
 
 
 def build_step(config, batch_size: int):
-  schedule = optim.learning_rate_schedule(config.optim, global_batch_size=batch_size,
-                                          total_steps=1000, steps_per_epoch=100)
-  tx = optim.make_optimizer(config.optim, schedule)
-  probe_tx = step_lib.make_probe_optimizer(config)
-  train_graphdef, _, state = state_lib.init_train_state(config, tx=tx, probe_tx=probe_tx,
-                                                        num_classes=10)
-  uses_prior = 'adc' in config.objective.name.split('+')[1:] and config.objective.adc.use_prior
-  prior_apply, prior_state = prior_lib.build_prior(config) if uses_prior else (None, {})
-  train_step = step_lib.make_train_step(
-      train_graphdef=train_graphdef, objective=build_objective(config.objective), tx=tx,
-      probe_tx=probe_tx, config=config, learning_rate=schedule,
-      ema_decay=optim.ema_decay_schedule(config.byol.ema_base, 1000), prior_apply=prior_apply,
-      swav_freeze_steps=0)
-  return jax.jit(train_step, donate_argnums=0), state, prior_state
+  """The jitted step, state and prior state that ``glf_jax.main`` would run (glf_jax.train.setup)."""
+  config.train.batch_size = batch_size
+  training = build_training(config, steps_per_epoch=100, num_classes=10)
+  prior_apply, prior_state = prior_lib.build_prior(config)
+  return jax.jit(training.train_step(prior_apply), donate_argnums=0), training.state, prior_state
 
 
-def peak_memory_bytes() -> tuple[int, str]:
+def step_memory_gib(compiled) -> float:
+  """The step's buffers in XLA's buffer assignment: temporaries + arguments + outputs."""
+  stats = compiled.memory_analysis()
+  return (stats.temp_size_in_bytes + stats.argument_size_in_bytes
+          + stats.output_size_in_bytes) / 2**30
+
+
+def device_peak_gib() -> float | None:
   stats = jax.local_devices()[0].memory_stats() or {}
-  if 'peak_bytes_in_use' in stats:
-    return int(stats['peak_bytes_in_use']), 'device peak'
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'process peak RSS'
+  return stats['peak_bytes_in_use'] / 2**30 if 'peak_bytes_in_use' in stats else None
 
 
-def measure(config, batch_size: int, steps: int, warmup: int, image_size: int) -> dict:
-  mesh = parallel.make_mesh()
-  train_step, state, prior_state = build_step(config, batch_size)
-  state = jax.device_put(state, parallel.replicated(mesh))
-  prior_state = jax.device_put(prior_state, parallel.replicated(mesh))
-  rng = np.random.default_rng(0)
-  batch = parallel.to_global_batch({
-      'image': rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
-      'label': rng.integers(0, 10, (batch_size,), dtype=np.int32)}, mesh)
-  start = time.perf_counter()
-  compiled = train_step.lower(state, batch, prior_state).compile()
-  compile_s = time.perf_counter() - start
-  for _ in range(warmup):
-    state, metrics = compiled(state, batch, prior_state)
-  jax.block_until_ready(state)
-  times = []
-  for _ in range(steps):
+class Timed:
+  """One (config, batch size): its compiled step, state and a fixed batch; ``run()`` times one step."""
+
+  def __init__(self, config, batch_size: int, warmup: int):
+    mesh = parallel.make_mesh()
+    train_step, state, prior_state = build_step(config, batch_size)
+    self.state = jax.device_put(state, parallel.replicated(mesh))
+    self.prior_state = jax.device_put(prior_state, parallel.replicated(mesh))
+    self.image_size = config.augment.view1.image_size
+    rng = np.random.default_rng(0)
+    self.batch = parallel.to_global_batch({
+        'image': rng.integers(0, 256, (batch_size, self.image_size, self.image_size, 3),
+                              dtype=np.uint8),
+        'label': rng.integers(0, 10, (batch_size,), dtype=np.int32)}, mesh)
     start = time.perf_counter()
-    state, metrics = compiled(state, batch, prior_state)
-    jax.block_until_ready(state)
-    times.append(time.perf_counter() - start)
-  ms = 1000 * statistics.median(times)
-  peak, peak_kind = peak_memory_bytes()
-  return {'objective': config.objective.name, 'arch': config.model.arch,
-          'batch_size': batch_size, 'image_size': image_size, 'ms_per_step': ms,
-          'images_per_s': batch_size / (ms / 1000), 'views_per_s': 2 * batch_size / (ms / 1000),
-          'compile_s': compile_s, 'peak_memory_gib': peak / 2**30, 'peak_memory_kind': peak_kind,
-          'loss': float(metrics['loss']), 'steps_timed': steps}
+    self.compiled = train_step.lower(self.state, self.batch, self.prior_state).compile()
+    self.compile_s = time.perf_counter() - start
+    self.objective, self.arch, self.batch_size = config.objective.name, config.model.arch, batch_size
+    self.times = []
+    for _ in range(warmup):
+      self.run(record=False)
+
+  def run(self, record: bool = True) -> None:
+    start = time.perf_counter()
+    self.state, self.metrics = self.compiled(self.state, self.batch, self.prior_state)
+    jax.block_until_ready(self.state)
+    if record:
+      self.times.append(time.perf_counter() - start)
+
+  def row(self) -> dict:
+    ms = 1000 * statistics.median(self.times)
+    return {'objective': self.objective, 'arch': self.arch, 'batch_size': self.batch_size,
+            'image_size': self.image_size, 'ms_per_step': ms,
+            'images_per_s': self.batch_size / (ms / 1000),
+            'views_per_s': 2 * self.batch_size / (ms / 1000), 'compile_s': self.compile_s,
+            'step_memory_gib': step_memory_gib(self.compiled),
+            'device_peak_gib': device_peak_gib(), 'loss': float(self.metrics['loss']),
+            'steps_timed': len(self.times), 'step_ms': [1000 * t for t in self.times]}
 
 
 def main(argv=None):
@@ -107,11 +113,14 @@ def main(argv=None):
   parser.add_argument('--arch', default='resnet18')
   parser.add_argument('--batch-sizes', default='128,512')
   parser.add_argument('--optimizer', default='', help='override optim.name (e.g. sgd)')
-  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--steps', type=int, default=5, help='timed rounds (interleaved)')
   parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--xla-cpu-flags', default='fast',
+                      help="glf_jax.xla_cpu preset on CPU ('fast', as glf_jax.main uses; 'none')")
   parser.add_argument('--quick', action='store_true', help='tiny model and batch: smoke run')
   parser.add_argument('--json', default='benchmarks/results/train_throughput.json')
   args = parser.parse_args(argv)
+  xla_cpu.configure(args.xla_cpu_flags)  # before the first computation initialises the backend
 
   configs = []
   if args.config:
@@ -125,23 +134,29 @@ def main(argv=None):
   if args.quick:
     configs = [config_lib.tiny(c) for c in configs]
     batch_sizes, args.steps, args.warmup = [16], 2, 1
-  rows = []
+  timed = []
   for config in configs:
     if args.optimizer:
       config.optim.name = args.optimizer
-    image_size = config.augment.view1.image_size
     for batch_size in batch_sizes:
-      row = measure(config, batch_size, args.steps, args.warmup, image_size)
-      rows.append(row)
-      print(f'{row["objective"]:>18s} {row["arch"]} batch {batch_size}: '
-            f'{row["ms_per_step"]:.0f} ms/step, {row["images_per_s"]:.1f} img/s', flush=True)
+      timed.append(Timed(config, batch_size, args.warmup))
+      print(f'compiled {config.objective.name} batch {batch_size} '
+            f'({timed[-1].compile_s:.1f} s)', flush=True)
+  # Interleaved rounds (each configuration once per round): a shared, noisy machine slows all of
+  # them alike, so their ratios (e.g. the cost of ADC) are fair even when absolute times drift.
+  for round_index in range(args.steps):
+    for t in timed:
+      t.run()
+    print(f'round {round_index + 1}/{args.steps}: ' + ', '.join(
+        f'{t.objective}@{t.batch_size} {1000 * t.times[-1]:.0f} ms' for t in timed), flush=True)
+  rows = [t.row() for t in timed]
 
-  print('\n| objective | arch | batch | ms/step | images/s | views/s | compile s | peak GiB |')
+  print('\n| objective | arch | batch | ms/step | images/s | views/s | compile s | step GiB |')
   print('|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f'| {r["objective"]} | {r["arch"]} | {r["batch_size"]} | {r["ms_per_step"]:.0f} | '
           f'{r["images_per_s"]:.1f} | {r["views_per_s"]:.1f} | {r["compile_s"]:.1f} | '
-          f'{r["peak_memory_gib"]:.2f} |')
+          f'{r["step_memory_gib"]:.2f} |')
   by_key = {(r['objective'], r['batch_size']): r for r in rows}
   overheads = {}
   for (objective, batch), r in by_key.items():
@@ -149,7 +164,8 @@ def main(argv=None):
       base = by_key[(objective[:-4], batch)]['ms_per_step']
       overheads[f'{objective}@{batch}'] = (r['ms_per_step'] - base) / base
       print(f'ADC overhead, {objective[:-4]} batch {batch}: {100 * overheads[f"{objective}@{batch}"]:+.1f}%')
-  metadata = {'jax_version': jax.__version__, 'backend': jax.default_backend(),
+  metadata = {'jax_version': jax.__version__, 'xla_cpu_flags': args.xla_cpu_flags,
+              'backend': jax.default_backend(),
               'devices': [str(d) for d in jax.local_devices()], 'platform': platform.platform(),
               'cpu_count': os.cpu_count(), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
   out = pathlib.Path(args.json)

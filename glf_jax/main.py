@@ -39,6 +39,9 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every step at INFO
+  from glf_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  # Before JAX initialises its backend (XLA reads XLA_FLAGS once); a no-op on GPU/TPU.
+  xla_cpu.configure(flags.FLAGS.config.xla_cpu_flags)
   try:
     run(flags.FLAGS.config, flags.FLAGS.workdir)
   except (ValueError, FileNotFoundError, FloatingPointError, OSError) as e:

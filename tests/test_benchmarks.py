@@ -30,3 +30,21 @@ def test_losses_benchmark_quick(tmp_path):
         assert math.isfinite(r['compile_s']) and r['compile_s'] > 0, r
         assert math.isfinite(r['loss_value']), r
   assert {r['loss'] for r in rows} == {'nt_xent', 'adc'}
+
+
+_TRAIN_SCRIPT = _SCRIPT.parent / 'train_throughput.py'
+
+
+def test_train_throughput_benchmark_quick(tmp_path):
+  out = tmp_path / 't.json'
+  proc = subprocess.run([sys.executable, str(_TRAIN_SCRIPT), '--quick', '--steps', '2',
+                         '--json', str(out)], cwd=tmp_path, capture_output=True, text=True,
+                        timeout=600, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert '| objective | arch | batch | ms/step |' in proc.stdout
+  result = json.loads(out.read_text())
+  assert {r['objective'] for r in result['rows']} == {'simclr', 'simclr+adc', 'byol'}
+  for r in result['rows']:
+    assert r['steps_timed'] == 2 and math.isfinite(r['loss']) and r['ms_per_step'] > 0, r
+    assert r['step_memory_gib'] > 0, r
+  assert 'simclr+adc@16' in result['adc_overhead']
