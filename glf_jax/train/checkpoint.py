@@ -69,6 +69,7 @@ def _make_manager(directory: epath.Path, *, keep: int, async_save: bool, read_on
                   cleanup: bool) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=None if read_only else keep,
+      save_interval_steps=0 if read_only else 1,  # orbax warns unless read-only saves nothing
       create=not read_only,
       enable_async_checkpointing=async_save,
       cleanup_tmp_directories=cleanup and not read_only,
@@ -362,7 +363,8 @@ def read_meta(directory: str) -> dict | None:
     CheckpointError: checkpoints exist but none of their ``meta`` items can be read.
   """
   path = _path(directory)
-  if not path.is_dir():
+  # A fresh run's directory: no steps, so no read-only manager (and none of its warnings).
+  if not path.is_dir() or not any(p.name.isdigit() for p in path.iterdir()):
     return None
   manager = _make_manager(path, keep=1, async_save=False, read_only=True, cleanup=False)
   try:
