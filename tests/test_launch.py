@@ -1,0 +1,74 @@
+"""launch/multiprocess_cpu.sh: two processes over jax.distributed train one run, as on a pod.
+
+Each process has one CPU device and reads its own half of every global batch; the run must match
+a single process over two devices step for step, and only process 0 writes logs and summary.json.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+STEPS = 4
+
+
+def _overrides(root):
+  settings = {
+      'data.name': 'image_folder', 'data.root': str(root), 'model.arch': 'resnet_tiny',
+      'model.projector_hidden_dim': 32, 'model.projection_dim': 16, 'train.batch_size': 32,
+      'train.num_steps': STEPS, 'train.log_every': 1, 'checkpoint.every_steps': 2,
+      'eval.probe.epochs': 5, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
+      'eval.compare_random_init': False, 'optim.name': 'sgd', 'optim.base_learning_rate': 0.1,
+  }
+  return [f'--config.{k}={v}' for k, v in settings.items()]
+
+
+def _env(**extra):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT), **extra)
+  env.setdefault('GLF_JAX_TEST_CACHE', str(ROOT / '.jax_cache'))
+  return env
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _losses(workdir):
+  lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  return {row['step']: row['loss'] for row in map(json.loads, lines)}
+
+
+def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_path):
+  config = 'configs/cifar10_simclr.py:adc'
+  multi = tmp_path / 'multi'
+  launched = subprocess.run(
+      ['bash', 'launch/multiprocess_cpu.sh', '2', config, str(multi), *_overrides(cifar_root)],
+      cwd=ROOT, env=_env(GLF_JAX_PORT=str(_free_port())), capture_output=True, text=True,
+      timeout=900)
+  logs = {i: pathlib.Path(f'{multi}.process{i}.log').read_text() for i in (0, 1)}
+  assert launched.returncode == 0, logs[0][-3000:] + logs[1][-3000:]
+
+  single = tmp_path / 'single'
+  one = subprocess.run(
+      [sys.executable, '-m', 'glf_jax.main', '--config', config, '--workdir', str(single),
+       *_overrides(cifar_root)], cwd=ROOT, capture_output=True, text=True, timeout=900,
+      env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'))
+  assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+
+  multi_losses, single_losses = _losses(multi), _losses(single)
+  assert sorted(multi_losses) == list(range(1, STEPS + 1))
+  np.testing.assert_allclose([multi_losses[s] for s in sorted(multi_losses)],
+                             [single_losses[s] for s in sorted(multi_losses)], rtol=2e-4)
+  # One writer: process 1 adds no lines of its own to the metrics.
+  assert len((multi / 'metrics.jsonl').read_text().splitlines()) == STEPS
+  summary = json.loads((multi / 'summary.json').read_text())
+  assert (summary['status'], summary['step']) == ('finished', STEPS)
+  assert 0.0 <= summary['pretrained']['linear/top1'] <= 1.0
