@@ -83,6 +83,7 @@ class Timed:
     self.compiled = train_step.lower(self.state, self.batch, self.prior_state).compile()
     self.compile_s = time.perf_counter() - start
     self.objective, self.arch, self.batch_size = config.objective.name, config.model.arch, batch_size
+    self.dtype = config.model.dtype
     self.times = []
     for _ in range(warmup):
       self.run(record=False)
@@ -96,7 +97,8 @@ class Timed:
 
   def row(self) -> dict:
     ms = 1000 * statistics.median(self.times)
-    return {'objective': self.objective, 'arch': self.arch, 'batch_size': self.batch_size,
+    return {'objective': self.objective, 'arch': self.arch, 'dtype': self.dtype,
+            'batch_size': self.batch_size,
             'image_size': self.image_size, 'ms_per_step': ms,
             'images_per_s': self.batch_size / (ms / 1000),
             'views_per_s': 2 * self.batch_size / (ms / 1000), 'compile_s': self.compile_s,
@@ -113,6 +115,8 @@ def main(argv=None):
   parser.add_argument('--arch', default='resnet18')
   parser.add_argument('--batch-sizes', default='128,512')
   parser.add_argument('--optimizer', default='', help='override optim.name (e.g. sgd)')
+  parser.add_argument('--dtypes', default='float32',
+                      help='model compute dtypes to compare (float32,bfloat16); params stay fp32')
   parser.add_argument('--steps', type=int, default=5, help='timed rounds (interleaved)')
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--xla-cpu-flags', default='fast',
@@ -138,32 +142,37 @@ def main(argv=None):
   for config in configs:
     if args.optimizer:
       config.optim.name = args.optimizer
-    for batch_size in batch_sizes:
-      timed.append(Timed(config, batch_size, args.warmup))
-      print(f'compiled {config.objective.name} batch {batch_size} '
-            f'({timed[-1].compile_s:.1f} s)', flush=True)
+    for dtype in args.dtypes.split(','):
+      config.model.dtype = dtype
+      for batch_size in batch_sizes:
+        timed.append(Timed(config.copy_and_resolve_references(), batch_size, args.warmup))
+        print(f'compiled {config.objective.name} {dtype} batch {batch_size} '
+              f'({timed[-1].compile_s:.1f} s)', flush=True)
   # Interleaved rounds (each configuration once per round): a shared, noisy machine slows all of
   # them alike, so their ratios (e.g. the cost of ADC) are fair even when absolute times drift.
   for round_index in range(args.steps):
     for t in timed:
       t.run()
     print(f'round {round_index + 1}/{args.steps}: ' + ', '.join(
-        f'{t.objective}@{t.batch_size} {1000 * t.times[-1]:.0f} ms' for t in timed), flush=True)
+        f'{t.objective}/{t.dtype}@{t.batch_size} {1000 * t.times[-1]:.0f} ms' for t in timed),
+          flush=True)
   rows = [t.row() for t in timed]
 
-  print('\n| objective | arch | batch | ms/step | images/s | views/s | compile s | step GiB |')
-  print('|---|---|---|---|---|---|---|---|')
+  print('\n| objective | arch | dtype | batch | ms/step | images/s | views/s | compile s | step GiB |')
+  print('|---|---|---|---|---|---|---|---|---|')
   for r in rows:
-    print(f'| {r["objective"]} | {r["arch"]} | {r["batch_size"]} | {r["ms_per_step"]:.0f} | '
+    print(f'| {r["objective"]} | {r["arch"]} | {r["dtype"]} | {r["batch_size"]} | '
+          f'{r["ms_per_step"]:.0f} | '
           f'{r["images_per_s"]:.1f} | {r["views_per_s"]:.1f} | {r["compile_s"]:.1f} | '
           f'{r["step_memory_gib"]:.2f} |')
-  by_key = {(r['objective'], r['batch_size']): r for r in rows}
+  by_key = {(r['objective'], r['dtype'], r['batch_size']): r for r in rows}
   overheads = {}
-  for (objective, batch), r in by_key.items():
-    if objective.endswith('+adc') and (objective[:-4], batch) in by_key:
-      base = by_key[(objective[:-4], batch)]['ms_per_step']
-      overheads[f'{objective}@{batch}'] = (r['ms_per_step'] - base) / base
-      print(f'ADC overhead, {objective[:-4]} batch {batch}: {100 * overheads[f"{objective}@{batch}"]:+.1f}%')
+  for (objective, dtype, batch), r in by_key.items():
+    if objective.endswith('+adc') and (objective[:-4], dtype, batch) in by_key:
+      base = by_key[(objective[:-4], dtype, batch)]['ms_per_step']
+      key = f'{objective}/{dtype}@{batch}'
+      overheads[key] = (r['ms_per_step'] - base) / base
+      print(f'ADC overhead, {objective[:-4]} {dtype} batch {batch}: {100 * overheads[key]:+.1f}%')
   metadata = {'jax_version': jax.__version__, 'xla_cpu_flags': args.xla_cpu_flags,
               'backend': jax.default_backend(),
               'devices': [str(d) for d in jax.local_devices()], 'platform': platform.platform(),
