@@ -41,10 +41,10 @@ def test_train_throughput_benchmark_quick(tmp_path):
                          '--json', str(out)], cwd=tmp_path, capture_output=True, text=True,
                         timeout=600, check=False)
   assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert '| objective | arch | batch | ms/step |' in proc.stdout
+  assert '| objective | arch | dtype | batch | ms/step |' in proc.stdout
   result = json.loads(out.read_text())
   assert {r['objective'] for r in result['rows']} == {'simclr', 'simclr+adc', 'byol'}
   for r in result['rows']:
     assert r['steps_timed'] == 2 and math.isfinite(r['loss']) and r['ms_per_step'] > 0, r
-    assert r['step_memory_gib'] > 0, r
-  assert 'simclr+adc@16' in result['adc_overhead']
+    assert r['step_memory_gib'] > 0 and r['dtype'] == 'float32', r
+  assert 'simclr+adc/float32@16' in result['adc_overhead']
