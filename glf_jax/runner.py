@@ -49,6 +49,15 @@ def _eval_data_config(config):
   return merged
 
 
+def _eval_sources(config):
+  """``(data_config, train_source, test_source)`` of the evaluation data (``eval.*`` limits)."""
+  e = config.eval
+  data_config = _eval_data_config(config)
+  train_source = _subset(make_source(data_config, e.train_split), e.max_train_examples)
+  test_source = _subset(make_source(data_config, e.test_split), e.max_test_examples)
+  return data_config, train_source, test_source
+
+
 def _subset(source, limit: int):
   if not limit or limit >= len(source):
     return source
@@ -87,10 +96,8 @@ def evaluate_encoder(config, eval_graphdef, params, batch_stats, *, workdir: str
                      parts=EVAL_PARTS['eval']) -> dict[str, float]:
   """Linear probe, kNN, class geometry and alignment/uniformity of an encoder (flat dict)."""
   e = config.eval
-  data_config = _eval_data_config(config)
+  data_config, train_source, test_source = _eval_sources(config)
   view = config.augment.view1
-  train_source = _subset(make_source(data_config, e.train_split), e.max_train_examples)
-  test_source = _subset(make_source(data_config, e.test_split), e.max_test_examples)
   graphdef, state = nnx.split(nnx.merge(eval_graphdef, params, batch_stats))
   encode = features_lib.make_encode_fn(graphdef, state, image_size=view.image_size,
                                        mean=view.mean, std=view.std,
@@ -203,11 +210,7 @@ def _finetune(config, workdir):
   source_dir = config.eval.checkpoint_dir or workdir
   saved_config, eval_graphdef, params, batch_stats, step = loop.load_encoder(source_dir)
   encoder = nnx.merge(eval_graphdef, params, batch_stats)
-  data_config = _eval_data_config(config)
-  train_source = _subset(make_source(data_config, config.eval.train_split),
-                         config.eval.max_train_examples)
-  test_source = _subset(make_source(data_config, config.eval.test_split),
-                        config.eval.max_test_examples)
+  data_config, train_source, test_source = _eval_sources(config)
   ft = ml_collections.ConfigDict(config.eval.finetune.to_dict())
   view = saved_config.augment.view1
   ft.image_size, ft.mean, ft.std = view.image_size, tuple(view.mean), tuple(view.std)

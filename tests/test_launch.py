@@ -5,7 +5,6 @@ a single process over two devices step for step, and only process 0 writes logs 
 """
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -13,26 +12,15 @@ import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.test_train_loop import ROOT, _cifar_overrides, _env
+
 STEPS = 4
 
 
 def _overrides(root):
-  settings = {
-      'data.name': 'image_folder', 'data.root': str(root), 'model.arch': 'resnet_tiny',
-      'model.projector_hidden_dim': 32, 'model.projection_dim': 16, 'train.batch_size': 32,
+  return _cifar_overrides(root, **{
       'train.num_steps': STEPS, 'train.log_every': 1, 'checkpoint.every_steps': 2,
-      'eval.probe.epochs': 5, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
-      'eval.compare_random_init': False, 'optim.name': 'sgd', 'optim.base_learning_rate': 0.1,
-  }
-  return [f'--config.{k}={v}' for k, v in settings.items()]
-
-
-def _env(**extra):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env.update(JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT), **extra)
-  env.setdefault('GLF_JAX_TEST_CACHE', str(ROOT / '.jax_cache'))
-  return env
+      'eval.probe.epochs': 5, 'eval.compare_random_init': False})
 
 
 def _free_port():
@@ -49,9 +37,10 @@ def _losses(workdir):
 def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_path):
   config = 'configs/cifar10_simclr.py:adc'
   multi = tmp_path / 'multi'
+  env = {k: v for k, v in _env().items() if k != 'XLA_FLAGS'}  # one CPU device per process
   launched = subprocess.run(
       ['bash', 'launch/multiprocess_cpu.sh', '2', config, str(multi), *_overrides(cifar_root)],
-      cwd=ROOT, env=_env(GLF_JAX_PORT=str(_free_port())), capture_output=True, text=True,
+      cwd=ROOT, env={**env, 'GLF_JAX_PORT': str(_free_port())}, capture_output=True, text=True,
       timeout=900)
   logs = {i: pathlib.Path(f'{multi}.process{i}.log').read_text() for i in (0, 1)}
   assert launched.returncode == 0, logs[0][-3000:] + logs[1][-3000:]
@@ -60,7 +49,7 @@ def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_p
   one = subprocess.run(
       [sys.executable, '-m', 'glf_jax.main', '--config', config, '--workdir', str(single),
        *_overrides(cifar_root)], cwd=ROOT, capture_output=True, text=True, timeout=900,
-      env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'))
+      env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
   assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
 
   multi_losses, single_losses = _losses(multi), _losses(single)

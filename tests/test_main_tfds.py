@@ -4,8 +4,6 @@
 
 import io
 import json
-import os
-import pathlib
 import subprocess
 import sys
 
@@ -14,8 +12,7 @@ from PIL import Image
 
 from tests.conftest import CLASSES
 from tests.test_data_sources import _prepare_tfds
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.test_train_loop import ROOT, _env
 
 
 def _examples(root, split):
@@ -47,7 +44,7 @@ def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(cifar_root, tmp
       'eval.probe.epochs': 5, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
       'optim.name': 'sgd', 'optim.base_learning_rate': 0.1,
   }
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
+  env = _env()
   env.pop('TFDS_DATA_DIR', None)
   result = subprocess.run(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/cifar10_simclr.py',

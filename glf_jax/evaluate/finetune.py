@@ -30,9 +30,8 @@ import numpy as np
 import optax
 
 from glf_jax.data import augment, make_loader
-from glf_jax.evaluate.features import eval_mode_graphdef, extract_features
-from glf_jax.evaluate.linear_probe import topk_accuracy
-from glf_jax.train import optim
+from glf_jax.evaluate.features import extract_features, make_encode_fn
+from glf_jax.evaluate.linear_probe import make_optimizer, topk_accuracy
 
 # The head's parameters (everything else of a LinearClassifier belongs to the backbone).
 HEAD_PARAMS = nnx.All(nnx.Param, lambda path, _: path[0] == 'head')
@@ -131,15 +130,6 @@ def train_view_config(config: ml_collections.ConfigDict) -> ml_collections.Confi
   return view
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   total_steps: int) -> optax.GradientTransformation:
-  """SGD (momentum 0.9) with cosine decay, L2 ``weight_decay`` on kernels (ndim >= 2) only."""
-  return optax.chain(
-      optax.add_decayed_weights(float(config.weight_decay), mask=optim.decay_mask),
-      optax.sgd(optax.cosine_decay_schedule(float(config.learning_rate), total_steps),
-                momentum=0.9))
-
-
 def train_classifier(backbone: nnx.Module, train_source: Sequence[dict], *, num_classes: int,
                      config: ml_collections.ConfigDict,
                      seed: int = 0) -> tuple[LinearClassifier, dict[str, Any]]:
@@ -167,7 +157,8 @@ def train_classifier(backbone: nnx.Module, train_source: Sequence[dict], *, num_
   train_graphdef, head, body, rest = nnx.split(classifier, HEAD_PARAMS, nnx.Param, ...)
   trainable = {'head': head} if c.freeze_backbone else {'head': head, 'backbone': body}
   frozen = body if c.freeze_backbone else None
-  tx = make_optimizer(c, total_steps)
+  # SGD (momentum 0.9), cosine decay, L2 on kernels only: the linear probe's optimiser.
+  tx = make_optimizer('sgd', float(c.learning_rate), float(c.weight_decay), total_steps)
   opt_state = tx.init(trainable)
 
   @jax.jit
@@ -215,16 +206,8 @@ def classifier_logits(classifier: nnx.Module, source: Sequence[dict], *, image_s
   The classifier runs in eval mode on a merged copy (the caller's module keeps its mode).
   """
   graphdef, state = nnx.split(classifier)
-  eval_graphdef = eval_mode_graphdef(graphdef, state)
-  mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-
-  @jax.jit
-  def logits_fn(state, images):
-    x = augment.eval_transform(images, size=int(image_size), mean=mean, std=std)
-    return nnx.merge(eval_graphdef, state)(x)
-
-  return extract_features(lambda images: logits_fn(state, images), source,
-                          batch_size=min(int(batch_size), len(source)))
+  encode = make_encode_fn(graphdef, state, image_size=int(image_size), mean=mean, std=std)
+  return extract_features(encode, source, batch_size=min(int(batch_size), len(source)))
 
 
 def finetune(backbone: nnx.Module, train_source: Sequence[dict], test_source: Sequence[dict], *,

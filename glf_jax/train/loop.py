@@ -64,7 +64,7 @@ def load_encoder(workdir: str, *, mesh=None):
   (without allocating it) and restores it. Raises ``FileNotFoundError`` without a checkpoint.
   """
   directory = checkpoint_dir(workdir)
-  meta = read_meta(directory) if os.path.isdir(directory) else None
+  meta = read_meta(directory)
   if meta is None:
     raise FileNotFoundError(f'no glf_jax checkpoint in {directory} (train a model with '
                             f'mode=pretrain and --workdir={workdir} first)')
