@@ -23,13 +23,9 @@ def run(config, workdir):
   """Runs ``config.mode`` in ``workdir``; returns the summary dict (also written as JSON)."""
   from glf_jax import parallel  # deferred: importing JAX before flags parse slows --help
   d = config.distributed
-  if d.num_processes == -1:
-    # SLURM, TPU pods, Open MPI: jax.distributed finds the cluster from the environment.
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize()
-  else:
-    parallel.initialize_distributed(d.coordinator_address or None, d.num_processes or None,
-                                    d.process_id if d.process_id >= 0 else None)
+  # num_processes: 0 = one process, N = explicit, -1 = detected from the cluster's environment.
+  parallel.initialize_distributed(d.coordinator_address or None, d.num_processes or None,
+                                  d.process_id if d.process_id >= 0 else None)
   from glf_jax import runner  # pylint: disable=g-import-not-at-top
   return runner.run(config, workdir)
 

@@ -26,7 +26,8 @@ def initialize_distributed(coordinator_address: str | None = None,
   """Starts ``jax.distributed`` when multi-process settings are given; else does nothing.
 
   Returns whether it initialised. ``num_processes=1`` (or no settings) is a single process and
-  needs no coordinator. Call it before any other JAX call.
+  needs no coordinator; ``num_processes=-1`` lets ``jax.distributed`` find the cluster from the
+  environment (SLURM, TPU pods, Open MPI). Call it before any other JAX call.
   """
   settings = (coordinator_address, num_processes, process_id)
   if all(s is None for s in settings) or num_processes == 1:
@@ -34,8 +35,11 @@ def initialize_distributed(coordinator_address: str | None = None,
   if jax.distributed.is_initialized():
     logging.info('jax.distributed already initialised; keeping it')
     return False
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+  if num_processes == -1:
+    jax.distributed.initialize()
+  else:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
   logging.info('jax.distributed: process %d of %d, %d local / %d global devices',
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())
