@@ -104,8 +104,8 @@ class SwAVHead(nnx.Module):
 
   ``__call__`` returns the projection ``z`` only; the loss ``glf_jax.losses.swav(z1, z2, C)``
   normalises ``z`` and computes the scores ``z Cᵀ``. The prototype rows start ℓ2-normalised; the
-  training step re-normalises them after every update by writing back ``normalize_prototypes()``
-  (SPEC §2), and freezes them during the first epoch.
+  training step re-normalises them after every update with :func:`l2_normalize_rows` (SPEC §2),
+  and freezes them during the first epoch.
   """
 
   def __init__(self, in_dim: int, hidden: int = 2048, out: int = 128, num_prototypes: int = 3000,
@@ -117,16 +117,17 @@ class SwAVHead(nnx.Module):
     self.out_dim = self.projector.out_dim
     self.num_prototypes = int(num_prototypes)
     prototypes = jax.random.normal(rngs.params(), (self.num_prototypes, out), param_dtype)
-    self.prototypes = nnx.Param(_l2_normalize_rows(prototypes))
+    self.prototypes = nnx.Param(l2_normalize_rows(prototypes))
 
   def normalize_prototypes(self) -> jax.Array:
     """The prototypes with ℓ2-normalised rows (a new array; the parameter is not modified)."""
-    return _l2_normalize_rows(self.prototypes[...])
+    return l2_normalize_rows(self.prototypes[...])
 
   def __call__(self, x):
     return self.projector(x)
 
 
-def _l2_normalize_rows(c, eps=1e-12):
+def l2_normalize_rows(c, eps=1e-12):
+  """``c`` with unit-ℓ2 rows (norms computed in float32, at least ``eps``), in ``c``'s dtype."""
   norm = jnp.sqrt(jnp.sum(jnp.square(c.astype(jnp.float32)), axis=-1, keepdims=True))
   return (c / jnp.maximum(norm, eps).astype(c.dtype)).astype(c.dtype)

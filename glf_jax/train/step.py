@@ -28,6 +28,7 @@ import ml_collections
 import optax
 
 from glf_jax.data import augment
+from glf_jax.models import heads
 
 
 def _tree_all_finite(tree) -> jax.Array:
@@ -47,9 +48,8 @@ def _is_prototypes(path) -> bool:
 def _normalize_prototypes(params, frozen):
   def fix(path, value):
     if _is_prototypes(path):
-      norm = jnp.sqrt(jnp.sum(jnp.square(value), axis=-1, keepdims=True))
       # Frozen prototypes stay bit-identical (re-normalising unit rows still rounds).
-      return jnp.where(frozen, value, value / jnp.maximum(norm, 1e-12))
+      return jnp.where(frozen, value, heads.l2_normalize_rows(value))
     return value
   return jax.tree_util.tree_map_with_path(fix, params)
 
