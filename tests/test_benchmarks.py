@@ -48,3 +48,32 @@ def test_train_throughput_benchmark_quick(tmp_path):
     assert r['steps_timed'] == 2 and math.isfinite(r['loss']) and r['ms_per_step'] > 0, r
     assert r['step_memory_gib'] > 0 and r['dtype'] == 'float32', r
   assert 'simclr+adc/float32@16' in result['adc_overhead']
+
+
+_CONV_SCRIPT = _SCRIPT.parent / 'cpu_conv_layers.py'
+
+
+def test_cpu_conv_layers_benchmark_quick(tmp_path):
+  out = tmp_path / 'c.json'
+  proc = subprocess.run(
+      [sys.executable, str(_CONV_SCRIPT), '--batch', '1', '--max-size', '8', '--repeats', '1',
+       '--formulations', 'lax,shifted_dot,winograd', '--json', str(out)],
+      cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert '| layer | × | formulation |' in proc.stdout
+  result = json.loads(out.read_text())
+  rows = result['rows']
+  # Inputs of at most 8×8: 256->256 s1, 256->512 s2 and its 1×1 shortcut, 512->512 s1;
+  # each in 3 formulations.
+  assert {r['formulation'] for r in rows} == {'lax', 'shifted_dot', 'winograd'}
+  assert len(rows) == 12
+  for r in rows:
+    for p in ('fwd', 'dx', 'dw'):
+      assert r[f'{p}_ms'] > 0, r
+    # The alternative formulations compute the same convolution and gradients as lax.
+    assert r['max_rel_err_vs_first'] < 1e-5, r
+  assert any(r['formulation'] == 'winograd' and r['applies'] for r in rows)
+  assert any(r['formulation'] == 'winograd' and not r['applies'] for r in rows)
+  totals = result['totals']
+  assert set(totals) == {'lax', 'shifted_dot', 'winograd'}
+  assert totals['lax']['gflop'] == totals['winograd']['gflop'] > 0
