@@ -309,6 +309,8 @@ def test_finetune_rejects_bad_config(digits16, tiny_backbone):
                       config=_finetune_config(learning_rate=-1.0))
   with pytest.raises(ValueError, match='num_classes'):
     finetune.finetune(backbone, train, test, num_classes=1, config=_finetune_config())
+  with pytest.raises(ValueError, match=r'config\.batch_size must be an int >= 1'):
+    finetune.finetune(backbone, train, test, num_classes=10, config=_finetune_config(batch_size=0))
 
 
 # ------------------------------------------------------------------------------------------------

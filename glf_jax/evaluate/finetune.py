@@ -31,7 +31,7 @@ import optax
 
 from glf_jax.data import augment, make_loader
 from glf_jax.evaluate.features import extract_features, make_encode_fn
-from glf_jax.evaluate.linear_probe import make_optimizer, topk_accuracy
+from glf_jax.evaluate.linear_probe import check_int, make_optimizer, topk_accuracy
 
 # The head's parameters (everything else of a LinearClassifier belongs to the backbone).
 HEAD_PARAMS = nnx.All(nnx.Param, lambda path, _: path[0] == 'head')
@@ -104,19 +104,13 @@ class LinearClassifier(nnx.Module):
 
 
 def _check_config(config: ml_collections.ConfigDict, num_classes: int) -> None:
-  def positive_int(name):
-    value = config[name]
-    if isinstance(value, bool) or int(value) != value or value < 1:
-      raise ValueError(f'config.{name} must be an int >= 1, got {value!r}')
-  positive_int('epochs')
-  positive_int('batch_size')
-  positive_int('image_size')
+  for name in ('epochs', 'batch_size', 'image_size'):
+    check_int(f'config.{name}', config[name], 1)
   if not np.isfinite(config.learning_rate) or config.learning_rate <= 0:
     raise ValueError(f'config.learning_rate must be > 0, got {config.learning_rate!r}')
   if not np.isfinite(config.weight_decay) or config.weight_decay < 0:
     raise ValueError(f'config.weight_decay must be >= 0, got {config.weight_decay!r}')
-  if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
-    raise ValueError(f'num_classes must be an int >= 2, got {num_classes!r}')
+  check_int('num_classes', num_classes, 2)
 
 
 def train_view_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -45,7 +45,8 @@ def topk_accuracy(logits, labels, k: int) -> float:
   return float(np.mean(np.any(top == labels[:, None], axis=-1)))
 
 
-def _check_int(name: str, value, minimum: int) -> int:
+def check_int(name: str, value, minimum: int) -> int:
+  """``value`` as an int, or a ValueError naming ``name`` if it is not an int >= ``minimum``."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
     raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
   return int(value)
@@ -140,16 +141,16 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
   Raises:
     ValueError: an argument out of range (the message names it) or mismatched shapes.
   """
-  num_classes = _check_int('num_classes', num_classes, 2)
-  epochs = _check_int('epochs', epochs, 1)
-  batch_size = _check_int('batch_size', batch_size, 1)
+  num_classes = check_int('num_classes', num_classes, 2)
+  epochs = check_int('epochs', epochs, 1)
+  batch_size = check_int('batch_size', batch_size, 1)
   if not np.isfinite(learning_rate) or learning_rate <= 0:
     raise ValueError(f'learning_rate must be a finite number > 0, got {learning_rate!r}')
   if not np.isfinite(weight_decay) or weight_decay < 0:
     raise ValueError(f'weight_decay must be a finite number >= 0, got {weight_decay!r}')
   if optimizer not in OPTIMIZERS:
     raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {optimizer!r}')
-  seed = _check_int('seed', seed, 0)
+  seed = check_int('seed', seed, 0)
   x_train, y_train = _check_split('train', train_features, train_labels, num_classes)
   x_test, y_test = _check_split('test', test_features, test_labels, num_classes)
   if x_train.shape[1] != x_test.shape[1]:
