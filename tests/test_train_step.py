@@ -137,6 +137,18 @@ def test_byol_target_is_the_ema_of_the_online_network():
     np.testing.assert_allclose(t1, tau * t0 + (1 - tau) * o1, rtol=1e-5, atol=1e-7)
 
 
+
+def test_objective_name_with_spaces_builds_the_same_run():
+  # glf.parse_name strips around '+': the step, state and prior must read the name the same way.
+  config = _config('byol+adc')
+  config.objective.name = 'byol + adc'
+  assert prior_lib.uses_prior(config)
+  assert prior_lib.build_prior(config)[0] is not None  # ADC's prior (LPM) is built
+  step, state, prior_state = _pieces(config)
+  assert jax.tree.leaves(state['target_params'])  # BYOL's EMA target exists
+  _, metrics = step(state, _batch(), prior_state)
+  assert 'ema_decay' in metrics and np.isfinite(float(metrics['loss']))
+
 def _prototypes(params):
   return np.asarray(step_lib._get_prototypes(params))  # pylint: disable=protected-access
 

@@ -27,6 +27,7 @@ from flax import nnx
 import ml_collections
 import numpy as np
 
+from glf_jax.losses.glf import parse_name
 from glf_jax.models import build_encoder
 
 PRIOR_KINDS = ('pixels', 'random', 'checkpoint', 'weights')
@@ -109,7 +110,7 @@ def _encoder_prior(encoder: nnx.Module, feature: str):
 
 def uses_prior(config: ml_collections.ConfigDict) -> bool:
   """Whether the objective has ADC with LPM (``objective.adc.use_prior``): then it needs a prior."""
-  if 'adc' not in config.objective.name.split('+')[1:]:
+  if 'adc' not in parse_name(config.objective.name)[1]:
     return False
   adc = config.objective.get('adc')
   return bool(adc.get('use_prior', True)) if adc is not None else True

@@ -17,6 +17,7 @@ import ml_collections
 import optax
 
 from glf_jax.losses import build_objective
+from glf_jax.losses.glf import parse_name
 from glf_jax.train import optim, state as state_lib, step as step_lib
 
 
@@ -37,7 +38,7 @@ class Training:
   def train_step(self, prior_apply: Callable | None = None) -> Callable:
     """The pure ``train_step(state, batch, prior_state) -> (state, metrics)`` (not jitted)."""
     c = self.config
-    method = c.objective.name.split('+')[0]
+    method, _ = parse_name(c.objective.name)
     ema = optim.ema_decay_schedule(c.byol.ema_base, self.total_steps) if method == 'byol' else None
     return step_lib.make_train_step(
         train_graphdef=self.train_graphdef, objective=self.objective, tx=self.tx,

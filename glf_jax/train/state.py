@@ -26,6 +26,7 @@ from flax import nnx
 import ml_collections
 import optax
 
+from glf_jax.losses.glf import parse_name
 from glf_jax.models import build_encoder
 
 TrainState = dict[str, Any]
@@ -68,7 +69,7 @@ def init_train_state(config: ml_collections.ConfigDict, *, tx: optax.GradientTra
   Returns ``(train_graphdef, eval_graphdef, state)``.
   """
   train_graphdef, eval_graphdef, params, batch_stats, feature_dim = init_encoder(config)
-  uses_target = config.objective.name.split('+')[0] == 'byol'
+  uses_target = parse_name(config.objective.name)[0] == 'byol'
   # The EMA target starts as a copy of the online network (BYOL §3.1).
   target_params = jax.tree.map(jnp.copy, params) if uses_target else {}
   target_batch_stats = jax.tree.map(jnp.copy, batch_stats) if uses_target else {}

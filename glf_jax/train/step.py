@@ -28,6 +28,7 @@ import ml_collections
 import optax
 
 from glf_jax.data import augment
+from glf_jax.losses.glf import parse_name
 from glf_jax.models import heads
 
 
@@ -77,7 +78,7 @@ def make_train_step(*, train_graphdef, objective: Callable, tx: optax.GradientTr
   holds every loss term, ``lr``, ``grad_norm``, the online probe's ``probe/loss`` and
   ``probe/top1``, and ``finite`` (1 when the update was applied).
   """
-  method = config.objective.name.split('+')[0]
+  method, _ = parse_name(config.objective.name)
   uses_target = method == 'byol'
   uses_prototypes = method == 'swav'
   augment_config = config.augment
