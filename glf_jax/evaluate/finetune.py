@@ -32,6 +32,7 @@ import optax
 from glf_jax.data import augment, make_loader
 from glf_jax.evaluate.features import extract_features, make_encode_fn
 from glf_jax.evaluate.linear_probe import check_int, make_optimizer, topk_accuracy
+from glf_jax.losses import checks
 
 # The head's parameters (everything else of a LinearClassifier belongs to the backbone).
 HEAD_PARAMS = nnx.All(nnx.Param, lambda path, _: path[0] == 'head')
@@ -106,10 +107,8 @@ class LinearClassifier(nnx.Module):
 def _check_config(config: ml_collections.ConfigDict, num_classes: int) -> None:
   for name in ('epochs', 'batch_size', 'image_size'):
     check_int(f'config.{name}', config[name], 1)
-  if not np.isfinite(config.learning_rate) or config.learning_rate <= 0:
-    raise ValueError(f'config.learning_rate must be > 0, got {config.learning_rate!r}')
-  if not np.isfinite(config.weight_decay) or config.weight_decay < 0:
-    raise ValueError(f'config.weight_decay must be >= 0, got {config.weight_decay!r}')
+  checks.check_positive('config.learning_rate', config.learning_rate)
+  checks.check_nonnegative('config.weight_decay', config.weight_decay)
   check_int('num_classes', num_classes, 2)
 
 

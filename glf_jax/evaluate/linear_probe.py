@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from glf_jax.losses import checks
 from glf_jax.train import optim
 
 OPTIMIZERS = ('sgd', 'adamw')
@@ -144,10 +145,8 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
   num_classes = check_int('num_classes', num_classes, 2)
   epochs = check_int('epochs', epochs, 1)
   batch_size = check_int('batch_size', batch_size, 1)
-  if not np.isfinite(learning_rate) or learning_rate <= 0:
-    raise ValueError(f'learning_rate must be a finite number > 0, got {learning_rate!r}')
-  if not np.isfinite(weight_decay) or weight_decay < 0:
-    raise ValueError(f'weight_decay must be a finite number >= 0, got {weight_decay!r}')
+  checks.check_positive('learning_rate', learning_rate)
+  checks.check_nonnegative('weight_decay', weight_decay)
   if optimizer not in OPTIMIZERS:
     raise ValueError(f'optimizer must be one of {OPTIMIZERS}, got {optimizer!r}')
   seed = check_int('seed', seed, 0)
