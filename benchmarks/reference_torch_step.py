@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The sibling JAX benchmark's helper (its module level imports only the standard library).
+from cpu_resnet_step import cpu_steal_seconds
+
 
 class BasicBlock(nn.Module):
 
@@ -118,16 +121,9 @@ def main():
     opt.step()
     return loss.item()
 
-  def steal():
-    try:
-      with open('/proc/stat') as f:
-        return int(f.readline().split()[8]) / os.sysconf('SC_CLK_TCK')
-    except (OSError, IndexError, ValueError):
-      return float('nan')
-
   t0 = time.perf_counter()
   step()
-  steal0, loop0 = steal(), time.perf_counter()
+  steal0, loop0 = cpu_steal_seconds(), time.perf_counter()
   first_s = time.perf_counter() - t0
   times = []
   for i in range(args.warmup - 1 + args.steps):
@@ -135,7 +131,9 @@ def main():
     step()
     if i >= args.warmup - 1:
       times.append(time.perf_counter() - t)
-  steal_frac = (steal() - steal0) / ((time.perf_counter() - loop0) * (os.cpu_count() or 1))
+  steal1, loop1 = cpu_steal_seconds(), time.perf_counter()
+  steal_frac = (None if steal0 is None else
+                round((steal1 - steal0) / ((loop1 - loop0) * (os.cpu_count() or 1)), 3))
   ms = statistics.median(times) * 1e3
   result = {
       'framework': f'torch {torch.__version__}',
@@ -151,7 +149,7 @@ def main():
       'view_images_per_s': round(2 * n / (ms / 1e3), 2),
       'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       'loadavg_1min_at_end': round(os.getloadavg()[0], 2),
-      'cpu_steal_fraction': round(steal_frac, 3),
+      'cpu_steal_fraction': steal_frac,
   }
   print(json.dumps(result))
   if args.json:
