@@ -43,17 +43,15 @@ RESNET18_CIFAR_CONVS = (
     (32, 3, 64, 3, 1, 1),      # stem
     (32, 64, 64, 3, 1, 4),     # stage 1: 2 blocks × 2 convs
     (32, 64, 128, 3, 2, 1),    # stage 2: first conv (downsampling)
-    (16, 64, 128, 1, 2, 1),    #   projection shortcut
+    (32, 64, 128, 1, 2, 1),    #   projection shortcut
     (16, 128, 128, 3, 1, 3),   #   remaining convs
     (16, 128, 256, 3, 2, 1),   # stage 3
-    (8, 128, 256, 1, 2, 1),
+    (16, 128, 256, 1, 2, 1),
     (8, 256, 256, 3, 1, 3),
     (8, 256, 512, 3, 2, 1),    # stage 4
-    (4, 256, 512, 1, 2, 1),
+    (8, 256, 512, 1, 2, 1),
     (4, 512, 512, 3, 1, 3),
 )
-# The 1×1 shortcut's input is the previous stage's output: its listed size is the output's.
-_SHORTCUT_INPUT_SCALE = 2
 
 FORMULATIONS = ('lax', 'shifted_dot', 'winograd')
 
@@ -145,15 +143,13 @@ def main(argv=None):
 
   def passes(formulation, k, stride):
     """(forward, dx, dw) functions of (x, w, g) for one formulation and layer."""
-    fwd = lambda x, w: lax_conv(x, w, stride)  # noqa: E731
-    if formulation == 'winograd' and k == 3 and stride == 1:
-      fwd = winograd_conv
+    uses_winograd = formulation == 'winograd' and k == 3 and stride == 1
+    fwd = winograd_conv if uses_winograd else (lambda x, w: lax_conv(x, w, stride))
     dx = lambda x, w, g: jax.vjp(lambda x_: fwd(x_, w), x)[1](g)[0]  # noqa: E731
     dw = lambda x, w, g: jax.vjp(lambda w_: fwd(x, w_), w)[1](g)[0]  # noqa: E731
     if formulation == 'shifted_dot':
       dw = lambda x, w, g: shifted_dot_dw(x, g, k, stride)  # noqa: E731
-    applies = (formulation == 'lax' or formulation == 'shifted_dot'
-               or (k == 3 and stride == 1))
+    applies = formulation != 'winograd' or uses_winograd
     return (lambda x, w, g: fwd(x, w)), dx, dw, applies
 
   def timed(fn, *operands):
@@ -170,8 +166,7 @@ def main(argv=None):
 
   views = 2 * args.batch
   rows = []
-  for size, c_in, c_out, k, stride, count in RESNET18_CIFAR_CONVS:
-    in_size = size * _SHORTCUT_INPUT_SCALE if k == 1 else size
+  for in_size, c_in, c_out, k, stride, count in RESNET18_CIFAR_CONVS:
     if in_size > args.max_size:
       continue
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
