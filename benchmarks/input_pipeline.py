@@ -146,7 +146,7 @@ def bench_two_views(source, batch_size, repeats):
     print(f'two_views skipped: {e}', file=sys.stderr)
     return None
   images = np.stack([source[i]['image'] for i in range(batch_size)])
-  config = simclr_config(32, dataset='cifar')
+  config = simclr_config(32, dataset='cifar10')
   fn = jax.jit(lambda key, x: two_views(key, x, config))
   key = jax.random.key(0)
   t = time.perf_counter()

@@ -1,7 +1,10 @@
-"""Tests of glf_jax.data.augment: shapes, keys, probabilities, identities, crop boxes, colour maths.
+"""Tests of glf_jax.data.augment, .transforms and .recipes: shapes, keys, probabilities,
+identities, crop boxes, colour maths, recipes and their validation.
 
 Colour ops are checked against float64 NumPy references written here (``colorsys`` for HSV).
-Images are small (8–24 px) and every batched call is jitted, to keep the file fast on CPU.
+The transforms are deterministic: where an op is random in a view, the tests draw its parameters
+(uniforms, centres) from a key themselves. Images are small (8–24 px) and every batched call is
+jitted, to keep the file fast on CPU.
 """
 
 import colorsys
@@ -14,6 +17,9 @@ import numpy as np
 import pytest
 
 from glf_jax.data import augment as aug
+from glf_jax.data import datasets
+from glf_jax.data import recipes
+from glf_jax.data import transforms as tf
 
 ALL_PROBS = ('flip_prob', 'rotation_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob',
              'solarize_prob', 'cutout_prob', 'noise_prob')
@@ -77,7 +83,7 @@ def test_two_views_shapes_dtypes_and_ranges(uint8_images):
 
 
 def test_values_in_unit_interval_before_normalise(uint8_images):
-  config = aug.simclr_view_config(12, dataset='imagenet')
+  config = aug.simclr_view_config(12, dataset='imagenet2012')
   for name in ('rotation_prob', 'cutout_prob', 'noise_prob', 'solarize_prob'):
     config[name] = 0.5
   config.mean, config.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
@@ -165,20 +171,26 @@ def test_each_probability_is_honoured(field, probability, overrides):
 
 def test_zero_strength_transforms_are_the_identity(float_image):
   key = jax.random.key(5)
+  crop_u, jitter_u, center_u = jax.random.split(key, 3)
+  crop_uniforms = jax.random.uniform(crop_u, (tf.num_crop_uniforms(10),))
+  jitter_uniforms = jax.random.uniform(jitter_u, (tf.NUM_JITTER_UNIFORMS,))
+  center_y, center_x = (tf.uniform_int(u, 9) for u in jax.random.uniform(center_u, (2,)))
   x = jnp.asarray(float_image[:9, :9])  # square, for the crop
   cases = {
-      'crop': lambda x: aug.random_resized_crop(key, x, size=9, scale=(1.0, 1.0), ratio=(1.0, 1.0)),
-      'jitter': lambda x: aug.color_jitter(key, x, brightness=0.0, contrast=0.0, saturation=0.0,
-                                           hue=0.0),
-      'brightness': lambda x: aug.adjust_brightness(x, 1.0),
-      'contrast': lambda x: aug.adjust_contrast(x, 1.0),
-      'saturation': lambda x: aug.adjust_saturation(x, 1.0),
-      'hue': lambda x: aug.adjust_hue(x, 0.0),
-      'blur': lambda x: aug.gaussian_blur(key, x, sigma_min=1e-6, sigma_max=1e-6, kernel_size=5),
-      'rotate': lambda x: aug.random_rotate(key, x, max_degrees=0.0),
-      'noise': lambda x: aug.gaussian_noise(key, x, std=0.0),
-      'cutout': lambda x: aug.cutout(key, x, size=0.0),
-      'solarize': lambda x: aug.solarize(x, threshold=1.01),
+      'crop': lambda x: tf.crop_and_resize(
+          x, tf.crop_box_from_uniforms(crop_uniforms, 9, 9, scale=(1.0, 1.0), ratio=(1.0, 1.0)),
+          9),
+      'jitter': lambda x: tf.color_jitter_from_uniforms(jitter_uniforms, x, brightness=0.0,
+                                                        contrast=0.0, saturation=0.0, hue=0.0),
+      'brightness': lambda x: tf.adjust_brightness(x, 1.0),
+      'contrast': lambda x: tf.adjust_contrast(x, 1.0),
+      'saturation': lambda x: tf.adjust_saturation(x, 1.0),
+      'hue': lambda x: tf.adjust_hue(x, 0.0),
+      'blur': lambda x: tf.blur_with_sigma(x, 1e-6, 5),
+      'rotate': lambda x: tf.rotate(x, 0.0),
+      'noise': lambda x: tf.gaussian_noise(key, x, std=0.0),
+      'cutout': lambda x: tf.cutout_at(x, center_y, center_x, size=0.0),
+      'solarize': lambda x: tf.solarize(x, threshold=1.01),
       'view': lambda x: aug.augment_view(key, x, plain_view(9)),
       'eval': lambda x: aug.eval_transform(x[None], size=9, mean=(0., 0., 0.),
                                            std=(1., 1., 1.))[0],
@@ -191,6 +203,12 @@ def test_zero_strength_transforms_are_the_identity(float_image):
 # Crop boxes.
 
 
+def sample_crop_box(key, height, width, **kwargs):
+  """A random crop box, as a view draws it: ``crop_box_from_uniforms`` of fresh uniforms."""
+  uniforms = jax.random.uniform(key, (tf.num_crop_uniforms(10),))
+  return tf.crop_box_from_uniforms(uniforms, height, width, **kwargs)
+
+
 @pytest.mark.parametrize('height, width, scale, ratio', [
     (32, 32, (0.08, 1.0), (3 / 4, 4 / 3)),
     (20, 50, (0.08, 1.0), (3 / 4, 4 / 3)),
@@ -201,8 +219,8 @@ def test_zero_strength_transforms_are_the_identity(float_image):
 ])
 def test_crop_boxes_stay_inside_the_image(height, width, scale, ratio):
   keys = jax.random.split(jax.random.key(0), 2000)
-  boxes = jax.jit(jax.vmap(lambda k: aug.sample_crop_box(k, height, width, scale=scale,
-                                                         ratio=ratio)))(keys)
+  boxes = jax.jit(jax.vmap(lambda k: sample_crop_box(k, height, width, scale=scale,
+                                                     ratio=ratio)))(keys)
   top, left, crop_height, crop_width = np.asarray(boxes).T
   assert boxes.dtype == jnp.int32
   assert np.all(top >= 0) and np.all(left >= 0)
@@ -214,12 +232,12 @@ def test_crop_boxes_stay_inside_the_image(height, width, scale, ratio):
 
 def test_crop_box_distribution():
   keys = jax.random.split(jax.random.key(1), 2000)
-  sample = jax.jit(jax.vmap(lambda k: aug.sample_crop_box(k, 32, 32, scale=(0.25, 0.25),
-                                                          ratio=(1.0, 1.0))))
+  sample = jax.jit(jax.vmap(lambda k: sample_crop_box(k, 32, 32, scale=(0.25, 0.25),
+                                                      ratio=(1.0, 1.0))))
   top, left, crop_height, crop_width = np.asarray(sample(keys)).T
   assert np.all(crop_height == 16) and np.all(crop_width == 16)
   assert set(top) == set(range(17)) and set(left) == set(range(17))  # every position reachable
-  default = jax.jit(jax.vmap(lambda k: aug.sample_crop_box(k, 64, 64)))(keys)
+  default = jax.jit(jax.vmap(lambda k: sample_crop_box(k, 64, 64)))(keys)
   area = np.asarray(default[:, 2] * default[:, 3]) / 64**2
   aspect = np.asarray(default[:, 3] / default[:, 2])
   assert 0.45 < area.mean() < 0.62 and area.min() >= 0.06
@@ -228,7 +246,7 @@ def test_crop_box_distribution():
 
 def test_crop_and_resize_matches_slicing_for_an_integer_box(float_image):
   x = jnp.asarray(float_image)
-  out = jax.jit(aug.crop_and_resize, static_argnums=2)(x, jnp.asarray([2, 3, 6, 6]), 6)
+  out = jax.jit(tf.crop_and_resize, static_argnums=2)(x, jnp.asarray([2, 3, 6, 6]), 6)
   np.testing.assert_allclose(out, float_image[2:8, 3:9], atol=1e-6)
 
 
@@ -237,7 +255,7 @@ def test_crop_and_resize_matches_slicing_for_an_integer_box(float_image):
 
 
 def np_gray(image):
-  return image @ np.array(aug.LUMA_WEIGHTS)
+  return image @ np.array(tf.LUMA_WEIGHTS)
 
 
 def np_brightness(image, factor):
@@ -263,37 +281,37 @@ def np_hue(image, delta):
 @pytest.mark.parametrize('factor', [0.0, 0.4, 1.0, 1.7])
 def test_brightness_contrast_saturation_match_numpy(float_image, factor):
   x64 = float_image.astype(np.float64)
-  np.testing.assert_allclose(aug.adjust_brightness(float_image, factor),
+  np.testing.assert_allclose(tf.adjust_brightness(float_image, factor),
                              np_brightness(x64, factor), atol=1e-5)
-  np.testing.assert_allclose(aug.adjust_contrast(float_image, factor),
+  np.testing.assert_allclose(tf.adjust_contrast(float_image, factor),
                              np_contrast(x64, factor), atol=1e-5)
-  np.testing.assert_allclose(aug.adjust_saturation(float_image, factor),
+  np.testing.assert_allclose(tf.adjust_saturation(float_image, factor),
                              np_saturation(x64, factor), atol=1e-5)
 
 
 def test_rgb_hsv_match_colorsys_and_round_trip(float_image):
-  hsv = np.asarray(aug.rgb_to_hsv(float_image))
+  hsv = np.asarray(tf.rgb_to_hsv(float_image))
   reference = np.array([colorsys.rgb_to_hsv(*p) for p in float_image.reshape(-1, 3).astype(float)])
   hue_gap = np.abs(hsv.reshape(-1, 3)[:, 0] - reference[:, 0])
   assert np.all(np.minimum(hue_gap, 1 - hue_gap) < 1e-5)
   np.testing.assert_allclose(hsv.reshape(-1, 3)[:, 1:], reference[:, 1:], atol=1e-5)
-  rgb = np.asarray(aug.hsv_to_rgb(reference.reshape(float_image.shape).astype(np.float32)))
+  rgb = np.asarray(tf.hsv_to_rgb(reference.reshape(float_image.shape).astype(np.float32)))
   reference_rgb = np.array([colorsys.hsv_to_rgb(*p) for p in reference])
   np.testing.assert_allclose(rgb.reshape(-1, 3), reference_rgb, atol=1e-5)
-  np.testing.assert_allclose(aug.hsv_to_rgb(aug.rgb_to_hsv(float_image)), float_image, atol=1e-5)
+  np.testing.assert_allclose(tf.hsv_to_rgb(tf.rgb_to_hsv(float_image)), float_image, atol=1e-5)
 
 
 @pytest.mark.parametrize('delta', [-0.5, -0.13, 0.0, 0.2, 0.45])
 def test_hue_matches_colorsys(float_image, delta):
-  np.testing.assert_allclose(aug.adjust_hue(float_image, delta),
+  np.testing.assert_allclose(tf.adjust_hue(float_image, delta),
                              np_hue(float_image.astype(np.float64), delta), atol=1e-5)
 
 
 def test_grayscale_and_solarize_match_numpy(float_image):
   x64 = float_image.astype(np.float64)
-  np.testing.assert_allclose(aug.to_grayscale(float_image),
+  np.testing.assert_allclose(tf.to_grayscale(float_image),
                              np.repeat(np_gray(x64)[..., None], 3, axis=-1), atol=1e-6)
-  np.testing.assert_array_equal(aug.solarize(float_image, 0.5),
+  np.testing.assert_array_equal(tf.solarize(float_image, 0.5),
                                 np.where(float_image >= 0.5, 1 - float_image, float_image))
 
 
@@ -302,9 +320,9 @@ def test_color_jitter_composes_the_ops_in_the_drawn_order(float_image, random_or
   strengths = dict(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2)
   x64 = float_image.astype(np.float64)
   for seed in range(3):
-    uniforms = np.asarray(jax.random.uniform(jax.random.key(seed), (aug.NUM_JITTER_UNIFORMS,)))
-    out = aug.color_jitter_from_uniforms(jnp.asarray(uniforms), float_image,
-                                         random_order=random_order, **strengths)
+    uniforms = np.asarray(jax.random.uniform(jax.random.key(seed), (tf.NUM_JITTER_UNIFORMS,)))
+    out = tf.color_jitter_from_uniforms(jnp.asarray(uniforms), float_image,
+                                        random_order=random_order, **strengths)
     u = uniforms.astype(np.float64)
     ops = [lambda y: np_brightness(y, 0.2 + 1.6 * u[0]), lambda y: np_contrast(y, 0.2 + 1.6 * u[1]),
            lambda y: np_saturation(y, 0.2 + 1.6 * u[2]), lambda y: np_hue(y, -0.2 + 0.4 * u[3])]
@@ -327,20 +345,22 @@ def test_blur_matches_numpy_separable_reference(float_image):
   padded = np.pad(float_image.astype(np.float64), ((2, 2), (2, 2), (0, 0)), mode='reflect')
   rows = sum(kernel[t] * padded[t:t + 9] for t in range(5))
   expected = sum(kernel[t] * rows[:, t:t + 11] for t in range(5))
-  np.testing.assert_allclose(aug.blur_with_sigma(float_image, sigma, kernel_size), expected,
+  np.testing.assert_allclose(tf.blur_with_sigma(float_image, sigma, kernel_size), expected,
                              atol=1e-5)
-  assert aug.blur_kernel_size(224) == 23 and aug.blur_kernel_size(32) == 3
+  assert tf.blur_kernel_size(224) == 23 and tf.blur_kernel_size(32) == 3
 
 
 def test_rotate_by_90_degrees_is_rot90_counter_clockwise(float_image):
   x = float_image[:9, :9]
-  np.testing.assert_allclose(aug.rotate(x, 90.0), np.rot90(x, k=1, axes=(0, 1)), atol=1e-5)
+  np.testing.assert_allclose(tf.rotate(x, 90.0), np.rot90(x, k=1, axes=(0, 1)), atol=1e-5)
 
 
 def test_cutout_fills_one_clipped_square(float_image):
   x = float_image[:8, :8] * 0.5 + 0.25  # no pixel equals the fill value
   for seed in range(10):
-    out = np.asarray(aug.cutout(jax.random.key(seed), x, size=0.5, fill=0.0))
+    center_y, center_x = (tf.uniform_int(u, 8)
+                          for u in jax.random.uniform(jax.random.key(seed), (2,)))
+    out = np.asarray(tf.cutout_at(x, center_y, center_x, size=0.5, fill=0.0))
     filled = np.all(out == 0.0, axis=-1)
     rows, cols = np.nonzero(filled)
     assert 0 < filled.sum() <= 16
@@ -349,7 +369,7 @@ def test_cutout_fills_one_clipped_square(float_image):
 
 
 def test_gaussian_noise_has_the_requested_std():
-  out = aug.gaussian_noise(jax.random.key(0), jnp.full((64, 64, 3), 0.5), std=0.05)
+  out = tf.gaussian_noise(jax.random.key(0), jnp.full((64, 64, 3), 0.5), std=0.05)
   assert abs(float(jnp.std(out)) - 0.05) < 0.003 and abs(float(jnp.mean(out)) - 0.5) < 0.003
 
 
@@ -366,7 +386,7 @@ def test_simclr_recipes():
   assert view.blur_prob == 0.0 and view.solarize_prob == 0.0
   assert tuple(view.crop_scale) == (0.08, 1.0)
   assert tuple(view.mean) == aug.CIFAR10_MEAN
-  imagenet = aug.simclr_view_config(224, dataset='imagenet')
+  imagenet = aug.simclr_view_config(224, dataset='imagenet2012')
   assert (imagenet.brightness, imagenet.hue, imagenet.blur_prob) == (0.8, 0.2, 0.5)
   assert tuple(imagenet.blur_sigma) == (0.1, 2.0) and tuple(imagenet.std) == aug.IMAGENET_STD
   assert imagenet.cutout_prob == imagenet.rotation_prob == imagenet.noise_prob == 0.0
@@ -375,7 +395,7 @@ def test_simclr_recipes():
 
 
 def test_byol_recipe_is_asymmetric():
-  config = aug.byol_config(224, dataset='imagenet')
+  config = aug.byol_config(224, dataset='imagenet2012')
   view1, view2 = config.view1.to_dict(), config.view2.to_dict()
   assert (view1['blur_prob'], view2['blur_prob']) == (1.0, 0.1)
   assert (view1['solarize_prob'], view2['solarize_prob']) == (0.0, 0.2)
@@ -401,3 +421,54 @@ def test_invalid_configs_name_the_field(field, value):
     aug.validate_view_config(config)
   with pytest.raises(ValueError, match=field):
     aug.augment_batch(jax.random.key(0), np.zeros((2, 16, 16, 3), np.uint8), config)
+
+
+def test_recipes_take_statistics_explicitly_or_from_the_dataset_table():
+  explicit = recipes.simclr_view_config(32, mean=datasets.CIFAR100_MEAN, std=datasets.CIFAR100_STD,
+                                        family='cifar')
+  assert explicit == recipes.simclr_view_config(32, dataset='cifar100')
+  assert aug.simclr_view_config(32) == aug.simclr_view_config(32, dataset='cifar10')
+  for name, info in datasets.DATASETS.items():
+    view = aug.simclr_view_config(info.image_size, dataset=name)
+    assert (tuple(view.mean), tuple(view.std)) == (info.mean, info.std), name
+    assert view.blur_prob == (0.0 if info.family == 'cifar' else 0.5), name
+  assert aug.byol_config(224, dataset='imagenet2012') == aug.byol_config(
+      224, mean=datasets.IMAGENET_MEAN, std=datasets.IMAGENET_STD, family='imagenet')
+  with pytest.raises(ValueError, match='either dataset or all of mean, std and family'):
+    aug.simclr_config(32, dataset='cifar10', mean=(0.5, 0.5, 0.5))
+  with pytest.raises(ValueError, match='either dataset or all of mean, std and family'):
+    aug.simclr_config(32, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+  with pytest.raises(ValueError, match='family'):
+    aug.simclr_config(32, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), family='mnist')
+
+
+@pytest.mark.parametrize('recipe, entry, calls', [
+    ('simclr', 'two_views', 1),   # one shared recipe: checked once
+    ('byol', 'two_views', 2),     # two recipes: each checked once
+    ('simclr', 'augment_batch', 1),
+])
+def test_each_entry_point_validates_its_recipe_once(monkeypatch, recipe, entry, calls):
+  checked = []
+  real_validate = aug.validate_view_config
+
+  def counting_validate(view_config):
+    checked.append(view_config.blur_prob)
+    real_validate(view_config)
+
+  monkeypatch.setattr(aug, 'validate_view_config', counting_validate)
+  config = aug.simclr_config(8) if recipe == 'simclr' else aug.byol_config(8)
+  if entry == 'two_views':
+    fn = lambda k, x: aug.two_views(k, x, config)
+  else:
+    fn = lambda k, x: aug.augment_batch(k, x, config.view1)
+  jax.eval_shape(fn, jax.random.key(0), jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.uint8))
+  assert len(checked) == calls
+
+
+def test_two_views_rejects_an_invalid_second_view():
+  config = aug.byol_config(16)
+  config.view2.solarize_prob = 1.5
+  with pytest.raises(ValueError, match='solarize_prob'):
+    aug.two_views(jax.random.key(0), np.zeros((2, 16, 16, 3), np.uint8), config)
+  with pytest.raises(ValueError, match=r'two_views takes images \[B, H, W, C\]'):
+    aug.two_views(jax.random.key(0), np.zeros((16, 16, 3), np.uint8), aug.simclr_config(16))

@@ -22,7 +22,7 @@ def _sharded_two_views():
   """``jit(two_views)`` with the SimCLR CIFAR recipe on the 8-device mesh (compiled once)."""
   from glf_jax.data.augment import simclr_config, two_views  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh()
-  config = simclr_config(32, dataset='cifar')
+  config = simclr_config(32, dataset='cifar10')
   batch_sharding = parallel.data_sharding(mesh)
   # The batch stays sharded over 'data' in and out, as in the train step.
   views = jax.jit(lambda key, images: two_views(key, images, config),

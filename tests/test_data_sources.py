@@ -8,7 +8,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from glf_jax.data import decode_cache
 from glf_jax.data import sources
+from glf_jax.data import tfds_source
 
 CIFAR10_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
                  'truck')
@@ -19,8 +21,11 @@ CIFAR10_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
 
 
 def test_digits_splits_shapes_and_labels():
-  train = sources.make_source(sources.default_data_config('digits'), 'train')
-  test = sources.make_source(sources.default_data_config('digits'), 'test')
+  config = sources.default_data_config('digits')
+  assert config.image_size == 16  # the table's stored size: upscaled from 8x8
+  config.image_size = 0           # keep 8x8
+  train = sources.make_source(config, 'train')
+  test = sources.make_source(config, 'test')
   assert (len(train), len(test)) == (1347, 450)
   example = train[0]
   assert example['image'].shape == (8, 8, 3) and example['image'].dtype == np.uint8
@@ -58,6 +63,16 @@ def test_config_errors_name_the_allowed_values():
   with pytest.raises(ValueError, match='data.root'):
     sources.make_source(sources.default_data_config('image_folder'), 'train')
   assert sources.default_data_config('imagenet100').image_size == 224
+
+
+def test_sources_keeps_its_names():
+  for name in ('make_source', 'default_data_config', 'SOURCE_NAMES', 'ImageFolderSource',
+               'DigitsSource', 'TfdsSource', 'CorruptImageError', 'DatasetNotPreparedError',
+               'IMAGENET100_SYNSETS', 'resize_and_center_crop', 'resolve_tfds_data_dir',
+               'prepare_command', 'ImageSource', 'IMAGE_EXTENSIONS'):
+    assert hasattr(sources, name), name
+  assert issubclass(sources.CorruptImageError, ValueError)
+  assert issubclass(sources.DatasetNotPreparedError, ValueError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,13 +135,13 @@ def test_image_folder_reads_pixels_and_labels(folder, tmp_path):
 def test_image_folder_cache_is_reused_and_rebuilt_when_stale(folder, tmp_path, monkeypatch):
   root, _ = folder
   decoded = []
-  real_decode = sources._decode_image
+  real_decode = decode_cache.decode_image
 
   def counting_decode(path, image_size):
     decoded.append(path)
     return real_decode(path, image_size)
 
-  monkeypatch.setattr(sources, '_decode_image', counting_decode)
+  monkeypatch.setattr(decode_cache, 'decode_image', counting_decode)
   first = sources.ImageFolderSource(root, 'train')  # default cache: next to the root
   assert first.cache_root == tmp_path / 'images.glf_jax_cache'
   assert first.cache_built and len(decoded) >= 9
@@ -338,7 +353,8 @@ def test_tfds_imagenet100_subset_from_local_array_record(tmp_path):
   # The subset's rows are cached on disk (a plain .npy, no pickle) and reused.
   cached = list((tmp_path / 'glf_jax_cache').glob('imagenet100-train-*.npy'))
   assert len(cached) == 1 and len(np.load(cached[0], allow_pickle=False)) == 6
-  sources._SUBSET_ROWS_MEMO.clear()
+  assert list((tmp_path / 'glf_jax_cache').iterdir()) == cached  # no temporary file left
+  tfds_source._SUBSET_ROWS_MEMO.clear()
   assert len(sources.make_source(config, 'train')) == 6
   # 'test' is ImageNet's validation split.
   assert len(sources.make_source(config, 'test')) == 1

@@ -1,10 +1,13 @@
-"""Input data: random-access sources and the grain loader.
+"""Input data: the dataset table, random-access sources and the grain loader.
 
-* ``sources``: TFDS (ArrayRecord), image folders (decoded once into a cache) and scikit-learn
-  digits, each as a random-access source; ``make_source(config.data, split)``.
+* ``datasets``: the one table of dataset facts (builder, splits, sizes, mean/std, recipe family).
+* ``sources``: ``make_source(config.data, split)`` and ``default_data_config(name)``, over the
+  sources of ``tfds_source`` (TFDS ArrayRecord), ``image_folder`` (decoded once by
+  ``decode_cache``) and ``digits`` (scikit-learn), with their base in ``source_base``.
 * ``pipeline``: ``make_loader``: seeded order, per-process shard, checkpointable position.
 
-The augmentations live in ``glf_jax.data.augment`` (imported from there, not re-exported here).
+The augmentations live in ``glf_jax.data.augment`` (composition; ``transforms``: the per-image
+ops; ``recipes``: the view recipes), imported from there, not re-exported here.
 """
 
 from glf_jax.data.pipeline import Loader

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import os
-import tempfile
 from typing import Any, Callable, Sequence
 
 from absl import logging
@@ -26,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from glf_jax import fileio
 from glf_jax.data import augment
 
 # Batches dispatched to ``encode_fn`` before the oldest result is fetched: JAX runs a jitted
@@ -56,18 +56,9 @@ def _load_cache(path: str, cache_key: str, num_rows: int):
 
 
 def _save_cache(path: str, cache_key: str, features: np.ndarray, labels: np.ndarray) -> None:
-  """Writes the cache atomically: a temporary file in the same directory, then ``os.replace``."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + '.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, features=features, labels=labels, cache_key=np.asarray(cache_key))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """Writes the cache atomically (``fileio.atomic_write``): a reader never sees half a file."""
+  with fileio.atomic_write(path) as f:
+    np.savez(f, features=features, labels=labels, cache_key=np.asarray(cache_key))
 
 
 def _read_batch(source, start: int, stop: int, batch_size: int):

@@ -1,0 +1,128 @@
+"""Image folders ``root/<split>/<class>/*.{jpg,jpeg,png}`` as a source: scanning and reading.
+
+The files are decoded once into an on-disk cache (``glf_jax.data.decode_cache`` builds it), then
+read by index from its memory map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from glf_jax.data import decode_cache
+from glf_jax.data.source_base import check_split
+from glf_jax.data.source_base import CorruptImageError
+from glf_jax.data.source_base import ImageSource
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+
+
+def scan_split(split_dir: pathlib.Path, class_names: Sequence[str]):
+  """Lists ``(relative path, label, size, mtime_ns)`` for every image of a split, sorted."""
+  entries = []
+  for label, class_name in enumerate(class_names):
+    class_dir = split_dir / class_name
+    if not class_dir.is_dir():
+      continue  # this split lacks the class; labels still follow the union of all splits
+    found = []
+    with os.scandir(class_dir) as it:
+      for entry in it:
+        # Hidden files are skipped: e.g. macOS '._x.jpg' resource forks are not images.
+        if (entry.is_file() and not entry.name.startswith('.')
+            and entry.name.lower().endswith(IMAGE_EXTENSIONS)):
+          stat = entry.stat()
+          found.append((f'{class_name}/{entry.name}', label, stat.st_size, stat.st_mtime_ns))
+    if not found:
+      raise ValueError(f'class folder {class_dir} holds no images; expected at least one file '
+                       f'ending in {"/".join(IMAGE_EXTENSIONS)} (remove the folder or add images)')
+    entries.extend(sorted(found))
+  return entries
+
+
+class ImageFolderSource(ImageSource):
+  """Images in ``root/<split>/<class>/*.{jpg,jpeg,png}``, decoded once into a cache.
+
+  Class names are the sorted union of the class folders of all splits, so labels agree between
+  splits. On first use every file is decoded into ``<cache_dir>/<split>-<size>-<fingerprint>/``
+  (``decode_cache``: ``images.npy`` read back as a read-only memory map, ``labels.npy``,
+  ``index.json``). Use TFDS or a smaller ``image_size`` for ImageNet-scale folders: the cache
+  holds raw pixels.
+
+  The fingerprint covers the class names, every file's path, size and mtime, and ``image_size``:
+  any change to the files makes a new cache (stale ones are removed).
+  """
+
+  def __init__(self, root: str | os.PathLike[str], split: str, *, image_size: int = 0,
+               cache_dir: str | os.PathLike[str] | None = None, skip_corrupt: bool = False,
+               decode_workers: int | None = None):
+    root = pathlib.Path(root).expanduser()
+    layout = 'expected <root>/<split>/<class>/*.jpg|*.jpeg|*.png'
+    if not root.is_dir():
+      raise FileNotFoundError(f'image folder root {root} does not exist ({layout})')
+    splits = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    if not splits:
+      raise ValueError(f'image folder root {root} has no split folders ({layout})')
+    check_split(split, splits, f'image folder {root}')
+    class_names = sorted({c.name for s in splits for c in (root / s).iterdir()
+                          if c.is_dir() and not c.name.startswith('.')})
+    if not any((root / split / c).is_dir() for c in class_names):
+      raise ValueError(f'split folder {root / split} has no class folders ({layout})')
+    entries = scan_split(root / split, class_names)
+
+    self.name, self.split = 'image_folder', split
+    self.root = root
+    self.class_names = tuple(class_names)
+    self.num_classes = len(class_names)
+    self._image_size = int(image_size)
+    self._skip_corrupt = bool(skip_corrupt)
+    self._decode_workers = decode_workers or os.cpu_count() or 1
+    size_tag = f'{self._image_size}px' if self._image_size else 'native'
+    fingerprint = hashlib.sha256(json.dumps(
+        [decode_cache.CACHE_FORMAT, self._image_size, class_names, entries]).encode()
+    ).hexdigest()[:16]
+    self.cache_root = (pathlib.Path(cache_dir).expanduser() if cache_dir
+                       else root.parent / f'{root.name}.glf_jax_cache')
+    self.cache_path = self.cache_root / f'{split}-{size_tag}-{fingerprint}'
+    self.cache_built = False  # True when this call decoded the files (no usable cache)
+
+    if not decode_cache.is_complete(self.cache_path):
+      decode_cache.build(self.cache_path, root=root, split=split, class_names=self.class_names,
+                         entries=entries, image_size=self._image_size,
+                         skip_corrupt=self._skip_corrupt, decode_workers=self._decode_workers)
+      self.cache_built = True
+    decode_cache.remove_stale(self.cache_root, f'{split}-{size_tag}-', keep=self.cache_path)
+    self._open_cache()
+
+  def __len__(self) -> int:
+    return len(self._labels)
+
+  def _read(self, index):
+    return {'image': self._images[index], 'label': self._labels[index]}
+
+  def _open_cache(self) -> None:
+    with open(self.cache_path / 'index.json', encoding='utf-8') as f:
+      self.index = json.load(f)
+    if self.index['skipped'] and not self._skip_corrupt:
+      first = self.index['skipped'][0]
+      raise CorruptImageError(self.root / self.split / first['file'],
+                              f'{first["error"]} (set data.skip_corrupt=True to skip it)')
+    self.num_skipped = len(self.index['skipped'])
+    # A plain ndarray view of the memory map: indexing it costs no memmap bookkeeping.
+    self._images = np.load(self.cache_path / 'images.npy', mmap_mode='r').view(np.ndarray)
+    self._labels = np.load(self.cache_path / 'labels.npy', allow_pickle=False)
+    self.image_shape = tuple(self._images.shape[1:])
+
+  def __getstate__(self):
+    # Worker processes reopen the memory map instead of receiving a copy of the pixels.
+    state = dict(self.__dict__)
+    state.pop('_images')
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._images = np.load(self.cache_path / 'images.npy', mmap_mode='r').view(np.ndarray)

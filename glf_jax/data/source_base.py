@@ -1,0 +1,84 @@
+"""What every random-access source shares: the base class, the resize, the split check, errors.
+
+A source is a random-access sequence that grain reads by index:
+
+* ``len(source)`` and ``source[i] -> {'image': uint8 [H, W, 3], 'label': int32 scalar}``;
+* ``source.num_classes``, ``source.image_shape`` (``(H, W, 3)``) and ``source.class_names``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+class DatasetNotPreparedError(ValueError):
+  """A TFDS dataset is not prepared (as ArrayRecord) in the data directory."""
+
+
+class CorruptImageError(ValueError):
+  """An image file could not be decoded; ``path`` names it."""
+
+  def __init__(self, path: str | os.PathLike[str], reason: str):
+    self.path = os.fspath(path)
+    super().__init__(f'cannot decode image file {self.path}: {reason}')
+
+
+class ImageSource:
+  """Base of every source: indexing, bounds checks and the common attributes.
+
+  Subclasses set ``name``, ``split``, ``num_classes``, ``image_shape`` and ``class_names`` and
+  implement ``__len__`` and ``_read(i)``.
+  """
+
+  name: str
+  split: str
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  class_names: tuple[str, ...]
+
+  def __len__(self) -> int:
+    raise NotImplementedError
+
+  def _read(self, index: int) -> dict[str, np.ndarray]:
+    raise NotImplementedError
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    index = int(index)
+    length = len(self)
+    if index < 0:
+      index += length
+    if not 0 <= index < length:
+      raise IndexError(f'index {index} out of range for {self!r} of length {length}')
+    return self._read(index)
+
+  def __repr__(self) -> str:
+    return (f'{type(self).__name__}(name={self.name!r}, split={self.split!r}, len={len(self)}, '
+            f'image_shape={self.image_shape}, num_classes={self.num_classes})')
+
+
+def resize_and_center_crop(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
+  """Resizes the shorter side to ``size`` (bicubic, antialiased), then centre-crops a square.
+
+  Keeping the aspect ratio (rather than squashing) leaves objects undistorted; the random crops of
+  the augmentations then work on a square canvas.
+  """
+  if isinstance(image, np.ndarray):
+    image = Image.fromarray(image)
+  width, height = image.size
+  if (width, height) != (size, size):
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+  return np.asarray(image.convert('RGB'), dtype=np.uint8)
+
+
+def check_split(split: str, allowed: Sequence[str], what: str) -> None:
+  """Raises ValueError, listing ``allowed``, unless ``split`` is one of them."""
+  if split not in allowed:
+    raise ValueError(f'unknown split {split!r} for {what}; expected one of {sorted(allowed)}')
