@@ -78,10 +78,60 @@ def supcon(z1, z2, labels, temperature, similarity='cosine'):
 
 
 def byol(p1, p2, t1, t2):
+  """``L + L~``: the two directions' batch means, summed (BYOL eq. 2, solo-learn)."""
   p1, p2, t1, t2 = _f64(p1, p2, t1, t2)
-  terms = [2 - 2 * sim(p1[n], t2[n], 'cosine') for n in range(len(p1))]
-  terms += [2 - 2 * sim(p2[n], t1[n], 'cosine') for n in range(len(p2))]
-  return float(np.mean(terms))
+  l12 = np.mean([2 - 2 * sim(p1[n], t2[n], 'cosine') for n in range(len(p1))])
+  l21 = np.mean([2 - 2 * sim(p2[n], t1[n], 'cosine') for n in range(len(p2))])
+  return float(l12 + l21)
+
+
+def simsiam(p1, p2, z1, z2):
+  """``½ D(p1, z2) + ½ D(p2, z1)``, ``D(p, z) = -mean_n cos(p_n, z_n)``."""
+  p1, p2, z1, z2 = _f64(p1, p2, z1, z2)
+  d12 = -np.mean([sim(p1[n], z2[n], 'cosine') for n in range(len(p1))])
+  d21 = -np.mean([sim(p2[n], z1[n], 'cosine') for n in range(len(p2))])
+  return float(0.5 * d12 + 0.5 * d21)
+
+
+def mocov3(q1, q2, k1, k2, temperature):
+  """solo-learn's ``mocov3_loss_func(q1, k2) + mocov3_loss_func(q2, k1)`` on one process."""
+  q1, q2, k1, k2 = _f64(q1, q2, k1, k2)
+
+  def ctr(q, k):
+    total = 0.0
+    for i in range(len(q)):
+      logits = [sim(q[i], k[j], 'cosine') / temperature for j in range(len(k))]
+      total += -(logits[i] - logsumexp(logits))  # cross-entropy, target class i
+    return 2 * temperature * total / len(q)
+
+  return ctr(q1, k2) + ctr(q2, k1)
+
+
+def whiten(x, eps):
+  """Rows ``L^{-1} xc_r`` with ``L = cholesky(Σ_r xc_r xc_rᵀ / (n-1) + eps·I)``."""
+  x, = _f64(x)
+  n, d = x.shape
+  mean = sum(x[r] for r in range(n)) / n
+  xc = [x[r] - mean for r in range(n)]
+  cov = sum(np.outer(v, v) for v in xc) / (n - 1) + eps * np.eye(d)
+  chol = np.linalg.cholesky(cov)
+  return np.stack([np.linalg.solve(chol, v) for v in xc])
+
+
+def wmse(z1, z2, perms, w_size, eps):
+  """W-MSE on the given partitions: ``perms [w_iter, N]``, sub-batches of ``w_size`` consecutive
+  entries; each view's rows of a sub-batch whitened separately (htdt/self-supervised)."""
+  z1, z2 = _f64(z1, z2)
+  perms = np.asarray(perms)
+  total = 0.0
+  for perm in perms:
+    w1, w2 = np.zeros_like(z1), np.zeros_like(z2)
+    for start in range(0, len(perm), w_size):
+      idx = perm[start:start + w_size]
+      w1[idx] = whiten(z1[idx], eps)
+      w2[idx] = whiten(z2[idx], eps)
+    total += 2 - 2 * np.mean([sim(w1[n], w2[n], 'cosine') for n in range(len(z1))])
+  return total / len(perms)
 
 
 def barlow_twins(z1, z2, lambda_offdiag, eps=1e-5):
@@ -183,8 +233,11 @@ def lpm(z1, z2, prior1, prior2, sigma2, sigma2_prior, rho, beta=None):
   return -total / (m * beta)
 
 
-def adc(z1, z2, prior1, prior2, nu, upsilon, sigma2, sigma2_prior, rho, beta=None, target=None):
-  if prior1 is None:
+def adc(z1, z2, prior1, prior2, nu, upsilon, sigma2, sigma2_prior, rho, beta=None, target=None,
+        entropy_weights_without_lpm=False):
+  """Unit DCM weights without a prior and with ``upsilon = 0`` (the DCM-only ablation, SPEC §3),
+  unless ``entropy_weights_without_lpm``."""
+  if prior1 is None or (upsilon == 0 and not entropy_weights_without_lpm):
     return nu * dcm(z1, z2, sigma2, rho, target=target)
   w = entropy_weights(prior1, prior2, sigma2_prior, rho)
   return (nu * dcm(z1, z2, sigma2, rho, w, target=target)

@@ -104,12 +104,112 @@ def test_byol_is_zero_for_matching_targets():
   np.testing.assert_allclose(loss, 0.0, atol=1e-6)
 
 
+def test_byol_is_the_sum_of_both_directions():
+  """SPEC §2: ``L + L~``, each the batch mean of ``2 - 2 cos``; orthogonal targets give 2 + 2."""
+  p1, p2 = _views(9, 4, 3)
+  t1, t2 = _views(10, 4, 3)
+  loss, aux = losses.byol(p1, p2, t1, t2)
+  one_way = lambda p, t: float(jnp.mean(2 - 2 * jnp.sum(
+      p * t, -1) / (jnp.linalg.norm(p, axis=-1) * jnp.linalg.norm(t, axis=-1))))
+  np.testing.assert_allclose(loss, one_way(p1, t2) + one_way(p2, t1), rtol=1e-6)
+  np.testing.assert_allclose(loss, 2 * (2 - 2 * aux['pos_sim']), rtol=1e-6)
+  e = np.eye(4, dtype=np.float32)[:2]
+  np.testing.assert_allclose(losses.byol(e, e, e[::-1], e[::-1])[0], 4.0, rtol=1e-6)
+  np.testing.assert_allclose(losses.byol(e, e, -e, -e)[0], 8.0, rtol=1e-6)  # the top of [0, 8]
+
+
+def test_simsiam_range_and_matching_targets():
+  p1, p2 = _views(18, 4, 3)
+  np.testing.assert_allclose(losses.simsiam(p1, p2, 3 * p2, 2 * p1)[0], -1.0, rtol=1e-6)
+  np.testing.assert_allclose(losses.simsiam(p1, p2, -p2, -p1)[0], 1.0, rtol=1e-6)
+
+
+def test_mocov3_on_orthonormal_rows():
+  """Queries = keys = orthonormal rows: each direction is ``2τ log(1 + (N-1) e^{-1/τ})``."""
+  n, tau = 5, 0.2
+  e = np.eye(8, dtype=np.float32)[:n]
+  loss, aux = losses.mocov3(e, e, 2 * e, 3 * e, temperature=tau)
+  expected = 2 * (2 * tau * np.log1p((n - 1) * np.exp(-1 / tau)))
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  np.testing.assert_allclose(aux['pos_sim'], 1.0, rtol=1e-6)
+  np.testing.assert_allclose(aux['neg_sim'], 0.0, atol=1e-7)
+
+
+def test_wmse_is_zero_for_identical_views():
+  z1, _ = _views(19, 8, 3)
+  # Exact whitening (eps = 0, full-rank sub-batches of 4 > D = 3) removes any scale and shift.
+  loss, aux = losses.wmse(z1, 2 * z1 + 1, jax.random.PRNGKey(0), w_size=4, eps=0.0)
+  np.testing.assert_allclose(loss, 0.0, atol=1e-5)
+  np.testing.assert_allclose(aux['pos_sim'], 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize('n,d,eps', [(50, 6, 0.0), (9, 8, 0.0), (50, 6, 1e-3), (6, 8, 1e-3),
+                                     (50, 6, 0.3), (6, 8, 0.3)])
+def test_whiten_gives_identity_covariance(n, d, eps):
+  """``cov(whiten(x)) = L^{-1} cov L^{-T} = I - eps L^{-1} L^{-T}``: exactly ``I`` at ``eps = 0``;
+  its eigenvalues are ``λ / (λ + eps)`` for the eigenvalues ``λ`` of ``cov``."""
+  x = np.random.default_rng(n + d).standard_normal((n, d)) * np.linspace(0.5, 3, d)
+  with jax.enable_x64(True):
+    w = np.asarray(losses.whiten(x, eps=eps))
+  cov = np.cov(x, rowvar=False)
+  np.testing.assert_allclose(w.mean(0), 0.0, atol=1e-12)
+  chol_inv = np.linalg.inv(np.linalg.cholesky(cov + eps * np.eye(d)))
+  np.testing.assert_allclose(np.cov(w, rowvar=False), np.eye(d) - eps * chol_inv @ chol_inv.T,
+                             atol=1e-11)
+  lam = np.linalg.eigvalsh(cov)
+  np.testing.assert_allclose(np.linalg.eigvalsh(np.cov(w, rowvar=False)), lam / (lam + eps),
+                             atol=1e-11)
+  if eps == 0.0:
+    np.testing.assert_allclose(np.cov(w, rowvar=False), np.eye(d), atol=1e-11)
+  # Cholesky whitening: w = xc L^{-T} with L lower triangular, so w's first column is xc's scaled.
+  np.testing.assert_allclose(w[:, 0] * np.sqrt(cov[0, 0] + eps), x[:, 0] - x[:, 0].mean(),
+                             rtol=1e-10, atol=1e-12)
+
+
+def test_whiten_identity_covariance_in_float32():
+  x = np.random.default_rng(3).standard_normal((256, 16)).astype(np.float32)
+  w = np.asarray(losses.whiten(x, eps=0.0))
+  assert w.dtype == np.float32
+  np.testing.assert_allclose(np.cov(w.astype(np.float64), rowvar=False), np.eye(16), atol=1e-4)
+  wb = losses.whiten(jnp.asarray(x, jnp.bfloat16), eps=0.0)
+  assert wb.dtype == jnp.float32  # computed in float32, not in bfloat16
+
+
+# ---------------------------------------------------------------- stop-gradients
+
+
+def test_mocov3_keys_get_no_gradient():
+  q1, q2 = _views(20, 6, 5)
+  k1, k2 = _views(21, 6, 5)
+  grads = jax.grad(lambda *a: losses.mocov3(*a)[0], argnums=(0, 1, 2, 3))(q1, q2, k1, k2)
+  assert all(np.any(np.asarray(g) != 0) for g in grads[:2])
+  for g in grads[2:]:
+    np.testing.assert_array_equal(g, 0.0)
+
+
+def test_simsiam_projections_get_no_gradient():
+  p1, p2 = _views(22, 6, 5)
+  z1, z2 = _views(23, 6, 5)
+  grads = jax.grad(lambda *a: losses.simsiam(*a)[0], argnums=(0, 1, 2, 3))(p1, p2, z1, z2)
+  assert all(np.any(np.asarray(g) != 0) for g in grads[:2])
+  for g in grads[2:]:
+    np.testing.assert_array_equal(g, 0.0)
+
+
+def test_wmse_gradient_reaches_both_views():
+  z1, z2 = _views(24, 8, 3)
+  g1, g2 = jax.grad(lambda a, b: losses.wmse(a, b, jax.random.PRNGKey(0), w_size=4)[0],
+                    argnums=(0, 1))(z1, z2)
+  assert np.any(np.asarray(g1) != 0) and np.any(np.asarray(g2) != 0)
+
+
 # ---------------------------------------------------------------- gradients
 
 LABELS = np.array([0, 1, 0, 2, 1], np.int32)
 PRIORS = [np.random.default_rng(11).standard_normal((5, 6)) for _ in range(2)]
 PROTOTYPES = np.random.default_rng(12).standard_normal((7, 4))
 TARGETS = [np.random.default_rng(17).standard_normal((5, 4)) for _ in range(2)]
+WMSE_KEY = jax.random.PRNGKey(5)
 
 # Each: a function of (z1, z2) only, everything else fixed.
 LOSS_OF_VIEWS = {
@@ -120,6 +220,9 @@ LOSS_OF_VIEWS = {
     'nscl': lambda a, b, **k: losses.nscl(a, b, LABELS, **k),
     'supcon': lambda a, b, **k: losses.supcon(a, b, LABELS, **k),
     'byol': lambda a, b, **k: losses.byol(a, b, *[t.astype(a.dtype) for t in TARGETS]),
+    'simsiam': lambda a, b, **k: losses.simsiam(a, b, *[t.astype(a.dtype) for t in TARGETS]),
+    'mocov3': lambda a, b, **k: losses.mocov3(a, b, *[t.astype(a.dtype) for t in TARGETS]),
+    'wmse': lambda a, b, **k: losses.wmse(a, b, WMSE_KEY, w_size=5, w_iter=2),
     'barlow_twins': lambda a, b, **k: losses.barlow_twins(a, b, lambda_offdiag=0.1),
     'swav': lambda a, b, **k: losses.swav(a, b, PROTOTYPES.astype(a.dtype)),
     'dcm': lambda a, b, **k: losses.dcm(a, b, **k),
@@ -216,3 +319,68 @@ def test_no_nan_or_inf(name, case):
   _assert_finite_value_and_grad(LOSS_OF_VIEWS[name], z1, z2)
   if case == 'bf16':  # computed in float32, not in bfloat16
     assert LOSS_OF_VIEWS[name](z1, z2)[0].dtype == jnp.float32
+
+
+@pytest.mark.parametrize('w_size', [2, 4, 8])
+def test_wmse_rank_deficient_sub_batches(w_size):
+  """``w_size <= D``: a singular covariance; the ridge keeps values and gradients finite and smooth."""
+  z1, z2 = _views(25, 16, 8, np.float64)
+  fn = lambda a, b: losses.wmse(a, b, WMSE_KEY, w_size=w_size, w_iter=2)[0]
+  with jax.enable_x64(True):
+    check_grads(fn, (jnp.asarray(z1), jnp.asarray(z2)), order=1, modes=['rev'], eps=1e-6,
+                atol=1e-5, rtol=1e-4)
+  _assert_finite_value_and_grad(
+      lambda a, b: losses.wmse(a, b, WMSE_KEY, w_size=w_size, w_iter=2),
+      z1.astype(np.float32), z2.astype(np.float32))
+  # A collapsed dimension and a sub-batch of identical rows (zero covariance) stay finite too.
+  z1[:, 3] = 1.0
+  z2[:w_size] = z2[0]
+  _assert_finite_value_and_grad(
+      lambda a, b: losses.wmse(a, b, WMSE_KEY, w_size=w_size, w_iter=2),
+      z1.astype(np.float32), z2.astype(np.float32))
+
+
+def test_wmse_under_jit_with_a_traced_key():
+  z1, z2 = _views(26, 12, 4)
+  eager, _ = losses.wmse(z1, z2, WMSE_KEY, w_size=6, w_iter=3)
+  jitted, _ = jax.jit(lambda a, b, k: losses.wmse(a, b, k, w_size=6, w_iter=3))(z1, z2, WMSE_KEY)
+  np.testing.assert_allclose(jitted, eager, rtol=1e-6)
+  typed_key = jax.random.key(5)  # new-style typed keys draw the same permutations
+  typed, _ = losses.wmse(z1, z2, typed_key, w_size=6, w_iter=3)
+  np.testing.assert_allclose(typed, eager, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- argument checks
+
+_Z = np.ones((8, 3), np.float32)
+_KEY = jax.random.PRNGKey(0)
+
+
+@pytest.mark.parametrize('call,match', [
+    (lambda: losses.wmse(_Z, _Z, _KEY, w_size=3), 'multiple of w_size'),
+    (lambda: losses.wmse(_Z, _Z, _KEY, w_size=16), 'multiple of w_size'),
+    (lambda: losses.wmse(_Z, _Z, _KEY, w_size=1), 'w_size must be'),
+    (lambda: losses.wmse(_Z, _Z, _KEY, w_size=4.0), 'w_size must be'),
+    (lambda: losses.wmse(_Z, _Z, _KEY, w_size=4, w_iter=0), 'w_iter must be'),
+    (lambda: losses.wmse(_Z, _Z, _KEY, w_size=4, eps=-1e-3), 'eps must be'),
+    (lambda: losses.wmse(_Z, _Z[:4], _KEY, w_size=4), 'same shape'),
+    (lambda: losses.whiten(_Z[0]), r'shape \[n, D\]'),
+    (lambda: losses.whiten(_Z[:1]), 'n >= 2'),
+    (lambda: losses.mocov3(_Z, _Z, _Z, _Z, temperature=0.0), 'temperature must be'),
+    (lambda: losses.mocov3(_Z, _Z, _Z[:, :2], _Z[:, :2]), 'queries and keys'),
+    (lambda: losses.simsiam(_Z, _Z, _Z[:, :2], _Z[:, :2]), 'predictions and projections'),
+    (lambda: losses.simsiam(_Z, _Z[:4], _Z, _Z), 'same shape'),
+])
+def test_bad_arguments_are_rejected(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_whiten_vmapped_matches_per_group():
+  """The accelerator path of ``wmse`` (``vmap``: batched Cholesky and solve) whitens each group as
+  ``whiten`` does. Forward only, one batched call at a time: on CPU two concurrent batched LAPACK
+  calls can deadlock in jaxlib 0.10, which is why ``wmse`` maps over groups there."""
+  groups = np.random.default_rng(27).standard_normal((5, 6, 4)).astype(np.float32)
+  batched = jax.jit(jax.vmap(lambda x: losses.whiten(x, eps=1e-3)))(groups)
+  for g, w in zip(groups, np.asarray(batched)):
+    np.testing.assert_allclose(w, losses.whiten(g, eps=1e-3), rtol=1e-5, atol=1e-6)

@@ -7,7 +7,8 @@ On the ``M`` ℓ2-normalised rows of both views, with ``d_ij = |z_i - z_j|²`` a
 * DCM: ``(1/M) Σ_i w_i KL(P_i ‖ Q_i)`` — pulls near rows closer and pushes far rows apart;
 * LPM: a frozen prior's t-distribution ``R_i`` scores ``Q_i`` under ``Dir(1 + β R_i)``:
   ``L_LPM = -(1/(Mβ)) Σ_i log Dir(Q_i; 1 + β R_i)``; entropy weights
-  ``w_i = (1/H(R_i)) / mean_k(1/H(R_k))`` down-weight outlier anchors in the DCM term.
+  ``w_i = (1/H(R_i)) / mean_k(1/H(R_k))`` down-weight outlier anchors in the DCM term when LPM
+  is on (``w_i = 1`` without LPM, and with ``υ = 0``: the DCM-only ablation).
 
 Everything is a per-anchor-row quantity, so one pass of ``map_rows`` computes DCM, LPM and the
 entropies together; the weights' normalisation (a global mean) is applied after the pass.
@@ -158,19 +159,40 @@ def lpm(z1, z2, prior1, prior2, *, sigma2=0.5, sigma2_prior=0.5, rho=5.0, beta=N
                 'prior_entropy': jnp.mean(per_row['prior_entropy'])}
 
 
-def adc(z1, z2, prior1=None, prior2=None, *, nu=0.1, upsilon=0.1, sigma2=0.5, sigma2_prior=0.5,
-        rho=5.0, beta=None, block_size=None):
-  """ADC constraint: ``ν·DCM`` without a prior, ``ν·DCM(w = entropy weights) + υ·LPM`` with one.
+def _known_zero(value) -> bool:
+  """``value == 0`` known at trace time; a traced value (e.g. a schedule) is never "known zero"."""
+  return not isinstance(value, jax.core.Tracer) and float(value) == 0.0
 
-  ``nu = 0`` or ``upsilon = 0`` gives the LPM-only / DCM-only ablations. One pass over the rows
-  computes both terms. ``aux`` holds the unweighted ``dcm`` and ``lpm`` terms and the weights.
+
+def adc(z1, z2, prior1=None, prior2=None, *, nu=0.1, upsilon=0.1, sigma2=0.5, sigma2_prior=0.5,
+        rho=5.0, beta=None, block_size=None, entropy_weights_without_lpm=False):
+  """ADC constraint: ``ν·DCM(w = 1)`` without LPM, ``ν·DCM(w = entropy weights) + υ·LPM`` with it.
+
+  LPM is on when prior features ``prior1/2`` are given and ``υ`` is not 0. Without a prior, or with
+  ``upsilon = 0`` (the DCM-only ablation, SPEC §3), the DCM term has unit weights ``w_i = 1`` even
+  if a prior is given (it is then not needed: ``prior1/2`` may be ``None``), so ``adc(..., upsilon=0)``
+  equals ``nu * dcm(z1, z2)``. ``nu = 0`` gives the LPM-only ablation.
+
+  Args:
+    entropy_weights_without_lpm: with ``upsilon = 0``, keep the prior's entropy weights on DCM
+      (``ν·DCM(w = entropy weights) + 0·LPM``, a weighted-DCM ablation); the prior must then be
+      given. No effect when ``υ != 0``.
+
+  A traced ``upsilon`` (e.g. a schedule value passed into a jitted step) cannot be compared with 0
+  at trace time: with a prior it always takes the weighted path, ``ν·DCM(w) + υ·LPM``, also at
+  ``υ = 0``. One pass over the rows computes both terms. ``aux`` holds the unweighted ``dcm`` and
+  ``lpm`` terms and the weights (``lpm`` and the weights only when LPM/the weights are used).
   """
   checks.check_nonnegative('nu', nu)
   checks.check_nonnegative('upsilon', upsilon)
   _check_adc_hyperparameters(sigma2, rho)
   z, prior = _prepare(z1, z2, prior1, prior2)
   num_rows = z.shape[0]
-  if prior is None:
+  upsilon_zero = _known_zero(upsilon)
+  if upsilon_zero and entropy_weights_without_lpm and prior is None:
+    raise ValueError('adc with entropy_weights_without_lpm=True and upsilon = 0 needs prior '
+                     'features prior1 and prior2 (for the entropy weights)')
+  if prior is None or (upsilon_zero and not entropy_weights_without_lpm):
     loss, aux = dcm(z1, z2, sigma2=sigma2, rho=rho, block_size=block_size)
     return nu * loss, {'adc': nu * loss, **aux}
   checks.check_positive('sigma2_prior', sigma2_prior)

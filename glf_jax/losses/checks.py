@@ -3,20 +3,39 @@
 Hyperparameters arrive as Python numbers from configs; they are checked at trace time and a bad
 one raises ``ValueError`` naming the parameter and its allowed range. A traced hyperparameter
 (e.g. a schedule value passed into a jitted step) cannot be checked and is let through.
+
+Each value is validated once, where it enters: a direct call of a loss checks its
+hyperparameters; an objective built from a config checks them when it is built
+(``glf_jax.losses.glf``) and calls the losses inside :func:`validated`, which turns the
+hyperparameter checks (not the checks of the arrays) into no-ops.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Any
+
+_VALIDATED = contextvars.ContextVar('glf_jax_hyperparameters_validated', default=False)
+
+
+@contextlib.contextmanager
+def validated():
+  """Within this context the hyperparameter checks pass: the caller has validated them."""
+  token = _VALIDATED.set(True)
+  try:
+    yield
+  finally:
+    _VALIDATED.reset(token)
 
 import jax
 import jax.numpy as jnp
 
 
 def _concrete(value: Any) -> float | None:
-  """Returns ``value`` as a float when it is known at trace time, else ``None``."""
-  if isinstance(value, jax.core.Tracer):
+  """Returns ``value`` as a float when it is known (and not yet validated), else ``None``."""
+  if _VALIDATED.get() or isinstance(value, jax.core.Tracer):
     return None
   try:
     return float(value)
@@ -44,12 +63,12 @@ def check_greater(name: str, value: Any, bound: float) -> None:
 
 
 def check_choice(name: str, value: Any, allowed) -> None:
-  if value not in allowed:
+  if not _VALIDATED.get() and value not in allowed:
     raise ValueError(f'{name} must be one of {sorted(allowed)}, got {value!r}')
 
 
 def check_block_size(block_size: Any) -> None:
-  if block_size is None:
+  if block_size is None or _VALIDATED.get():
     return
   if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
     raise ValueError(f'block_size must be None (dense) or an int >= 1, got {block_size!r}')

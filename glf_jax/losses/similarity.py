@@ -9,6 +9,7 @@ the memory-bounded blockwise form (see ``blockwise.py``).
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from glf_jax.losses import checks
 
@@ -20,9 +21,14 @@ NORM_EPS = 1e-12
 
 
 def l2_normalize(x, axis=-1):
-  """``x / max(|x|, NORM_EPS)``; finite value and gradient for a zero row."""
-  sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-  return x * (1.0 / jnp.sqrt(jnp.maximum(sq, NORM_EPS**2)))
+  """``x / max(|x|, NORM_EPS)``; finite value and gradient for a zero row.
+
+  The one row normaliser of the package (losses, prototypes, kNN, metrics): a NumPy array stays a
+  NumPy array in its own precision (the float64 metrics), anything else is computed with JAX.
+  """
+  xp = np if isinstance(x, np.ndarray) else jnp
+  sq = xp.sum(xp.square(x), axis=axis, keepdims=True)
+  return x * (1.0 / xp.sqrt(xp.maximum(sq, NORM_EPS**2)))
 
 
 def stack_views(z1, z2):

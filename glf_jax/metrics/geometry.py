@@ -15,13 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glf_jax.metrics.representation import (
-    NORM_EPS,
-    _check_matrix,
-    _check_same_rows,
-    _compute_dtype,
-    _unit_rows_f64,
-)
+from glf_jax.losses.similarity import l2_normalize
+from glf_jax.metrics.representation import _check_matrix, _check_same_rows, _compute_dtype
 
 
 def _check_labels(labels, n, what):
@@ -65,11 +60,11 @@ def class_geometry(h, labels) -> dict:
   """
   n, _ = _check_matrix('h', h)
   labels = _check_labels(labels, n, 'h')
-  u = _unit_rows_f64(h)
+  u = l2_normalize(np.asarray(h, dtype=np.float64))
   centroids, inverse = _class_means(u, labels)
   if len(centroids) < 2:
     raise ValueError(f'class_geometry needs at least 2 classes, got {len(centroids)}')
-  unit_centroids = _unit_rows_f64(centroids)
+  unit_centroids = l2_normalize(np.asarray(centroids, dtype=np.float64))
   compactness = float(np.mean(1.0 - np.sum(u * unit_centroids[inverse], axis=1)))
   a, b = np.triu_indices(len(centroids), k=1)
   separations = 1.0 - np.sum(unit_centroids[a] * unit_centroids[b], axis=1)
@@ -84,14 +79,9 @@ def class_geometry(h, labels) -> dict:
   }
 
 
-def _unit_rows(x):
-  sq = jnp.sum(jnp.square(x), axis=1, keepdims=True)
-  return x / jnp.sqrt(jnp.maximum(sq, NORM_EPS**2))
-
-
 @jax.jit
 def _alignment_uniformity(h1, h2, alpha, t):
-  z = _unit_rows(jnp.concatenate([h1, h2], axis=0))
+  z = l2_normalize(jnp.concatenate([h1, h2], axis=0))
   m = z.shape[0]
   u1, u2 = z[: m // 2], z[m // 2 :]
   # Norm of the difference itself, not 2 - 2 cos, so near-identical views do not cancel (equal
@@ -173,7 +163,7 @@ def prototype_bias(features, labels) -> dict:
     raise ValueError(f'features needs n >= 2 samples, K >= 1 views and d >= 1, got shape {shape}')
   labels = _check_labels(labels, n, 'features')
   f = np.asarray(features, dtype=np.float64)
-  f = f / np.maximum(np.linalg.norm(f, axis=2, keepdims=True), NORM_EPS)
+  f = l2_normalize(f, axis=2)
   surrogate = f.mean(axis=1)
   prototypes, inverse = _class_means(surrogate, labels)
   bias = np.mean(np.linalg.norm(surrogate - prototypes[inverse], axis=1))

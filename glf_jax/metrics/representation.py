@@ -15,11 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
+from glf_jax.losses.similarity import l2_normalize
+
 RSA_METHODS = ('pearson', 'spearman')
-
-# Same convention as the losses: a zero row is normalised to a zero vector instead of 0/0.
-NORM_EPS = 1e-12
-
 
 def _check_matrix(name, x, *, min_rows=2):
   """Validates a ``[n, d]`` array-like and returns its shape (without copying device arrays)."""
@@ -44,12 +42,6 @@ def _compute_dtype(*arrays):
   """float64 only when an input is float64 and x64 is enabled; float32 otherwise (also bf16)."""
   is_f64 = any(np.dtype(getattr(a, 'dtype', np.asarray(a).dtype)) == np.float64 for a in arrays)
   return jnp.float64 if is_f64 and jax.config.read('jax_enable_x64') else jnp.float32
-
-
-def _unit_rows_f64(x):
-  x = np.asarray(x, dtype=np.float64)
-  norms = np.linalg.norm(x, axis=1, keepdims=True)
-  return x / np.maximum(norms, NORM_EPS)
 
 
 @jax.jit
@@ -93,7 +85,7 @@ def linear_cka(x, y) -> float:
 
 def _cosine_rdm_lower(x):
   """Strict lower triangle of the ``1 - cosine`` dissimilarity matrix, in float64."""
-  u = _unit_rows_f64(x)
+  u = l2_normalize(np.asarray(x, dtype=np.float64))
   rows, cols = np.tril_indices(u.shape[0], k=-1)
   return 1.0 - (u @ u.T)[rows, cols]
 
