@@ -7,7 +7,7 @@
 
 The step is a pure function of pytrees, jitted with donated buffers: parameters, BatchNorm
 statistics and the ``optax.sgd(0.1, momentum=0.9)`` state in, new ones out. The encoder is
-``build_encoder(default_model_config('simclr'))`` (ResNet-18, CIFAR stem, 512 → 2048 → 128
+``build_encoder(default_model_config())`` (ResNet-18, CIFAR stem, 512 → 2048 → 128
 projector with BN); the two views (``2 × batch`` random 32×32×3 float images, already
 augmented — augmentation is not timed unless ``--augment``) go through the network as one batch of
 ``2 × batch``, as in ``glf_jax.train.step``; the loss is ``glf_jax.losses.nt_xent`` (τ = 0.5).
@@ -144,7 +144,7 @@ def main(argv=None):
   if 'precision' in opts:
     jax.config.update('jax_default_matmul_precision', opts['precision'])
 
-  model_config = default_model_config('simclr', args.arch, stem='cifar')
+  model_config = default_model_config(args.arch, stem='cifar')
   model = build_encoder(model_config, rngs=nnx.Rngs(0))
   model.train()
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
@@ -154,8 +154,7 @@ def main(argv=None):
   n = args.batch
   if args.augment:
     from glf_jax.data import augment  # pylint: disable=g-import-not-at-top
-    from glf_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
-    augment_config = config_lib.augment_config('simclr', 'cifar10', args.image_size)
+    augment_config = augment.simclr_config(args.image_size, dataset='cifar10')
 
   def step(params, batch_stats, opt_state, data):
     if args.augment:

@@ -1,8 +1,9 @@
 """Pretraining throughput: images/s, ms/step, compile time and peak memory of the real train step.
 
     python benchmarks/train_throughput.py                      # ResNet-18 CIFAR: SimCLR, +ADC, BYOL
+    python benchmarks/train_throughput.py --methods simsiam,mocov3,wmse,simsiam+adc --batch-sizes 128
     python benchmarks/train_throughput.py --batch-sizes 128,512 --steps 5 --json out.json
-    python benchmarks/train_throughput.py --config configs/cifar10_swav.py:adc --batch-sizes 256
+    python benchmarks/train_throughput.py --config configs/swav.py:cifar100,adc --batch-sizes 256
     python benchmarks/train_throughput.py --quick              # tiny model, smoke run
 
 The step is the one ``python -m glf_jax.main`` runs (``glf_jax.train.step``: two JAX views,
@@ -30,9 +31,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from glf_jax import config as config_lib  # noqa: E402
 from glf_jax import parallel, xla_cpu  # noqa: E402
-from glf_jax.train import config as config_lib  # noqa: E402
 from glf_jax.train import prior as prior_lib  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 from glf_jax.train.setup import build_training  # noqa: E402
 
 
@@ -48,8 +51,10 @@ def load_config(spec: str):
 def build_step(config, batch_size: int):
   """The jitted step, state and prior state that ``glf_jax.main`` would run (glf_jax.train.setup)."""
   config.train.batch_size = batch_size
-  training = build_training(config, steps_per_epoch=100, num_classes=10)
-  prior_apply, prior_state = prior_lib.build_prior(config)
+  config_lib.validate(config)
+  training = build_training(config, steps_per_epoch=100,
+                            num_classes=config.model.num_classes or 10)
+  prior_apply, prior_state = prior_lib.build_prior(config, training.objective)
   return jax.jit(training.train_step(prior_apply), donate_argnums=0), training.state, prior_state
 
 
@@ -110,8 +115,9 @@ class Timed:
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='', help='one config file[:arg] instead of --methods')
-  parser.add_argument('--methods', default='simclr,simclr+adc,byol')
-  parser.add_argument('--dataset', default='cifar10')
+  parser.add_argument('--methods', default='simclr,simclr+adc,byol',
+                      help='configs/<method>.py of each, "+adc" adds its adc argument')
+  parser.add_argument('--dataset', default='cifar10', help='cifar10, cifar100 or imagenet100')
   parser.add_argument('--arch', default='resnet18')
   parser.add_argument('--batch-sizes', default='128,512')
   parser.add_argument('--optimizer', default='', help='override optim.name (e.g. sgd)')
@@ -132,8 +138,8 @@ def main(argv=None):
   else:
     for method in args.methods.split(','):
       base, _, constraint = method.partition('+')
-      configs.append(config_lib.paper_config(base, args.dataset, args.arch,
-                                             adc=constraint == 'adc'))
+      words = [args.dataset, args.arch] + (['adc'] if constraint == 'adc' else [])
+      configs.append(load_config(f'{ROOT / "configs" / base}.py:{",".join(words)}'))
   batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
   if args.quick:
     configs = [config_lib.tiny(c) for c in configs]

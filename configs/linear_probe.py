@@ -8,7 +8,7 @@ classifier is trained on them (SPEC §4). ``--config.mode=knn`` runs the kNN alo
 augmentation statistics are those of the pretrained run unless ``eval.data.name`` is set.
 """
 
-from glf_jax.train.config import base_config
+from glf_jax.config import base_config
 
 
 def get_config():

@@ -8,12 +8,11 @@ e.g. ``--config.objective.name=balanced+adc`` or ``--config.train.num_steps=100`
 refused. A second run with the same workdir resumes (or, when finished, just re-evaluates).
 """
 
-from glf_jax.train.config import base_config
+from glf_jax.config import base_config
 
 
 def get_config():
   config = base_config('simclr+adc', 'digits', 'resnet_tiny')
-  config.data.image_size = 16
   config.model.width_multiplier = 2
   config.model.projector_hidden_dim = 128
   config.model.projection_dim = 64
@@ -27,8 +26,8 @@ def get_config():
   config.train.epochs = 40
   config.train.log_every = 25
   config.checkpoint.every_steps = 100
-  config.eval.probe.epochs = 200
-  config.eval.alignment_examples = 256
+  config.eval.linear.epochs = 200
+  config.eval.alignment.examples = 256
   config.eval.compare_random_init = True
   # Digits are 8x8 upscaled to 16x16: keep most of each crop so the digit stays legible.
   for view in (config.augment.view1, config.augment.view2):

@@ -10,7 +10,7 @@
 ``--config.mode=eval`` with the same ``eval.data`` gives the linear probe / kNN on frozen features.
 """
 
-from glf_jax.train.config import base_config
+from glf_jax.config import base_config
 
 
 def get_config():

@@ -7,8 +7,14 @@ A checkpoint ``<directory>/<step>/`` holds three items:
   restored onto the shardings of an abstract state;
 * ``data``: the grain iterator's state (JSON), so a resumed run sees exactly the batches it would
   have seen;
-* ``meta``: the run's config and whatever else the caller passes (JSON), plus ``step`` and
-  ``wall_time``; ``read_meta`` reads it without knowing the state's structure.
+* ``meta``: the run's config and whatever else the caller passes (JSON), plus ``step``,
+  ``wall_time`` and ``format`` (:data:`FORMAT`, the layout of the state and config); ``read_meta``
+  reads it without knowing the state's structure, and :func:`check_format` refuses a checkpoint
+  of another layout with a clear message.
+
+:func:`load_encoder` rebuilds the encoder of a run from its saved model config alone and restores
+only its parameters and BatchNorm statistics (a partial restore: no optimiser, objective or
+method state is built) — what evaluation and a checkpoint prior need.
 
 Guarantees, and how they are obtained:
 
@@ -51,10 +57,18 @@ from typing import Any
 
 from absl import logging
 from etils import epath
+from flax import nnx
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
+from glf_jax.models import build_encoder, split_encoder
+
 _ITEMS = ('state', 'data', 'meta')
+# The layout of the train state and the config a checkpoint holds. 1: up to the method registry
+# (no 'format' in meta; BYOL's target as 'target_params', the model config's 'head' field);
+# 2: methods as units (state['method'], heads by layer counts, prototypes on the encoder).
+FORMAT = 2
 _ERROR_CHARS = 400  # tensorstore errors run to kilobytes; keep the gist in messages
 # Orbax's name for a save in progress, `<step>` + this (orbax/checkpoint/_src/path/
 # atomicity_types.py, TMP_DIR_SUFFIX); such directories are never listed as steps.
@@ -65,8 +79,23 @@ class CheckpointError(OSError):
   """Saving or reading checkpoints failed (the message names the directory)."""
 
 
+class CheckpointFormatError(ValueError):
+  """A checkpoint written by a glf_jax version with another state / config layout."""
+
+
+def check_format(meta: dict, directory: str) -> None:
+  """Refuses (with what to do) a checkpoint whose layout is not :data:`FORMAT`."""
+  found = meta.get('format', 1)
+  if found != FORMAT:
+    raise CheckpointFormatError(
+        f'the checkpoints in {directory} have layout {found}, this glf_jax reads layout {FORMAT} '
+        f'({"written before methods became units: BYOL target, heads and SwAV prototypes moved" if found == 1 else "written by a newer glf_jax"}). '
+        'Pretrain again in a new --workdir, or evaluate that run with the glf_jax version that '
+        'wrote it.')
+
+
 def _make_manager(directory: epath.Path, *, keep: int, async_save: bool, read_only: bool,
-                  cleanup: bool) -> ocp.CheckpointManager:
+                  cleanup: bool, partial: bool = False) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=None if read_only else keep,
       save_interval_steps=0 if read_only else 1,  # orbax warns unless read-only saves nothing
@@ -74,7 +103,15 @@ def _make_manager(directory: epath.Path, *, keep: int, async_save: bool, read_on
       enable_async_checkpointing=async_save,
       cleanup_tmp_directories=cleanup and not read_only,
       read_only=read_only)
-  return ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
+  if not partial:
+    return ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
+  # A partial restore (a sub-tree of the state, e.g. only the encoder) needs the PyTree handler,
+  # which reads what the Standard handler wrote.
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  registry.add('state', ocp.args.PyTreeRestore, ocp.PyTreeCheckpointHandler)
+  registry.add('data', ocp.args.JsonRestore, ocp.JsonCheckpointHandler)
+  registry.add('meta', ocp.args.JsonRestore, ocp.JsonCheckpointHandler)
+  return ocp.CheckpointManager(directory, options=options, handler_registry=registry)
 
 
 def _path(directory: str) -> epath.Path:
@@ -189,7 +226,7 @@ class Checkpointer:
     if self._read_only:
       raise ValueError(f'checkpoint directory {self.directory} was opened read_only')
     step = int(step)
-    meta_out = {**(meta or {}), 'step': step, 'wall_time': time.time()}
+    meta_out = {**(meta or {}), 'step': step, 'wall_time': time.time(), 'format': FORMAT}
     _check_json('data_state', data_state)
     _check_json('meta', meta_out)
     self.wait_until_finished()  # a failure of the previous async save is reported as its own
@@ -261,7 +298,7 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise self._save_error(step, e) from e
 
-  def restore(self, abstract_state: Any, step: int | None = None
+  def restore(self, abstract_state: Any, step: int | None = None, *, partial: bool = False
               ) -> tuple[int, Any, dict, dict] | None:
     """Reads ``(step, state, data_state, meta)`` of ``step`` or of the latest readable checkpoint.
 
@@ -271,6 +308,8 @@ class Checkpointer:
         sharding are used; NumPy leaves come back as NumPy arrays).
       step: a specific step; None for the newest one that can be read, falling back past (and,
         unless read-only, setting aside) newer unreadable ones, with a warning for each.
+      partial: ``abstract_state`` is a dict holding some of the state's top-level entries (e.g.
+        ``params`` and ``batch_stats``); only those are read.
 
     Returns:
       The tuple above, or None when the directory holds no checkpoint.
@@ -282,7 +321,7 @@ class Checkpointer:
     abstract = jax.tree.map(_as_abstract, abstract_state)
     if step is not None:
       try:
-        return self._restore_step(int(step), abstract)
+        return self._restore_step(int(step), abstract, partial)
       except Exception as e:  # pylint: disable=broad-except
         raise CheckpointError(errno.EIO, f'cannot read checkpoint step {step} in '
                               f'{self.directory}: {_short(e)}') from e
@@ -292,7 +331,7 @@ class Checkpointer:
     unreadable = []
     for candidate in steps:
       try:
-        restored = self._restore_step(candidate, abstract)
+        restored = self._restore_step(candidate, abstract, partial)
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint step %d in %s cannot be read (%s); trying the previous one',
                         candidate, self.directory, _short(e))
@@ -310,10 +349,24 @@ class Checkpointer:
         'if every step fails the same way, the state structure given to restore probably does '
         'not match the saved one. ' + '; '.join(f'step {s}: {_short(e)}' for s, e in unreadable))
 
-  def _restore_step(self, step: int, abstract: Any) -> tuple[int, Any, dict, dict]:
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                              data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
-    restored = self._manager.restore(step, args=args)
+  def _restore_step(self, step: int, abstract: Any,
+                    partial: bool = False) -> tuple[int, Any, dict, dict]:
+    data_args = dict(data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
+    if not partial:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), **data_args))
+    else:
+      restore_args = jax.tree.map(
+          lambda s: ocp.ArrayRestoreArgs(sharding=getattr(s, 'sharding', None), dtype=s.dtype),
+          abstract)
+      manager = _make_manager(self._path, keep=1, async_save=False, read_only=True,
+                              cleanup=False, partial=True)
+      try:
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(abstract, restore_args=restore_args,
+                                         partial_restore=True), **data_args))
+      finally:
+        manager.close()
     data, meta = restored['data'], restored['meta']
     if not isinstance(data, dict) or not isinstance(meta, dict):
       raise ValueError(f'items data/meta are not JSON objects: {type(data)}, {type(meta)}')
@@ -386,3 +439,37 @@ def read_meta(directory: str) -> dict | None:
     return None
   finally:
     manager.close()
+
+
+def checkpoint_dir(workdir: str) -> str:
+  """Where a run keeps its checkpoints: ``<workdir>/checkpoints``."""
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+def load_encoder(workdir: str, *, sharding: jax.sharding.Sharding | None = None):
+  """The encoder of an earlier run: ``(config, eval_graphdef, params, batch_stats, step)``.
+
+  The encoder is rebuilt from the run's saved ``config.model`` alone (``nnx.eval_shape``: nothing
+  is allocated before the restore) and only its parameters and BatchNorm statistics are read
+  from the latest readable checkpoint, read-only: another run's directory, possibly still
+  training, is never modified.
+
+  Raises:
+    FileNotFoundError: ``workdir`` holds no checkpoint.
+    CheckpointFormatError: the checkpoint has another layout.
+  """
+  directory = checkpoint_dir(workdir)
+  meta = read_meta(directory)
+  if meta is None:
+    raise FileNotFoundError(f'no glf_jax checkpoint in {directory} (train a model with '
+                            f'mode=pretrain and --workdir={workdir} first)')
+  check_format(meta, directory)
+  config = ml_collections.ConfigDict(json.loads(meta['config']))
+  abstract_encoder = nnx.eval_shape(lambda: build_encoder(config.model, rngs=nnx.Rngs(0)))
+  _, eval_graphdef, params, batch_stats = split_encoder(abstract_encoder)
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                          {'params': params, 'batch_stats': batch_stats})
+  with Checkpointer(directory, async_save=False, read_only=True) as ckpt:
+    step, restored, _, _ = ckpt.restore(abstract, partial=True)
+  return config, eval_graphdef, restored['params'], restored['batch_stats'], step

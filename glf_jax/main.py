@@ -23,9 +23,10 @@ def run(config, workdir):
   """Runs ``config.mode`` in ``workdir``; returns the summary dict (also written as JSON)."""
   from glf_jax import parallel  # deferred: importing JAX before flags parse slows --help
   d = config.distributed
-  # num_processes: 0 = one process, N = explicit, -1 = detected from the cluster's environment.
-  parallel.initialize_distributed(d.coordinator_address or None, d.num_processes or None,
-                                  d.process_id if d.process_id >= 0 else None)
+  # num_processes: None = one process, N = explicit; auto_detect: found in the cluster's
+  # environment.
+  parallel.initialize_distributed(d.coordinator_address, -1 if d.auto_detect else d.num_processes,
+                                  d.process_id)
   from glf_jax import runner  # pylint: disable=g-import-not-at-top
   return runner.run(config, workdir)
 

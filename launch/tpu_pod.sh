@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A TPU VM pod slice: the same command on every host; jax.distributed finds the slice.
-#   launch/tpu_pod.sh my-tpu us-central2-b configs/imagenet100_simclr.py:adc gs://bucket/runs/in100
+#   launch/tpu_pod.sh my-tpu us-central2-b configs/simclr.py:imagenet100,adc gs://bucket/runs/in100
 # The workdir must be shared by all hosts (a GCS bucket or NFS): orbax writes checkpoints there.
 set -euo pipefail
 tpu=$1; zone=$2; config=$3; workdir=$4; shift 4
 gcloud compute tpus tpu-vm ssh "$tpu" --zone "$zone" --worker=all --command \
   "cd ~/glf_jax && python -m glf_jax.main --config $config --workdir $workdir \
-   --config.distributed.num_processes=-1 $*"
+   --config.distributed.auto_detect=True $*"

@@ -54,3 +54,21 @@ def cifar_root(tmp_path_factory):
         break
   assert wanted == 0, f'archive {ARCHIVE} lacks some images: {taken}'
   return root
+
+
+# The fast tier, for the edit-test loop: python -m pytest tests -m "not slow" (under 3 minutes on
+# 2 cores). "slow": the end-to-end runs in subprocesses, the benchmark smoke runs, and the
+# exhaustive numerical sweeps (each loss is still checked against its reference in the fast tier).
+SLOW_MODULES = ('test_train_loop', 'test_launch', 'test_main_tfds', 'test_benchmarks',
+                'test_cifar10_end_to_end', 'test_xla_cpu', 'test_checkpoint',
+                'test_losses_properties', 'test_losses_blockwise', 'test_losses_sharding')
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'slow: not in the fast tier (-m "not slow")')
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if item.module.__name__.rsplit('.', 1)[-1] in SLOW_MODULES:
+      item.add_marker(pytest.mark.slow)

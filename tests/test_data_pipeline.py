@@ -142,6 +142,7 @@ def test_to_global_batch_shards_over_data():
     parallel.to_global_batch({'label': np.arange(12)}, mesh)
 
 
+@pytest.mark.slow
 def test_worker_processes_keep_order_and_state():
   from absl import flags  # pylint: disable=g-import-not-at-top
   from glf_jax.data import sources  # pylint: disable=g-import-not-at-top

@@ -11,10 +11,13 @@ from sklearn.linear_model import LogisticRegression
 
 from glf_jax.data import augment
 from glf_jax.data import DigitsSource
-from glf_jax.evaluate import features, finetune, linear_probe, report
+from glf_jax.data.datasets import dataset_info
+from glf_jax import evaluate
+from glf_jax.evaluate import common, features, finetune, linear_probe, report
 from glf_jax.models import build_encoder, default_model_config, resnet_tiny
 
 DIGITS_MEAN, DIGITS_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+DigitsInfo = dataset_info('digits')
 
 
 def _blobs(n, d=16, classes=4, seed=0, spread=0.3):
@@ -235,8 +238,7 @@ def test_make_encode_fn_uses_running_statistics_and_leaves_state_alone(bn_backbo
 
 
 def test_make_encode_fn_picks_the_feature_of_an_encoder():
-  config = default_model_config('simclr', arch='resnet_tiny')
-  config.projector_hidden_dim, config.projection_dim = 32, 8
+  config = default_model_config('resnet_tiny', projector_hidden_dim=32, projection_dim=8)
   encoder = build_encoder(config, rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(encoder)
   images = np.stack([DigitsSource('test')[i]['image'] for i in range(4)])
@@ -262,9 +264,9 @@ def digits16():
 
 def _finetune_config(**overrides):
   config = finetune.default_finetune_config()
-  config.update(dict(image_size=16, epochs=3, batch_size=64, learning_rate=0.2,
-                     crop_scale=(0.5, 1.0), flip_prob=0.0, mean=DIGITS_MEAN, std=DIGITS_STD,
-                     log_every=20))
+  config.image_size, config.mean, config.std = 16, DIGITS_MEAN, DIGITS_STD
+  config.update(dict(epochs=3, batch_size=64, learning_rate=0.2, crop_scale=(0.5, 1.0),
+                     flip_prob=0.0, log_every=20))
   config.update(overrides)
   return config
 
@@ -317,12 +319,20 @@ def test_finetune_rejects_bad_config(digits16, tiny_backbone):
 # report
 
 
-def test_representation_report_keys_and_values():
+def _context(train, test, **kwargs):
+  """A context whose split features are given (the evaluators of features need nothing else)."""
+  defaults = dict(eval_graphdef=None, params=None, batch_stats=None, transform={}, augment=None,
+                  train_source=None, test_source=None, num_classes=4)
+  defaults.update(kwargs)
+  return common.Context(**defaults, _features={'train': train, 'test': test})
+
+
+def test_feature_evaluators_keys_and_values():
   x, y = _blobs(300)
-  config = report.default_probe_config()
-  config.epochs = 10
-  results = report.representation_report(x[:150], y[:150], x[150:], y[150:], num_classes=4,
-                                         probe_config=config)
+  eval_config = common.default_eval_config(DigitsInfo)
+  eval_config.linear.epochs = 10
+  results = evaluate.evaluate(_context((x[:150], y[:150]), (x[150:], y[150:])),
+                              ('linear', 'knn', 'geometry'), eval_config)
   assert list(results) == ['linear/top1', 'linear/top5', 'knn/k20', 'knn/k200',
                            'geometry/compactness', 'geometry/separability_mean',
                            'geometry/separability_min', 'geometry/ratio']
@@ -330,6 +340,38 @@ def test_representation_report_keys_and_values():
   assert results['linear/top1'] > 0.95 and results['knn/k20'] > 0.95
   assert 0 < results['knn/k200'] <= 1  # k = 200 clipped to the 150 training rows
   assert results['geometry/ratio'] < 0.5  # tight, well-separated blobs
+  with pytest.raises(ValueError, match='unknown evaluator'):
+    evaluate.evaluate(_context((x, y), (x, y)), ('magic',), eval_config)
+
+
+def test_every_evaluator_has_its_settings_in_the_eval_config():
+  eval_config = common.default_eval_config(DigitsInfo)
+  for name in ('linear', 'knn', 'alignment', 'finetune'):
+    assert name in evaluate.EVALUATORS and name in eval_config
+  assert 'geometry' in evaluate.EVALUATORS  # no settings
+
+
+def test_feature_cache_is_keyed_by_the_encoder_and_the_data(tmp_path):
+  """Two encoders (or two data sets) in one cache directory never share features."""
+  source = DigitsSource('test', image_size=16)
+  encoders = [build_encoder(default_model_config('resnet_tiny', projector_layers=0),
+                            rngs=nnx.Rngs(seed)) for seed in (0, 1)]
+
+  def context(encoder, data_key='digits'):
+    encoder.eval()
+    graphdef, params, batch_stats = nnx.split(encoder, nnx.Param, nnx.BatchStat)
+    return common.Context(eval_graphdef=graphdef, params=params, batch_stats=batch_stats,
+                          transform=dict(image_size=16, mean=DIGITS_MEAN, std=DIGITS_STD,
+                                         crop_fraction=1.0),
+                          augment=None, train_source=source, test_source=source,
+                          num_classes=10, cache_dir=str(tmp_path), data_key=data_key)
+  first = context(encoders[0]).features('test')[0]
+  second = context(encoders[1]).features('test')[0]
+  assert not np.allclose(first, second)  # not the first encoder's cached features
+  np.testing.assert_array_equal(context(encoders[0]).features('test')[0], first)  # reused
+  assert len(os.listdir(tmp_path)) == 2
+  context(encoders[0], data_key='other data').features('test')
+  assert len(os.listdir(tmp_path)) == 3
 
 
 def test_format_table():

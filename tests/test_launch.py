@@ -20,7 +20,7 @@ STEPS = 4
 def _overrides(root):
   return _cifar_overrides(root, **{
       'train.num_steps': STEPS, 'train.log_every': 1, 'checkpoint.every_steps': 2,
-      'eval.probe.epochs': 5, 'eval.compare_random_init': False})
+      'eval.linear.epochs': 5, 'eval.compare_random_init': False})
 
 
 def _free_port():
@@ -35,7 +35,7 @@ def _losses(workdir):
 
 
 def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_path):
-  config = 'configs/cifar10_simclr.py:adc'
+  config = 'configs/simclr.py:adc'
   multi = tmp_path / 'multi'
   env = {k: v for k, v in _env().items() if k != 'XLA_FLAGS'}  # one CPU device per process
   launched = subprocess.run(

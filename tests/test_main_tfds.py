@@ -41,13 +41,13 @@ def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(cifar_root, tmp
   overrides = {
       'data.data_dir': data_dir, 'model.arch': 'resnet_tiny', 'model.projector_hidden_dim': 32,
       'model.projection_dim': 16, 'train.batch_size': 32, 'train.num_steps': 3,
-      'eval.probe.epochs': 5, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
+      'eval.linear.epochs': 5, 'eval.alignment.examples': 32, 'eval.batch_size': 64,
       'optim.name': 'sgd', 'optim.base_learning_rate': 0.1,
   }
   env = _env()
   env.pop('TFDS_DATA_DIR', None)
   result = subprocess.run(
-      [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/cifar10_simclr.py',
+      [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/simclr.py',
        '--workdir', str(workdir), *[f'--config.{k}={v}' for k, v in overrides.items()]],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -106,6 +106,7 @@ def test_stem_spatial_sizes():
     ('resnet50', dict(stem='imagenet'), 2048),
     ('resnet50', dict(stem='cifar', width_multiplier=2), 4096),
 ])
+@pytest.mark.slow
 def test_full_size_feature_dims(arch, kw, feature_dim):
   hw = 224 if kw['stem'] == 'imagenet' else 32
 
@@ -120,6 +121,7 @@ def test_full_size_feature_dims(arch, kw, feature_dim):
   assert dims == [feature_dim] and h.shape == (2, feature_dim)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_float32_params():
   model = _tiny(dtype=jnp.bfloat16)
   h = model(_images())   # train mode: also updates the running statistics
@@ -127,7 +129,7 @@ def test_bfloat16_compute_float32_params():
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
 
-  config = models.default_model_config('byol', 'resnet_tiny')
+  config = models.default_model_config('resnet_tiny', predictor_layers=2)
   config.update(dtype='bfloat16', projector_hidden_dim=32, projection_dim=8,
                 predictor_hidden_dim=16)
   encoder = models.build_encoder(config, rngs=nnx.Rngs(0))
@@ -250,83 +252,84 @@ def test_mlp_head_layers_and_dims():
     models.MLPHead(16, (0,), 8, rngs=rngs)
 
 
-def test_method_projectors():
+def test_mlp_head_layers():
   rngs = nnx.Rngs(0)
   x = jnp.ones((4, 16))
-  simclr = models.simclr_projector(16, 32, 8, rngs=rngs)
-  assert len(simclr.hidden_linears) == 1 and simclr(x).shape == (4, 8)
-  byol = models.byol_projector(16, 32, 8, rngs=rngs)
-  predictor = models.byol_predictor(8, 32, 8, rngs=rngs)
-  assert predictor(byol(x)).shape == (4, 8)
-  barlow = models.barlow_twins_projector(16, 32, 24, rngs=rngs)
-  assert len(barlow.hidden_linears) == 2 and barlow.output_linear.bias is None
-  assert barlow(x).shape == (4, 24)
-  # Paper defaults, counted abstractly: 512 → 2048 → 128 with one BN.
-  default = nnx.eval_shape(lambda: models.simclr_projector(512, rngs=nnx.Rngs(0)))
+  two = models.mlp_head(16, num_layers=2, hidden_dim=32, out_dim=8, rngs=rngs)
+  assert len(two.hidden_linears) == 1 and two(x).shape == (4, 8)
+  three = models.mlp_head(16, num_layers=3, hidden_dim=32, out_dim=24, last_bias=False,
+                          rngs=rngs)
+  assert len(three.hidden_linears) == 2 and three.output_linear.bias is None
+  assert three(x).shape == (4, 24)
+  # SimCLR's paper head, counted abstractly: 512 → 2048 → 128 with one BN.
+  default = nnx.eval_shape(lambda: models.mlp_head(512, num_layers=2, hidden_dim=2048,
+                                                   out_dim=128, rngs=nnx.Rngs(0)))
   assert models.count_params(default) == 512 * 2048 + 2 * 2048 + 2048 * 128 + 128
+  # The affine-free last BatchNorm (SimSiam, MoCo v3) has no parameters of its own.
+  last_bn = nnx.eval_shape(lambda: models.mlp_head(512, num_layers=2, hidden_dim=2048,
+                                                   out_dim=128, last_bn=True, rngs=nnx.Rngs(0)))
+  assert models.count_params(last_bn) == 512 * 2048 + 2 * 2048 + 2048 * 128
+  with pytest.raises(ValueError, match='num_layers'):
+    models.mlp_head(16, num_layers=0, hidden_dim=8, out_dim=8, rngs=rngs)
 
 
-def test_swav_head_prototypes():
-  head = models.SwAVHead(16, 32, 8, num_prototypes=10, rngs=nnx.Rngs(0))
-  assert head.prototypes.shape == (10, 8)
-  np.testing.assert_allclose(jnp.linalg.norm(head.prototypes[...], axis=1), 1.0, rtol=1e-6)
-  assert head(jnp.ones((4, 16))).shape == (4, 8)             # z, not scores
-  head.prototypes[...] = 3.0 * head.prototypes[...]
-  normalised = head.normalize_prototypes()
-  np.testing.assert_allclose(jnp.linalg.norm(normalised, axis=1), 1.0, rtol=1e-6)
-  np.testing.assert_allclose(jnp.linalg.norm(head.prototypes[...], axis=1), 3.0, rtol=1e-6)
-  with pytest.raises(ValueError, match='num_prototypes'):
-    models.SwAVHead(16, 32, 8, num_prototypes=0, rngs=nnx.Rngs(0))
+def test_linear_head_is_the_zero_initialised_linear_classifier():
+  head = models.LinearHead(16, 3)
+  x = jnp.ones((4, 16))
+  np.testing.assert_array_equal(head(x), 0.0)
+  params = models.linear_init(16, 3)
+  params['kernel'] = params['kernel'].at[0, 1].set(2.0)
+  head.kernel[...] = params['kernel']
+  np.testing.assert_allclose(head(x), models.linear_logits(params, x))
+  loss, accuracy = models.classification_loss(models.linear_logits(params, x),
+                                              jnp.array([1, 1, 0, 2]))
+  assert float(accuracy) == 0.5 and np.isfinite(float(loss))
 
 
 # --- encoder and config -------------------------------------------------------------------------
 
-def test_default_model_configs_are_paper_defaults():
-  sizes = lambda m: {k: models.default_model_config(m)[k] for k in (
-      'projector_hidden_dim', 'projection_dim', 'predictor_hidden_dim', 'num_prototypes')}
-  assert sizes('simclr') == dict(projector_hidden_dim=2048, projection_dim=128,
-                                 predictor_hidden_dim=0, num_prototypes=0)
-  assert sizes('byol') == dict(projector_hidden_dim=4096, projection_dim=256,
-                               predictor_hidden_dim=4096, num_prototypes=0)
-  assert sizes('barlow_twins') == dict(projector_hidden_dim=2048, projection_dim=2048,
-                                       predictor_hidden_dim=0, num_prototypes=0)
-  assert sizes('swav') == dict(projector_hidden_dim=2048, projection_dim=128,
-                               predictor_hidden_dim=0, num_prototypes=3000)
-  config = models.default_model_config('simclr+adc', 'resnet50', stem='imagenet')
-  assert (config.head, config.arch, config.stem, config.dtype) == (
-      'simclr', 'resnet50', 'imagenet', 'float32')
-  assert models.default_model_config('nscl').head == 'simclr'
+def test_default_model_config_is_simclr_sized_unless_overridden():
+  config = models.default_model_config('resnet50', stem='imagenet')
+  assert (config.arch, config.stem, config.dtype) == ('resnet50', 'imagenet', 'float32')
+  assert (config.projector_layers, config.projector_hidden_dim, config.projection_dim) == (
+      2, 2048, 128)
+  assert (config.predictor_layers, config.num_prototypes, config.num_classes) == (0, 0, 0)
+  byol = models.default_model_config(projection_dim=256, predictor_layers=2)
+  assert byol.projection_dim == 256 and byol.predictor_layers == 2
+  with pytest.raises(ValueError, match='unknown model field'):
+    models.default_model_config(head='byol')
 
 
-def test_default_byol_encoder_sizes():
-  encoder = nnx.eval_shape(
-      lambda: models.build_encoder(models.default_model_config('byol'), rngs=nnx.Rngs(0)))
+def test_byol_sized_encoder():
+  config = models.default_model_config(projector_hidden_dim=4096, projection_dim=256,
+                                       predictor_layers=2, predictor_hidden_dim=4096)
+  encoder = nnx.eval_shape(lambda: models.build_encoder(config, rngs=nnx.Rngs(0)))
   projector = 512 * 4096 + 2 * 4096 + 4096 * 256 + 256
   predictor = 256 * 4096 + 2 * 4096 + 4096 * 256 + 256
   assert models.count_params(encoder) == PUBLISHED['resnet18', 'cifar'] + projector + predictor
 
 
-@pytest.mark.parametrize('head,keys,z_dim', [
-    ('simclr', 'hz', 8), ('byol', 'hzp', 8), ('barlow_twins', 'hz', 8), ('swav', 'hz', 8),
-    ('none', 'hz', 16),
+@pytest.mark.parametrize('heads,keys,z_dim', [
+    (dict(), 'hz', 8), (dict(predictor_layers=2), 'hzp', 8), (dict(projector_layers=3), 'hz', 8),
+    (dict(num_prototypes=10), 'hz', 8), (dict(num_classes=5), ('h', 'logits', 'z'), 8),
+    (dict(projector_layers=0), 'hz', 16),
 ])
-def test_build_encoder_each_head(head, keys, z_dim):
-  config = models.default_model_config(head, 'resnet_tiny')
-  if head != 'none':
-    config.update(projector_hidden_dim=32, projection_dim=8)
-  if head == 'byol':
-    config.predictor_hidden_dim = 16
-  if head == 'swav':
-    config.num_prototypes = 10
+def test_build_encoder_each_head(heads, keys, z_dim):
+  config = models.default_model_config('resnet_tiny', projector_hidden_dim=32, projection_dim=8,
+                                       predictor_hidden_dim=16, **heads)
   encoder = models.build_encoder(config, rngs=nnx.Rngs(0))
   out = encoder(_images(4))
   assert sorted(out) == sorted(keys)
   assert out['h'].shape == (4, 16) and out['z'].shape == (4, z_dim)
   assert encoder.feature_dim == 16 and encoder.projection_dim == z_dim
-  if head == 'byol':
+  assert sorted(encoder.embed(_images(4))) == ['h', 'z']  # what a momentum copy computes
+  if 'p' in out:
     assert out['p'].shape == (4, 8)
-  if head == 'swav':
+  if 'logits' in out:
+    assert out['logits'].shape == (4, 5)
+  if heads.get('num_prototypes'):
     assert encoder.prototypes.shape == (10, 8)
+    np.testing.assert_allclose(jnp.linalg.norm(encoder.prototypes[...], axis=1), 1.0, rtol=1e-6)
     out2 = encoder(_images(4, seed=1))
     loss, _ = losses.swav(out['z'], out2['z'], encoder.prototypes[...])
     assert np.isfinite(loss)
@@ -336,30 +339,29 @@ def test_build_encoder_each_head(head, keys, z_dim):
 
 @pytest.mark.parametrize('field,value,message', [
     ('arch', 'resnet101', 'resnet18'),
-    ('head', 'simsiam', 'barlow_twins'),
     ('stem', 'tiny', 'imagenet'),
     ('dtype', 'float16', 'bfloat16'),
     ('width_multiplier', 0, 'width_multiplier'),
-    ('predictor_hidden_dim', 0, 'predictor'),
+    ('predictor_hidden_dim', 0, 'predictor_hidden_dim'),
+    ('predictor_layers', -1, 'predictor_layers'),
     ('projection_dim', 0, 'projection_dim'),
+    ('num_classes', -1, 'num_classes'),
 ])
 def test_build_encoder_rejects_bad_values(field, value, message):
-  config = models.default_model_config('byol', 'resnet_tiny')
+  config = models.default_model_config('resnet_tiny', predictor_layers=2)
   config[field] = value
   with pytest.raises(ValueError, match=message):
     models.build_encoder(config, rngs=nnx.Rngs(0))
 
 
 def test_bad_names_raise():
-  with pytest.raises(ValueError, match='simclr'):
-    models.default_model_config('moco')
   with pytest.raises(ValueError, match='resnet50'):
-    models.default_model_config('simclr', 'vit')
+    models.default_model_config('vit')
   with pytest.raises(ValueError, match='bottleneck'):
     models.ResNet((1,), 'wide', rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match='cifar'):
     models.resnet_tiny(stem='large', rngs=nnx.Rngs(0))
-  swav = models.default_model_config('swav', 'resnet_tiny')
-  swav.num_prototypes = 0
+  swav = models.default_model_config('resnet_tiny')
+  swav.num_prototypes = -3
   with pytest.raises(ValueError, match='num_prototypes'):
     models.build_encoder(swav, rngs=nnx.Rngs(0))

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from glf_jax import checkpoint
 from glf_jax import main
 from glf_jax.losses import glf
 from glf_jax.train import loop
@@ -26,7 +27,7 @@ def _cifar_overrides(root, **extra):
       'data.name': 'image_folder', 'data.root': str(root), 'model.arch': 'resnet_tiny',
       'model.projector_hidden_dim': 32, 'model.projection_dim': 16, 'train.batch_size': 32,
       'train.num_steps': TOTAL_STEPS, 'train.log_every': 2, 'checkpoint.every_steps': 4,
-      'eval.probe.epochs': 20, 'eval.alignment_examples': 32, 'eval.batch_size': 64,
+      'eval.linear.epochs': 20, 'eval.alignment.examples': 32, 'eval.batch_size': 64,
       'optim.name': 'sgd', 'optim.base_learning_rate': 0.1, 'optim.warmup_epochs': 0.5,
   }
   settings.update(extra)
@@ -34,7 +35,7 @@ def _cifar_overrides(root, **extra):
 
 
 def _command(workdir, overrides):
-  return [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/cifar10_simclr.py:adc',
+  return [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/simclr.py:adc',
           '--workdir', str(workdir), *overrides]
 
 
@@ -47,7 +48,7 @@ def _env():
 
 
 def _final_params(workdir):
-  _, _, params, batch_stats, step = loop.load_encoder(str(workdir))
+  _, _, params, batch_stats, step = checkpoint.load_encoder(str(workdir))
   return step, [np.asarray(x) for x in jax.tree.leaves((params, batch_stats))]
 
 
@@ -154,7 +155,7 @@ def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path):
 
 def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
   config = _digits_config(num_steps=6, eval_after=True)
-  config.eval.probe.epochs = 10
+  config.eval.linear.epochs = 10
   summary = main.run(config, str(tmp_path))
   saved = json.loads((tmp_path / 'summary.json').read_text())
   assert saved['status'] == 'finished' and saved['step'] == 6
@@ -166,6 +167,7 @@ def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
 @pytest.mark.parametrize('override,message', [
     ('--config.nope=1', 'nope'),
     ('--config.objective.name=simclr+magic', 'constraint term'),
+    ('--config.objective.name=moco', 'method'),
     ('--config.objective.adc.rho=2.0', 'rho must be > 2'),
     ('--config.data.name=imagenet2012', 'tfds'),
 ])
@@ -176,3 +178,32 @@ def test_command_line_rejects_bad_config(override, message, tmp_path):
       capture_output=True, text=True, timeout=300)
   assert result.returncode != 0
   assert message in result.stderr.lower() or message in result.stderr
+
+
+def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layouts(tmp_path):
+  """A BYOL run (EMA target in its state) is evaluated without rebuilding its training."""
+  run_dir = tmp_path / 'run'
+  config = _digits_config(num_steps=2)
+  config.objective.name = 'byol'
+  config.method = {'ema_base': 0.99}
+  config.model.predictor_layers = 2
+  main.run(config, str(run_dir))
+  saved, _, params, batch_stats, step = checkpoint.load_encoder(str(run_dir))
+  assert step == 2 and saved.objective.name == 'byol'
+  assert sorted(params.keys()) == ['backbone', 'predictor', 'projector']
+
+  evaluation = _digits_config()
+  evaluation.mode = 'knn'
+  evaluation.eval.checkpoint_dir = str(run_dir)
+  summary = main.run(evaluation, str(tmp_path / 'knn'))
+  assert summary['step'] == 2 and 0.0 <= summary['pretrained']['knn/k20'] <= 1.0
+
+  # A checkpoint written before methods became units (no 'format' in its meta) is refused.
+  meta_file = run_dir / 'checkpoints' / '2' / 'meta' / 'metadata'
+  meta = json.loads(meta_file.read_text())
+  del meta['format']
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(checkpoint.CheckpointFormatError, match='layout 1.*Pretrain again'):
+    checkpoint.load_encoder(str(run_dir))
+  with pytest.raises(checkpoint.CheckpointFormatError, match='layout 1'):
+    main.run(config, str(run_dir))

@@ -5,16 +5,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
-from glf_jax import parallel
-from glf_jax.losses import build_objective
+from glf_jax import config as config_lib
+from glf_jax import methods, parallel
 from glf_jax.losses import glf
-from glf_jax.train import config as config_lib
-from glf_jax.train import optim, prior as prior_lib, step as step_lib
+from glf_jax.methods import momentum
+from glf_jax.models import decay_mask
+from glf_jax.train import optim, prior as prior_lib
 from glf_jax.train.setup import build_training
 
 BATCH = 16
 SIZE = 16
+STEPS_PER_EPOCH = 5
 
 
 def _config(name):
@@ -22,6 +25,8 @@ def _config(name):
   config.train.batch_size = BATCH
   for view in (config.augment.view1, config.augment.view2):
     view.image_size = SIZE
+  if 'wmse' in config.objective:
+    config.objective.wmse.w_size = 8
   return config
 
 
@@ -31,13 +36,12 @@ def _batch(seed=0):
           'label': (np.arange(BATCH) % 10).astype(np.int32)}
 
 
-def _pieces(config, total_steps=20, swav_freeze_steps=0):
+def _pieces(config, total_steps=20):
   """The jitted step, initial state and prior state, as the training loop builds them."""
-  steps_per_epoch = 5
   config.train.num_steps = total_steps
-  config.swav.freeze_prototypes_epochs = swav_freeze_steps / steps_per_epoch
-  training = build_training(config, steps_per_epoch=steps_per_epoch, num_classes=10)
-  prior_apply, prior_state = prior_lib.build_prior(config)
+  config_lib.validate(config)
+  training = build_training(config, steps_per_epoch=STEPS_PER_EPOCH, num_classes=10)
+  prior_apply, prior_state = prior_lib.build_prior(config, training.objective)
   return jax.jit(training.train_step(prior_apply)), training.state, prior_state
 
 
@@ -71,7 +75,7 @@ def test_lr_scaling_none_keeps_the_base_rate():
 
 def test_lars_excludes_biases_and_batchnorm_from_decay_and_adaptation():
   params = {'kernel': jnp.ones((3, 4)), 'bias': jnp.ones((4,)), 'scale': jnp.ones((4,))}
-  assert optim.decay_mask(params) == {'kernel': True, 'bias': False, 'scale': False}
+  assert decay_mask(params) == {'kernel': True, 'bias': False, 'scale': False}
   config = optim.default_optim_config('lars')
   config.weight_decay = 0.5
   tx = optim.make_optimizer(config, optax.constant_schedule(1.0))
@@ -88,7 +92,7 @@ def test_lars_excludes_biases_and_batchnorm_from_decay_and_adaptation():
     ('base_learning_rate', 0.0, 'base_learning_rate'),
     ('weight_decay', -1.0, 'weight_decay'),
     ('momentum', 1.0, 'momentum'),
-    ('lr_scaling', 'sqrt', 'lr_scaling'),
+    ('lr_scaling', 'cube', 'lr_scaling'),
 ])
 def test_bad_optimiser_settings_are_rejected(field, value, message):
   config = optim.default_optim_config('sgd')
@@ -99,63 +103,109 @@ def test_bad_optimiser_settings_are_rejected(field, value, message):
     optim.make_optimizer(config, schedule)
 
 
-def test_byol_ema_decay_goes_from_base_to_one():
-  tau = optim.ema_decay_schedule(0.99, 100)
-  np.testing.assert_allclose(float(tau(0)), 0.99, rtol=1e-6)
-  np.testing.assert_allclose(float(tau(50)), 0.995, rtol=1e-6)
-  np.testing.assert_allclose(float(tau(100)), 1.0, rtol=1e-6)
+@pytest.mark.parametrize('scaling,factor', [('linear', 4.0), ('sqrt', 2.0),
+                                            ('fourth_root', 2.0 ** 0.5), ('none', 1.0)])
+def test_lr_scaling_rules(scaling, factor):
+  config = optim.default_optim_config('sgd')
+  config.lr_scaling = scaling
+  np.testing.assert_allclose(optim.peak_learning_rate(config, 1024),
+                             config.base_learning_rate * factor, rtol=1e-12)
+
+
+def test_ema_decay_goes_from_base_to_one():
+  run = methods.RunInfo(settings={'ema_base': 0.99}, total_steps=100, steps_per_epoch=10)
+  np.testing.assert_allclose(float(momentum.ema_decay(0, run)), 0.99, rtol=1e-6)
+  np.testing.assert_allclose(float(momentum.ema_decay(50, run)), 0.995, rtol=1e-6)
+  np.testing.assert_allclose(float(momentum.ema_decay(100, run)), 1.0, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
 # The step.
 
 
-@pytest.mark.parametrize('name', ['simclr+adc', 'byol', 'barlow_twins', 'swav+adc', 'nscl'])
+@pytest.mark.parametrize('name', sorted(methods.METHODS) + [
+    pytest.param(name, marks=pytest.mark.slow)  # +adc: the fast tier has simclr+adc elsewhere
+    for name in ('simclr+adc', 'swav+adc', 'simsiam+adc', 'mocov3+adc', 'wmse+adc', 'ce+adc')])
 def test_step_updates_parameters_and_reports_every_term(name):
   config = _config(name)
   step, state, prior_state = _pieces(config)
   before = _leaves(state['params'])
   new_state, metrics = step(state, _batch(), prior_state)  # warm-up: step 0 has lr 0
-  new_state, metrics = step(new_state, _batch(1), prior_state)
-  assert int(new_state['step']) == 2 and float(metrics['finite']) == 1.0
-  for term in build_objective(config.objective).term_names:
+  # Step 1 moves CE's zero-initialised classifier; only from step 2 on does its loss reach h.
+  for i in (1, 2):
+    new_state, metrics = step(new_state, _batch(i), prior_state)
+  assert int(new_state['step']) == 3 and float(metrics['finite']) == 1.0
+  for term in methods.build_objective(config.objective).term_names:
     assert term in metrics and np.isfinite(float(metrics[term]))
   changed = [not np.array_equal(a, b) for a, b in zip(before, _leaves(new_state['params']))]
-  assert sum(changed) > len(changed) // 2
+  # Heads a loss does not read (CE's projector) may stay put; the backbone must move.
+  assert sum(changed) > len(changed) // 2 or name.startswith('ce')
+  backbone = [not np.array_equal(a, b) for a, b in zip(
+      _leaves(state['params']['backbone']), _leaves(new_state['params']['backbone']))]
+  assert sum(backbone) > len(backbone) // 2
 
 
-def test_byol_target_is_the_ema_of_the_online_network():
-  config = _config('byol')
+def test_contrastive_family_starts_from_one_parameter_copy():
+  # SimCLR, NSCL, SupCon, the balanced loss and cross-entropy share backbone and projector.
+  states = {}
+  for name in ('simclr', 'nscl', 'supcon', 'balanced', 'ce'):
+    _, state, _ = _pieces(_config(name))
+    states[name] = state
+  reference = states['simclr']['params']
+  for name, state in states.items():
+    for part in ('backbone', 'projector'):
+      for a, b in zip(_leaves(reference[part]), _leaves(state['params'][part])):
+        np.testing.assert_array_equal(a, b)
+  assert 'classifier' in states['ce']['params'] and 'classifier' not in reference
+
+
+@pytest.mark.parametrize('name', ['byol', 'mocov3'])
+def test_momentum_target_is_the_ema_of_the_online_backbone_and_projector(name):
+  config = _config(name)
   step, state, prior_state = _pieces(config)
-  online0 = _leaves(state['params'])
-  target0 = _leaves(state['target_params'])
-  np.testing.assert_array_equal(online0[0], target0[0])  # the target starts as a copy
+  target = state['method']['target_params']
+  assert sorted(target.keys()) == ['backbone', 'projector']  # no predictor: online only
+  for part in ('backbone', 'projector'):  # the target starts as a copy
+    for a, b in zip(_leaves(state['params'][part]), _leaves(target[part])):
+      np.testing.assert_array_equal(a, b)
+  target0 = _leaves(target)
   new_state, metrics = step(state, _batch(), prior_state)
   tau = float(metrics['ema_decay'])
-  for t0, t1, o1 in zip(target0, _leaves(new_state['target_params']),
-                        _leaves(new_state['params'])):
+  online1 = nnx.filter_state(new_state['params'], lambda path, _: path[0] != 'predictor')
+  for t0, t1, o1 in zip(target0, _leaves(new_state['method']['target_params']),
+                        _leaves(online1)):
     np.testing.assert_allclose(t1, tau * t0 + (1 - tau) * o1, rtol=1e-5, atol=1e-7)
 
 
-
 def test_objective_name_with_spaces_builds_the_same_run():
-  # glf.parse_name strips around '+': the step, state and prior must read the name the same way.
+  # methods.parse_name strips around '+': the method, its state and the prior read it the same.
   config = _config('byol+adc')
   config.objective.name = 'byol + adc'
-  assert prior_lib.uses_prior(config)
-  assert prior_lib.build_prior(config)[0] is not None  # ADC's prior (LPM) is built
   step, state, prior_state = _pieces(config)
-  assert jax.tree.leaves(state['target_params'])  # BYOL's EMA target exists
+  assert jax.tree.leaves(state['method']['target_params'])  # BYOL's EMA target exists
   _, metrics = step(state, _batch(), prior_state)
   assert 'ema_decay' in metrics and np.isfinite(float(metrics['loss']))
+  assert np.isfinite(float(metrics['adc/lpm']))  # ADC's prior (LPM) was built and used
+
+
+def test_dcm_only_builds_no_prior():
+  config = _config('simclr+adc')
+  config.objective.adc.upsilon = 0.0
+  training = build_training(config, steps_per_epoch=STEPS_PER_EPOCH, num_classes=10)
+  assert prior_lib.build_prior(config, training.objective) == (None, {})
+  config.objective.adc.entropy_weights_without_lpm = True
+  training = build_training(config, steps_per_epoch=STEPS_PER_EPOCH, num_classes=10)
+  assert prior_lib.build_prior(config, training.objective)[0] is not None
+
 
 def _prototypes(params):
-  return np.asarray(step_lib._get_prototypes(params))  # pylint: disable=protected-access
+  return np.asarray(params['prototypes'][...])
 
 
 def test_swav_prototypes_are_frozen_then_trained_and_stay_normalised():
   config = _config('swav')
-  step, state, prior_state = _pieces(config, swav_freeze_steps=2)
+  config.method.freeze_prototypes_epochs = 2 / STEPS_PER_EPOCH
+  step, state, prior_state = _pieces(config)
   c0 = _prototypes(state['params'])
   state, _ = step(state, _batch(0), prior_state)
   state, _ = step(state, _batch(1), prior_state)
@@ -200,10 +250,15 @@ def test_sharded_step_equals_one_device_step():
     np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-6)
 
 
+def _prior(config):
+  objective = methods.build_objective(config.objective)
+  return prior_lib.build_prior(config, objective)
+
+
 def test_random_and_weights_priors_are_frozen_encoders(tmp_path):
   config = _config('simclr+adc')
   config.prior.kind = 'random'
-  apply_fn, prior_state = prior_lib.build_prior(config)
+  apply_fn, prior_state = _prior(config)
   views = jnp.ones((4, SIZE, SIZE, 3))
   features = apply_fn(prior_state, views)
   assert features.shape[0] == 4 and np.all(np.isfinite(features))
@@ -214,7 +269,7 @@ def test_random_and_weights_priors_are_frozen_encoders(tmp_path):
   encoder = build_encoder(config.model, rngs=nnx.Rngs(int(config.prior.seed)))
   prior_lib.export_weights(nnx.state(encoder, nnx.Any(nnx.Param, nnx.BatchStat)), path)
   config.prior.kind, config.prior.path = 'weights', path
-  apply_w, state_w = prior_lib.build_prior(config)
+  apply_w, state_w = _prior(config)
   np.testing.assert_allclose(apply_w(state_w, views), features, rtol=1e-6)
   # Gradients never flow into the prior.
   grad = jax.grad(lambda v: jnp.sum(apply_fn(prior_state, v)))(views)
@@ -222,12 +277,12 @@ def test_random_and_weights_priors_are_frozen_encoders(tmp_path):
 
 
 @pytest.mark.parametrize('kind,path,message', [
-    ('clip', '', 'prior.kind'),
-    ('weights', '', 'prior.path'),
+    ('clip', None, 'prior.kind'),
+    ('weights', None, 'prior.path'),
     ('weights', '/nonexistent/w.npz', 'no weights file'),
 ])
 def test_bad_prior_settings_are_rejected(kind, path, message):
   config = _config('simclr+adc')
   config.prior.kind, config.prior.path = kind, path
   with pytest.raises((ValueError, FileNotFoundError), match=message):
-    prior_lib.build_prior(config)
+    _prior(config)

@@ -1,33 +1,29 @@
-"""Evaluation of encoders (SPEC §4): features + cache, linear probe, kNN, geometry, fine-tuning.
+"""Evaluation of frozen encoders (SPEC §4): one contract for every evaluator.
 
-* ``features.extract_features``: frozen features of a source in order, cached as ``.npz``;
-  ``features.make_encode_fn``: the jitted eval-mode ``uint8 images -> features`` of a network.
-* ``linear_probe.linear_probe``: optax linear classifier on frozen features (top-1 / top-5).
-* ``knn.knn_accuracy``: temperature-weighted cosine kNN (Wu et al., 2018).
-* ``report.representation_report``: probe + kNN (k = 20, 200) + class geometry as one flat dict;
-  ``report.format_table``: results side by side.
-* ``finetune.finetune``: full fine-tuning, or a linear classifier on the frozen backbone trained
-  through the augmentations, on another dataset (transfer).
+* ``common``: the contract ``evaluator(context, settings) -> {metric: value}``, the shared
+  :class:`~glf_jax.evaluate.common.Context` (one encoder, the evaluation data, features computed
+  once and cached), the registry and ``config.eval``.
+* Evaluators, one module each: ``linear_probe`` (``linear``), ``knn``, ``geometry``,
+  ``alignment``, ``finetune`` (fine-tuning / transfer).
+* ``features``: feature extraction and its cache; ``report.format_table``: results side by side.
 
-The functions named like their module (``linear_probe.linear_probe``, ``finetune.finetune``) are
-reached through the module (``from glf_jax.evaluate import finetune``); the others are also
-re-exported here.
+Encoders are loaded from a checkpoint by ``glf_jax.checkpoint.load_encoder`` from their saved
+model config alone; nothing here depends on the training code.
 """
 
-from glf_jax.evaluate.features import extract_features
-from glf_jax.evaluate.features import make_encode_fn
-from glf_jax.evaluate.finetune import default_finetune_config
+from glf_jax.evaluate import alignment, common, finetune, geometry, knn, linear_probe
+from glf_jax.evaluate.common import EVALUATORS, Context, evaluate, register
+from glf_jax.evaluate.features import extract_features, make_encode_fn
 from glf_jax.evaluate.knn import knn_accuracy
-from glf_jax.evaluate.report import default_probe_config
 from glf_jax.evaluate.report import format_table
-from glf_jax.evaluate.report import representation_report
 
 __all__ = [
-    'default_finetune_config',
-    'default_probe_config',
+    'Context',
+    'EVALUATORS',
+    'evaluate',
     'extract_features',
     'format_table',
     'knn_accuracy',
     'make_encode_fn',
-    'representation_report',
+    'register',
 ]

@@ -30,30 +30,31 @@ import numpy as np
 import optax
 
 from glf_jax.data import augment, make_loader
+from glf_jax.evaluate import common
 from glf_jax.evaluate.features import extract_features, make_encode_fn
 from glf_jax.evaluate.linear_probe import check_int, make_optimizer, topk_accuracy
 from glf_jax.losses import checks
+from glf_jax.models import LinearHead, classification_loss
 
 # The head's parameters (everything else of a LinearClassifier belongs to the backbone).
 HEAD_PARAMS = nnx.All(nnx.Param, lambda path, _: path[0] == 'head')
 
 
 def default_finetune_config() -> ml_collections.ConfigDict:
-  """Fine-tuning settings (CIFAR defaults; ``image_size``/``mean``/``std`` of the encoder's data).
+  """``config.eval.finetune``: fine-tuning settings (CIFAR defaults).
 
   Fields: ``epochs``, ``batch_size``, ``learning_rate`` (peak, cosine-decayed to 0; SGD momentum
-  0.9), ``weight_decay`` (L2 on kernels, not on biases / BatchNorm), ``image_size``, ``mean``,
-  ``std`` (the eval transform and the normalisation of the training views), ``crop_scale``
-  (random resized crop area range: ``(0.08, 1)`` standard, ``(0.5, 1)`` lighter), ``flip_prob``
+  0.9), ``weight_decay`` (L2 on kernels, not on biases / BatchNorm), ``crop_scale`` (random
+  resized crop area range: ``(0.08, 1)`` standard, ``(0.5, 1)`` lighter), ``flip_prob``
   (horizontal flips; 0 for data such as digits whose mirror images are other symbols),
   ``freeze_backbone`` (True: linear classifier on the frozen backbone), ``feature_norm`` (a
   BatchNorm without scale and bias on the features before the head, as in MAE's linear probe:
   the head then trains at one learning rate whatever the scale of the backbone's features) and
-  ``log_every`` (steps between loss log lines; 0: none).
+  ``log_every`` (steps between loss log lines; 0: none). The image size and statistics are the
+  evaluation transform's (``config.eval.transform``: the encoder's input).
   """
   return ml_collections.ConfigDict(dict(
-      epochs=30, batch_size=256, learning_rate=0.05, weight_decay=5e-4, image_size=32,
-      mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.2435, 0.2616), crop_scale=(0.08, 1.0),
+      epochs=30, batch_size=256, learning_rate=0.05, weight_decay=5e-4, crop_scale=(0.08, 1.0),
       flip_prob=0.5, freeze_backbone=False, feature_norm=True, log_every=50))
 
 
@@ -94,8 +95,7 @@ class LinearClassifier(nnx.Module):
     self.backbone = backbone
     self.norm = (nnx.BatchNorm(feature_dim, use_scale=False, use_bias=False, momentum=0.9,
                                rngs=rngs) if feature_norm else None)
-    self.head = nnx.Linear(feature_dim, num_classes, kernel_init=nnx.initializers.zeros_init(),
-                           rngs=rngs)
+    self.head = LinearHead(feature_dim, num_classes)
 
   def __call__(self, x):
     h = _features(self.backbone(x))
@@ -107,6 +107,9 @@ class LinearClassifier(nnx.Module):
 def _check_config(config: ml_collections.ConfigDict, num_classes: int) -> None:
   for name in ('epochs', 'batch_size', 'image_size'):
     check_int(f'config.{name}', config[name], 1)
+  if len(config.mean) != 3 or len(config.std) != 3:
+    raise ValueError(f'config.mean and config.std need 3 entries, got {config.mean}, '
+                     f'{config.std}')
   checks.check_positive('config.learning_rate', config.learning_rate)
   checks.check_nonnegative('config.weight_decay', config.weight_decay)
   check_int('num_classes', num_classes, 2)
@@ -164,7 +167,7 @@ def train_classifier(backbone: nnx.Module, train_source: Sequence[dict], *, num_
       # BatchStats created at an outer level.
       fresh_rest = jax.tree.map(lambda x: x, rest)
       model = nnx.merge(train_graphdef, trainable['head'], body, fresh_rest)
-      loss = optax.softmax_cross_entropy_with_integer_labels(model(views), labels).mean()
+      loss, _ = classification_loss(model(views), labels)
       return loss, nnx.split(model, HEAD_PARAMS, nnx.Param, ...)[3]
 
     (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
@@ -213,7 +216,8 @@ def finetune(backbone: nnx.Module, train_source: Sequence[dict], test_source: Se
     train_source, test_source: random-access sources (``source[i] -> {'image', 'label'}``) with
       labels in ``[0, num_classes)``.
     num_classes: classes of the new head (>= 2).
-    config: :func:`default_finetune_config` (with the data's ``image_size``, ``mean``, ``std``).
+    config: :func:`default_finetune_config` plus the transform's ``image_size``, ``mean``,
+      ``std``.
     seed: data order, augmentation and head seed.
 
   Returns:
@@ -227,3 +231,16 @@ def finetune(backbone: nnx.Module, train_source: Sequence[dict], test_source: Se
                                      batch_size=config.batch_size)
   return {'top1': topk_accuracy(logits, labels, 1), 'top5': topk_accuracy(logits, labels, 5),
           **info}
+
+
+@common.register('finetune', default_finetune_config)
+def finetune_evaluator(context: common.Context, settings) -> dict:
+  """``finetune/top1``, ``/top5``, ``/train_loss``, ``/epochs``, ``/steps`` of a fine-tuned copy
+  of the backbone on the evaluation data (transfer when that is another dataset)."""
+  config = ml_collections.ConfigDict(settings.to_dict())
+  t = context.transform
+  config.image_size, config.mean, config.std = int(t['image_size']), tuple(t['mean']), tuple(
+      t['std'])
+  results = finetune(context.encoder().backbone, context.train_source, context.test_source,
+                     num_classes=context.num_classes, config=config, seed=context.seed)
+  return {f'finetune/{key}': value for key, value in results.items()}

@@ -12,6 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import ml_collections
+
+from glf_jax.evaluate import common
 from glf_jax.losses.similarity import l2_normalize
 
 
@@ -46,3 +49,19 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, *, k=
                          k=k, num_classes=num_classes, temperature=temperature)
     correct += int(np.sum(np.argmax(np.asarray(scores), -1) == test_labels[start:start + chunk_size]))
   return correct / len(test_labels)
+
+
+def default_knn_settings() -> ml_collections.ConfigDict:
+  """``config.eval.knn``: neighbour counts ``k`` (each clipped to the training rows) and ``T``."""
+  return ml_collections.ConfigDict(dict(k=(20, 200), temperature=0.07))
+
+
+@common.register('knn', default_knn_settings)
+def knn_evaluator(context: common.Context, settings) -> dict:
+  """``knn/k<k>`` for each ``k``: weighted kNN of the test features among the train features."""
+  train_x, train_y = context.features('train')
+  test_x, test_y = context.features('test')
+  return {f'knn/k{int(k)}': knn_accuracy(
+      train_x, train_y, test_x, test_y, k=min(int(k), len(train_y)),
+      temperature=float(settings.temperature), num_classes=context.num_classes)
+          for k in settings.k}

@@ -23,8 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import ml_collections
+
+from glf_jax.evaluate import common
 from glf_jax.losses import checks
-from glf_jax.train import optim
+from glf_jax.models import classification_loss, decay_mask, linear_init, linear_logits
 
 OPTIMIZERS = ('sgd', 'adamw')
 # Dimensions whose training std is below this are left unscaled (only centred): dividing by a
@@ -75,15 +78,11 @@ def make_optimizer(optimizer: str, learning_rate: float, weight_decay: float,
                    total_steps: int) -> optax.GradientTransformation:
   """SGD (momentum 0.9) + cosine decay with L2 on the kernel, or AdamW + cosine decay."""
   schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
-  # Decay on the kernel only (optim.decay_mask: ndim >= 2), as for the encoder.
+  # Decay on the kernel only (decay_mask: ndim >= 2), as for the encoder.
   if optimizer == 'sgd':
-    return optax.chain(optax.add_decayed_weights(weight_decay, mask=optim.decay_mask),
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
                        optax.sgd(schedule, momentum=0.9))
-  return optax.adamw(schedule, weight_decay=weight_decay, mask=optim.decay_mask)
-
-
-def _linear(params, x):
-  return x @ params['kernel'] + params['bias']
+  return optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask)
 
 
 @functools.partial(jax.jit, static_argnames=('num_classes', 'epochs', 'batch_size', 'optimizer',
@@ -94,11 +93,10 @@ def _train_probe(x_train, y_train, key, *, num_classes, epochs, batch_size, opti
   num_train, dim = x_train.shape
   steps_per_epoch = num_train // batch_size
   tx = make_optimizer(optimizer, learning_rate, weight_decay, epochs * steps_per_epoch)
-  params = {'kernel': jnp.zeros((dim, num_classes), jnp.float32),
-            'bias': jnp.zeros((num_classes,), jnp.float32)}
+  params = linear_init(dim, num_classes)
 
   def loss_fn(p, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(_linear(p, x), y).mean()
+    return classification_loss(linear_logits(p, x), y)[0]
 
   def step(carry, batch_rows):
     p, opt_state = carry
@@ -114,7 +112,7 @@ def _train_probe(x_train, y_train, key, *, num_classes, epochs, batch_size, opti
   return params
 
 
-_logits = jax.jit(_linear)
+_logits = jax.jit(linear_logits)
 
 
 def linear_probe(train_features, train_labels, test_features, test_labels, *, num_classes: int,
@@ -171,3 +169,19 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
           'top5': topk_accuracy(test_logits, y_test, 5),
           'train_top1': topk_accuracy(train_logits, y_train, 1),
           'epochs': epochs}
+
+
+def default_linear_settings() -> ml_collections.ConfigDict:
+  """``config.eval.linear``: the arguments of :func:`linear_probe` (SPEC §4)."""
+  return ml_collections.ConfigDict(dict(epochs=100, batch_size=256, learning_rate=0.1,
+                                        weight_decay=0.0, optimizer='sgd'))
+
+
+@common.register('linear', default_linear_settings)
+def linear_evaluator(context: common.Context, settings) -> dict:
+  """``linear/top1``, ``linear/top5``: a linear probe on the frozen ``h`` of the two splits."""
+  train_x, train_y = context.features('train')
+  test_x, test_y = context.features('test')
+  result = linear_probe(train_x, train_y, test_x, test_y, num_classes=context.num_classes,
+                        seed=context.seed, **settings.to_dict())
+  return {'linear/top1': result['top1'], 'linear/top5': result['top5']}

@@ -1,14 +1,12 @@
-"""Projectors, the BYOL predictor and SwAV prototypes (SPEC §2), in Flax NNX.
+"""Heads on the backbone feature ``h``: MLP projectors / predictors and linear classifiers.
 
-Every head is an :class:`MLPHead` — ``Linear → BatchNorm → ReLU`` per hidden layer, then a final
-``Linear`` — with each paper's default sizes:
-
-- SimCLR (Chen et al. 2020, arXiv 2002.05709): 2 layers, ``in → 2048 → 128`` (solo-learn's CIFAR
-  setting; the paper's ResNet-50 uses the feature width as hidden size).
-- BYOL (Grill et al. 2020, arXiv 2006.07733, §3.3): projector and predictor ``→ 4096 → 256``.
-- Barlow Twins (Zbontar et al. 2021, arXiv 2103.03230): 3 layers of 8192 on ImageNet; our
-  default is 2048 (solo-learn's CIFAR setting); the last layer has no bias, as in the official code.
-- SwAV (Caron et al. 2020, arXiv 2006.09882): ``→ 2048 → 128`` and ``K = 3000`` prototypes.
+* :class:`MLPHead` — ``Linear → BatchNorm → ReLU`` per hidden layer, then a final ``Linear``
+  (optionally followed by an affine-free BatchNorm, as SimSiam's and MoCo v3's projectors). Every
+  method's projector and predictor is one (each method declares its sizes, ``glf_jax.methods``).
+* The linear classifier ``logits = x W + b``, zero-initialised: one set of pure functions
+  (:func:`linear_init`, :func:`linear_logits`, :func:`classification_loss`) behind the online probe of
+  the train step, the linear probe of the evaluation, and (as :class:`LinearHead`) the head of
+  fine-tuning and of the supervised cross-entropy method.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+import optax
 
 
 class MLPHead(nnx.Module):
@@ -29,8 +28,8 @@ class MLPHead(nnx.Module):
     hidden_dims: widths of the hidden layers; ``()`` gives a single linear map.
     out_dim: output width.
     use_bn: BatchNorm after each hidden Linear (its bias is then dropped: BN's shift replaces it).
-    last_bn: BatchNorm after the output Linear too (SimCLR v2's projector; off by default).
-    last_bias: bias on the output Linear (ignored with ``last_bn``).
+    last_bn: an affine-free BatchNorm after the output Linear (SimSiam, MoCo v3; SimCLR v2).
+    last_bias: bias on the output Linear (ignored with ``last_bn``, whose centring removes it).
     bn_momentum, bn_epsilon: as for the backbone's BatchNorm.
     dtype, param_dtype: computation and parameter dtypes.
     rngs: ``nnx.Rngs`` with a ``params`` stream.
@@ -60,7 +59,8 @@ class MLPHead(nnx.Module):
     self.hidden_linears = nnx.List(hidden_linears)
     self.hidden_norms = nnx.List(hidden_norms)
     self.output_linear = linear(width, self.out_dim, use_bias=last_bias and not last_bn, rngs=rngs)
-    self.output_norm = norm(self.out_dim, rngs=rngs) if last_bn else None
+    self.output_norm = (norm(self.out_dim, use_scale=False, use_bias=False, rngs=rngs)
+                        if last_bn else None)
 
   def __call__(self, x):
     for layer, norm in zip(self.hidden_linears, self.hidden_norms):
@@ -74,60 +74,43 @@ class MLPHead(nnx.Module):
     return x
 
 
-def simclr_projector(in_dim: int, hidden: int = 2048, out: int = 128, **kw) -> MLPHead:
-  """SimCLR's 2-layer projector ``g``: ``in → hidden → out`` (Chen et al. 2020, §2.1).
-
-  With BatchNorm after the hidden layer, as in the official TF code and solo-learn (the paper
-  writes ``g(h) = W2 σ(W1 h)``); pass ``use_bn=False`` for the equation's form.
-  """
-  return MLPHead(in_dim, (hidden,), out, **kw)
+def mlp_head(in_dim: int, *, num_layers: int, hidden_dim: int, out_dim: int, **kw) -> MLPHead:
+  """An :class:`MLPHead` of ``num_layers`` linear layers (``num_layers - 1`` hidden ones)."""
+  if isinstance(num_layers, bool) or int(num_layers) != num_layers or num_layers < 1:
+    raise ValueError(f'num_layers must be an int >= 1, got {num_layers!r}')
+  return MLPHead(in_dim, (hidden_dim,) * (int(num_layers) - 1), out_dim, **kw)
 
 
-def byol_projector(in_dim: int, hidden: int = 4096, out: int = 256, **kw) -> MLPHead:
-  """BYOL's projector ``g_θ``: ``in → 4096 (BN, ReLU) → 256`` (Grill et al. 2020, §3.3)."""
-  return MLPHead(in_dim, (hidden,), out, **kw)
+# ----------------------------------------------------------------------------------------------
+# The linear classifier.
 
 
-def byol_predictor(in_dim: int = 256, hidden: int = 4096, out: int = 256, **kw) -> MLPHead:
-  """BYOL's predictor ``q_θ``: same architecture as the projector, on its output."""
-  return MLPHead(in_dim, (hidden,), out, **kw)
+def linear_init(feature_dim: int, num_classes: int) -> dict[str, jax.Array]:
+  """Zero-initialised ``{'kernel': [d, C], 'bias': [C]}`` (float32): every probe starts equal."""
+  return {'kernel': jnp.zeros((feature_dim, num_classes), jnp.float32),
+          'bias': jnp.zeros((num_classes,), jnp.float32)}
 
 
-def barlow_twins_projector(in_dim: int, hidden: int = 2048, out: int = 2048, **kw) -> MLPHead:
-  """Barlow Twins' projector: 3 linear layers, BN + ReLU between, no bias on the last."""
-  kw.setdefault('last_bias', False)
-  return MLPHead(in_dim, (hidden, hidden), out, **kw)
+def linear_logits(params: dict, x: jax.Array) -> jax.Array:
+  """``x W + b``."""
+  return x @ params['kernel'] + params['bias']
 
 
-class SwAVHead(nnx.Module):
-  """SwAV projector ``in → hidden → out`` plus ``K`` prototypes ``C [K, out]`` (Caron et al. 2020).
+def classification_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(mean softmax cross-entropy, top-1 accuracy)`` of ``logits [B, C]`` for ``labels [B]``."""
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return ce, jnp.mean(jnp.argmax(logits, -1) == labels)
 
-  ``__call__`` returns the projection ``z`` only; the loss ``glf_jax.losses.swav(z1, z2, C)``
-  normalises ``z`` and computes the scores ``z Cᵀ``. The prototype rows start ℓ2-normalised; the
-  training step re-normalises them after every update with :func:`l2_normalize_rows` (SPEC §2),
-  and freezes them during the first epoch.
-  """
 
-  def __init__(self, in_dim: int, hidden: int = 2048, out: int = 128, num_prototypes: int = 3000,
-               *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, rngs: nnx.Rngs, **kw):
-    if int(num_prototypes) != num_prototypes or num_prototypes < 1:
-      raise ValueError(f'num_prototypes must be an int >= 1, got {num_prototypes!r}')
-    self.projector = MLPHead(in_dim, (hidden,), out, dtype=dtype, param_dtype=param_dtype,
-                             rngs=rngs, **kw)
-    self.out_dim = self.projector.out_dim
-    self.num_prototypes = int(num_prototypes)
-    prototypes = jax.random.normal(rngs.params(), (self.num_prototypes, out), param_dtype)
-    self.prototypes = nnx.Param(l2_normalize_rows(prototypes))
+class LinearHead(nnx.Module):
+  """:func:`linear_logits` as a module (parameters ``kernel`` and ``bias``, zero-initialised)."""
 
-  def normalize_prototypes(self) -> jax.Array:
-    """The prototypes with ℓ2-normalised rows (a new array; the parameter is not modified)."""
-    return l2_normalize_rows(self.prototypes[...])
+  def __init__(self, feature_dim: int, num_classes: int, *, dtype: Any = jnp.float32):
+    params = linear_init(int(feature_dim), int(num_classes))
+    self.kernel = nnx.Param(params['kernel'])
+    self.bias = nnx.Param(params['bias'])
+    self.dtype = dtype
 
   def __call__(self, x):
-    return self.projector(x)
-
-
-def l2_normalize_rows(c, eps=1e-12):
-  """``c`` with unit-ℓ2 rows (norms computed in float32, at least ``eps``), in ``c``'s dtype."""
-  norm = jnp.sqrt(jnp.sum(jnp.square(c.astype(jnp.float32)), axis=-1, keepdims=True))
-  return (c / jnp.maximum(norm, eps).astype(c.dtype)).astype(c.dtype)
+    params = {'kernel': self.kernel[...], 'bias': self.bias[...]}
+    return linear_logits(jax.tree.map(lambda p: p.astype(self.dtype), params), x.astype(self.dtype))

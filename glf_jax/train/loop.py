@@ -23,12 +23,12 @@ from absl import logging
 import jax
 import ml_collections
 
+from glf_jax import config as config_lib
 from glf_jax import parallel
+from glf_jax.checkpoint import Checkpointer, check_format, checkpoint_dir, read_meta
 from glf_jax.data import make_loader, make_source
-from glf_jax.train import config as config_lib
 from glf_jax.train import prior as prior_lib
 from glf_jax.train.setup import build_training
-from glf_jax.train.checkpoint import Checkpointer, read_meta
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,41 +51,6 @@ class Run:
   train_seconds: float
   images_per_second: float
   skipped_steps: int
-
-
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
-
-
-def load_encoder(workdir: str, *, mesh=None):
-  """The encoder of an earlier run: ``(config, eval_graphdef, params, batch_stats, step)``.
-
-  Reads the saved config from the run's latest valid checkpoint, rebuilds its state's structure
-  (without allocating it) and restores it. Raises ``FileNotFoundError`` without a checkpoint.
-  """
-  directory = checkpoint_dir(workdir)
-  meta = read_meta(directory)
-  if meta is None:
-    raise FileNotFoundError(f'no glf_jax checkpoint in {directory} (train a model with '
-                            f'mode=pretrain and --workdir={workdir} first)')
-  config = ml_collections.ConfigDict(json.loads(meta['config']))
-  training = build_training(config, steps_per_epoch=meta['steps_per_epoch'],
-                            num_classes=meta['num_classes'], abstract=True)
-  sharding = parallel.replicated(mesh if mesh is not None else parallel.make_mesh(1))
-  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                          training.state)
-  # Read-only: another run's directory (possibly still training) is never modified.
-  with Checkpointer(directory, async_save=False, read_only=True) as ckpt:
-    step, state, _, _ = ckpt.restore(abstract)
-  return config, training.eval_graphdef, state['params'], state['batch_stats'], step
-
-
-def _restore_prior_encoder(path: str):
-  """``prior.kind=checkpoint``: the encoder of the run in ``path``, as a module."""
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  config, eval_graphdef, params, batch_stats, _ = load_encoder(path)
-  del config
-  return nnx.merge(eval_graphdef, params, batch_stats)
 
 
 class _Writers:
@@ -149,39 +114,45 @@ class _SigtermFlag:
 
 
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
-  """Pretrains (or resumes) the run in ``workdir``; see the module docstring."""
-  config_lib.validate(config)
+  """Pretrains (or resumes) the run in ``workdir``; see the module docstring.
+
+  ``config`` has been validated (``glf_jax.config.validate``) by the caller.
+  """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
-  mesh = parallel.make_mesh(config.train.num_devices or None)
+  mesh = parallel.make_mesh(config.train.num_devices)
 
   source = make_source(config.data, 'train')
+  num_classes = int(source.num_classes)
+  if config.model.num_classes and config.model.num_classes != num_classes:
+    raise ValueError(f'model.num_classes is {config.model.num_classes} but the training data has '
+                     f'{num_classes} classes; set --config.model.num_classes={num_classes}')
   loader = make_loader(source, seed=config.seed, global_batch_size=config.train.batch_size,
                        worker_count=config.train.worker_count)
   steps_per_epoch = loader.steps_per_epoch
-  num_classes = int(source.num_classes)
   training = build_training(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
   total_steps, objective = training.total_steps, training.objective
-  prior_apply, prior_state = prior_lib.build_prior(config, _restore_prior_encoder)
+  prior_apply, prior_state = prior_lib.build_prior(config, objective)
 
   replicated = parallel.replicated(mesh)
   state = jax.device_put(training.state, replicated)
   prior_state = jax.device_put(prior_state, replicated)
 
-  ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
-                      async_save=config.checkpoint.async_save)
-  iterator = iter(loader)
-  meta = read_meta(ckpt.directory)
+  meta = read_meta(checkpoint_dir(workdir))
   if meta is not None:
+    check_format(meta, checkpoint_dir(workdir))
     changed = config_lib.config_differences(meta['config'], config)
     if changed and not config.allow_config_change:
-      ckpt.close()
       raise ConfigChangedError(
           f'{workdir} holds a run with a different config; differing keys: {changed}. Use a new '
           f'--workdir, or pass --config.allow_config_change=True to resume anyway.')
     if changed:
       logging.warning('resuming with a changed config (allow_config_change): %s', changed)
+  ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
+                      async_save=config.checkpoint.async_save)
+  iterator = iter(loader)
+  if meta is not None:
     restored = ckpt.restore(state)
     if restored is not None:
       _, state, data_state, _ = restored

@@ -8,20 +8,22 @@
 * ``adamw``: AdamW, same exclusions.
 
 Schedule: linear warm-up from 0 to the peak, then cosine decay to ``final_lr_fraction · peak``.
-The peak is ``base_learning_rate · global_batch / 256`` (the linear scaling rule of SimCLR
-appendix B.1) unless ``lr_scaling='none'``.
+The peak is ``base_learning_rate · s(global_batch / 256)`` with the ``lr_scaling`` rule ``s``:
+``linear`` (SimCLR appendix B.1), ``sqrt``, ``fourth_root`` (the batch-size study of arXiv
+2510.08852 uses all of these) or ``none``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import jax
 import ml_collections
 import optax
 
+from glf_jax.models.params import decay_mask
+
 OPTIMIZERS = ('lars', 'sgd', 'adamw')
-LR_SCALINGS = ('linear', 'none')
+# ratio = global batch / 256 -> the factor on the base learning rate.
+LR_SCALINGS = {'linear': lambda ratio: ratio, 'sqrt': lambda ratio: ratio ** 0.5,
+               'fourth_root': lambda ratio: ratio ** 0.25, 'none': lambda ratio: 1.0}
 
 
 def default_optim_config(name: str = 'lars') -> ml_collections.ConfigDict:
@@ -41,14 +43,6 @@ def default_optim_config(name: str = 'lars') -> ml_collections.ConfigDict:
   ))
 
 
-def decay_mask(params: Any) -> Any:
-  """True for weights that get decay and LARS adaptation: kernels and prototypes (ndim ≥ 2).
-
-  BatchNorm scales/biases and linear biases are 1-D and are excluded (SimCLR, BYOL, solo-learn).
-  """
-  return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
 def peak_learning_rate(optim_config: ml_collections.ConfigDict, global_batch_size: int) -> float:
   base = float(optim_config.base_learning_rate)
   if base <= 0:
@@ -56,7 +50,7 @@ def peak_learning_rate(optim_config: ml_collections.ConfigDict, global_batch_siz
   if optim_config.lr_scaling not in LR_SCALINGS:
     raise ValueError(f'optim.lr_scaling must be one of {list(LR_SCALINGS)}, got '
                      f'{optim_config.lr_scaling!r}')
-  return base * global_batch_size / 256 if optim_config.lr_scaling == 'linear' else base
+  return base * LR_SCALINGS[optim_config.lr_scaling](global_batch_size / 256)
 
 
 def learning_rate_schedule(optim_config: ml_collections.ConfigDict, *, global_batch_size: int,
@@ -100,14 +94,3 @@ def make_optimizer(optim_config: ml_collections.ConfigDict,
   if c.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(c.grad_clip_norm), tx)
   return tx
-
-
-def ema_decay_schedule(base: float, total_steps: int):
-  """BYOL's target decay ``τ_k = 1 - (1 - τ_base)(cos(πk/K) + 1)/2`` (BYOL eq. in §3.2)."""
-  if not 0.0 <= base <= 1.0:
-    raise ValueError(f'byol ema base decay must lie in [0, 1], got {base}')
-
-  def tau(step):
-    progress = jax.numpy.minimum(step / max(total_steps, 1), 1.0)
-    return 1.0 - (1.0 - base) * (jax.numpy.cos(jax.numpy.pi * progress) + 1.0) / 2.0
-  return tau

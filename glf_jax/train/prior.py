@@ -25,9 +25,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 import ml_collections
+from ml_collections import config_dict
 import numpy as np
 
-from glf_jax.losses.glf import parse_name
+from glf_jax import checkpoint
 from glf_jax.models import build_encoder
 
 PRIOR_KINDS = ('pixels', 'random', 'checkpoint', 'weights')
@@ -37,8 +38,8 @@ PRIOR_FEATURES = ('h', 'z')
 def default_prior_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       kind='pixels',      # pixels | random | checkpoint | weights
-      path='',            # checkpoint: a workdir; weights: a .npz / .safetensors file
-      pixel_size=0,       # pixels: resize each view to this side first (0: as is)
+      path=config_dict.placeholder(str),  # checkpoint: a workdir; weights: a weights file
+      pixel_size=config_dict.placeholder(int),  # pixels: resize each view to this side first
       feature='h',        # encoder priors: backbone feature 'h' or projection 'z'
       seed=1,             # random: initialisation seed
   ))
@@ -108,23 +109,19 @@ def _encoder_prior(encoder: nnx.Module, feature: str):
   return apply_fn, state
 
 
-def uses_prior(config: ml_collections.ConfigDict) -> bool:
-  """Whether the objective has ADC with LPM (``objective.adc.use_prior``): then it needs a prior."""
-  if 'adc' not in parse_name(config.objective.name)[1]:
-    return False
-  adc = config.objective.get('adc')
-  return bool(adc.get('use_prior', True)) if adc is not None else True
+def _restore_encoder(workdir: str) -> nnx.Module:
+  _, eval_graphdef, params, batch_stats, _ = checkpoint.load_encoder(workdir)
+  return nnx.merge(eval_graphdef, params, batch_stats)
 
 
-def build_prior(config: ml_collections.ConfigDict,
-                restore_encoder: Callable[[str], nnx.Module] | None = None
+def build_prior(config: ml_collections.ConfigDict, objective
                 ) -> tuple[Callable[[Any, jax.Array], jax.Array] | None, Any]:
   """``(apply_fn, prior_state)`` for ``config.prior`` (see the module docstring).
 
-  ``(None, {})`` when the objective uses no prior (:func:`uses_prior`). ``restore_encoder(workdir)
-  -> encoder`` loads an earlier run's encoder (``checkpoint`` kind); the training loop passes it.
+  ``(None, {})`` when the objective reads no prior features (``'prior1' not in objective.needs``:
+  no constraint with a prior, or ADC's DCM alone, ``υ = 0``).
   """
-  if not uses_prior(config):
+  if 'prior1' not in objective.needs:
     return None, {}
   c = config.prior
   if c.kind not in PRIOR_KINDS:
@@ -132,9 +129,10 @@ def build_prior(config: ml_collections.ConfigDict,
   if c.feature not in PRIOR_FEATURES:
     raise ValueError(f'prior.feature must be one of {list(PRIOR_FEATURES)}, got {c.feature!r}')
   if c.kind == 'pixels':
-    size = int(c.pixel_size)
-    if size < 0:
-      raise ValueError(f'prior.pixel_size must be >= 0 (0: keep the size), got {size}')
+    size = c.pixel_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+      raise ValueError(f'prior.pixel_size must be an int >= 1 or None (keep the size), got '
+                       f'{size!r}')
 
     def pixels(prior_state, views):
       del prior_state
@@ -151,7 +149,5 @@ def build_prior(config: ml_collections.ConfigDict,
     encoder = build_encoder(config.model, rngs=nnx.Rngs(0))
     load_weights_into(encoder, c.path)
     return _encoder_prior(encoder, c.feature)
-  if restore_encoder is None:
-    raise ValueError('prior.kind=checkpoint needs the training loop (restore_encoder)')
-  return _encoder_prior(restore_encoder(c.path), c.feature)
+  return _encoder_prior(_restore_encoder(c.path), c.feature)
 

@@ -1,0 +1,205 @@
+"""The config of a run: every sub-tree with its defaults, built from a method and a dataset.
+
+``base_config(method, dataset, arch)`` gives a complete run: the dataset table's sizes and
+statistics (``glf_jax.data.datasets``), the method's heads, view recipe, settings and its recipe
+for the dataset's family (``glf_jax.methods``), and the defaults of every other part. The config
+files in ``configs/`` start from it and state every number of their experiment. Sub-trees (each
+module reads only its own)::
+
+    data        the training data (glf_jax.data.sources)
+    augment     the two views' recipes (glf_jax.data.recipes)
+    model       the encoder (glf_jax.models.encoder)
+    objective   name '<method>[+<constraint>...]' and each term's hyperparameters
+    method      the method's own settings (e.g. ema_base), absent keys for methods without any
+    optim       optimiser and learning-rate schedule (glf_jax.train.optim)
+    prior       ADC's prior encoder (glf_jax.train.prior)
+    train       batch size, length, logging, the online probe, the NaN guard, data workers
+    checkpoint  orbax checkpoints
+    eval        evaluators and their settings, the evaluation data and transform
+    distributed multi-process settings
+
+plus ``mode``, ``seed``, ``allow_config_change`` and ``xla_cpu_flags``. A value that may be "not
+set" is ``None`` (a typed placeholder that the command line can set), never ``''``, ``0`` or
+``-1``. :func:`validate` checks a run's config once, when a run starts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+from ml_collections import config_dict
+
+from glf_jax import methods
+from glf_jax.data import datasets, recipes, sources
+from glf_jax.evaluate import common as eval_common
+from glf_jax.models import default_model_config
+from glf_jax.train.optim import default_optim_config
+from glf_jax.train.prior import default_prior_config
+
+MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune')
+
+
+def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
+                arch: str = 'resnet18') -> ml_collections.ConfigDict:
+  """A complete run config for ``method`` (an objective name) on ``dataset`` with ``arch``."""
+  record = methods.get(method)
+  info = datasets.dataset_info(dataset)
+  c = ml_collections.ConfigDict()
+  c.mode = 'pretrain'
+  c.seed = 0
+  c.allow_config_change = False
+  # XLA CPU flag preset (glf_jax.xla_cpu): 'fast' halves a ResNet step on CPU; 'none' for XLA's
+  # defaults. Ignored on GPU/TPU.
+  c.xla_cpu_flags = 'fast'
+
+  c.data = sources.default_data_config(dataset)
+  c.augment = recipes.RECIPES[record.augment](info.image_size, mean=info.mean, std=info.std,
+                                              family=info.family)
+  c.model = default_model_config(arch, stem='cifar' if info.family == 'cifar' else 'imagenet',
+                                 **record.heads)
+  if record.classifier:
+    # Image folders know their classes only when read: such runs set model.num_classes.
+    c.model.num_classes = info.num_classes or 0
+  c.objective = methods.objective_config(method)
+  c.method = ml_collections.ConfigDict(dict(record.settings))
+  c.optim = default_optim_config('lars')
+  c.prior = default_prior_config()
+  for section, values in record.recipes.get(info.family, {}).items():
+    (c.objective[record.name] if section == 'objective' else c[section]).update(values)
+
+  c.train = ml_collections.ConfigDict(dict(
+      batch_size=512,             # global: per process x processes
+      epochs=1000,
+      num_steps=config_dict.placeholder(int),  # set: overrides epochs
+      log_every=50,
+      online_probe_lr=1e-3,
+      max_nonfinite_in_a_row=5,   # stop after this many skipped (non-finite) steps in a row
+      worker_count=0,             # grain worker processes (0: threads)
+      num_devices=config_dict.placeholder(int),  # None: every device
+      eval_after=True,            # evaluate the encoder when pretraining ends
+  ))
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, async_save=True))
+  c.eval = eval_common.default_eval_config(info)
+  # num_processes: None = one process; N = explicit (with coordinator_address and process_id);
+  # auto_detect = jax.distributed.initialize() finds the cluster (SLURM, TPU pod, Open MPI).
+  c.distributed = ml_collections.ConfigDict(dict(
+      coordinator_address=config_dict.placeholder(str),
+      num_processes=config_dict.placeholder(int),
+      process_id=config_dict.placeholder(int),
+      auto_detect=False))
+  return c
+
+
+def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to a tiny model (tests, smoke runs); returns it."""
+  config.model.arch = 'resnet_tiny'
+  config.model.width_multiplier = 1
+  config.model.projector_hidden_dim = 32
+  config.model.projection_dim = 16
+  config.model.predictor_hidden_dim = 32
+  if config.model.num_prototypes:
+    config.model.num_prototypes = 10
+  for term in config.objective.values():
+    if isinstance(term, ml_collections.ConfigDict) and 'w_size' in term:
+      term.w_size = min(term.w_size, 8)  # whitening sub-batches that tiny batches can hold
+  return config
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return config.to_json_best_effort(sort_keys=True)
+
+
+def flatten(tree, prefix: str = '') -> dict:
+  out = {}
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, dict):
+      out.update(flatten(value, name + '.'))
+    else:
+      out[name] = value
+  return out
+
+
+def config_differences(saved_json: str, config: ml_collections.ConfigDict,
+                       ignore=('allow_config_change', 'mode', 'eval',
+                               'xla_cpu_flags')) -> list[str]:
+  """Keys whose values differ between a saved run's config and ``config`` (dotted names)."""
+  old = flatten(json.loads(saved_json))
+  new = flatten(json.loads(to_json(config)))
+  def ignored(key):
+    return any(key == i or key.startswith(i + '.') for i in ignore)
+  keys = sorted(k for k in set(old) | set(new) if not ignored(k))
+  return [k for k in keys if old.get(k, '<absent>') != new.get(k, '<absent>')]
+
+
+def _positive_int(where: str, value, *, optional: bool = False) -> None:
+  if optional and value is None:
+    return
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f'{where} must be an int >= 1{" or None" if optional else ""}, got '
+                     f'{value!r}')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks a run's config once, when the run starts (each sub-tree's builder checks the rest).
+
+  Here: the run-level fields, the method's settings and the view recipes; the objective, model,
+  optimiser, prior and data are checked by what builds them (objective, encoder, optimiser,
+  prior, source), each once.
+  """
+  if config.mode not in MODES:
+    raise ValueError(f'config.mode must be one of {list(MODES)}, got {config.mode!r}')
+  if not isinstance(config.seed, int) or config.seed < 0:
+    raise ValueError(f'seed must be an int >= 0, got {config.seed!r}')
+  t = config.train
+  _positive_int('train.batch_size', t.batch_size)
+  _positive_int('train.num_steps', t.num_steps, optional=True)
+  _positive_int('train.num_devices', t.num_devices, optional=True)
+  _positive_int('train.max_nonfinite_in_a_row', t.max_nonfinite_in_a_row)
+  _positive_int('train.log_every', t.log_every)
+  if t.num_steps is None and not t.epochs > 0:
+    raise ValueError(f'train.epochs must be > 0 (or set train.num_steps), got {t.epochs!r}')
+  if not t.online_probe_lr > 0:
+    raise ValueError(f'train.online_probe_lr must be > 0, got {t.online_probe_lr!r}')
+  _positive_int('checkpoint.every_steps', config.checkpoint.every_steps)
+  _positive_int('checkpoint.keep', config.checkpoint.keep)
+  record = methods.get(config.objective.name)
+  unknown = sorted(set(config.method) ^ set(record.settings))
+  if unknown:
+    raise ValueError(f'config.method must hold the settings of {record.name!r}, '
+                     f'{sorted(record.settings)}; differing keys: {unknown}')
+  record.check_settings(config.method.to_dict())
+  if record.classifier:
+    _positive_int('model.num_classes (the classifier of the method)', config.model.num_classes)
+  for name in ('view1', 'view2'):
+    recipes.validate_view_config(config.augment[name])
+  eval_common.validate_eval_config(config.eval)
+
+
+def parse_config_arg(arg: str | None, *, choices: dict[str, tuple[str, ...]],
+                     defaults: dict[str, str]) -> dict[str, str | bool]:
+  """A config file's argument: ``configs/byol.py:cifar100,adc,resnet50``.
+
+  ``choices`` maps a group name to its words (e.g. ``{'dataset': ('cifar10', 'cifar100',
+  'imagenet100'), 'arch': ('resnet18', 'resnet50')}``), one word per group at most, the default
+  from ``defaults``; any other word must be a flag listed under ``choices['flags']`` and comes
+  back as True (absent flags as False). Unknown or repeated words are refused.
+  """
+  words = [w.strip() for w in (arg or '').split(',') if w.strip()]
+  flags = choices.get('flags', ())
+  result = {group: defaults[group] for group in choices if group != 'flags'}
+  result.update({flag: False for flag in flags})
+  seen = set()
+  for word in words:
+    group = next((g for g, ws in choices.items() if g != 'flags' and word in ws), None)
+    if group is None and word not in flags:
+      allowed = [w for ws in choices.values() for w in ws]
+      raise ValueError(f'unknown config argument {word!r}; allowed: {allowed} (comma-separated, '
+                       'e.g. configs/simclr.py:cifar100,adc)')
+    key = group or word
+    if key in seen:
+      raise ValueError(f'config argument {arg!r} gives {key} twice')
+    seen.add(key)
+    result[key] = word if group else True
+  return result

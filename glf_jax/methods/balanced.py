@@ -1,0 +1,19 @@
+"""The balanced contrastive loss (arXiv 2510.10572) on SimCLR's heads (``methods.simclr``).
+
+Loss scale: ``mean_i [-s(z_i, z_pos(i)) + (λ/α) log Σ_{k ∉ {i, pos(i)}} exp(α s(z_i, z_k))]``
+over the ``2N`` rows (SPEC §2); with ``include_positive=True``, ``α = 1/τ``, ``λ = 1`` it is
+``τ ·`` SimCLR's loss. Paper's best: ``α = 4, λ = 2``.
+"""
+
+from glf_jax.losses.contrastive import balanced_contrastive
+from glf_jax.losses.glf import Term
+from glf_jax.methods import simclr
+from glf_jax.methods.base import Method
+
+METHOD = Method(
+    name='balanced',
+    term=Term(lambda o, b, **h: balanced_contrastive(o['z1'], o['z2'], **h),
+              dict(alpha=4.0, lam=2.0, include_positive=False, **simclr.PAIRWISE)),
+    heads=simclr.HEADS,
+    recipes={'cifar': dict(optim=simclr.CIFAR_OPTIM, model=simclr.CIFAR_MODEL)},
+)

@@ -1,0 +1,43 @@
+"""MoCo v3 (Chen, Xie & He 2021, arXiv 2104.02057): an online predictor's queries against a
+momentum encoder's keys, InfoNCE over the global batch.
+
+Loss scale: ``ctr(q1, k2) + ctr(q2, k1)``, ``ctr(q, k) = 2τ · CE(q kᵀ/τ, diag)`` on ℓ2-normalised
+rows (the paper's pseudo-code), ``τ = 0.2``.
+Heads (the ResNet form, as solo-learn): projector ``→ 4096 → 256`` ending in an affine-free
+BatchNorm, predictor ``256 → 4096 → 256``. The momentum encoder (``methods.momentum``: backbone +
+projector) follows the online one with a cosine decay from ``ema_base`` = 0.99 to 1.
+Views: BYOL's asymmetric augmentation pair, as the paper.
+"""
+
+from glf_jax.losses.glf import Term
+from glf_jax.losses.mocov3 import mocov3
+from glf_jax.methods import momentum
+from glf_jax.methods.base import Method, projections, views_of
+
+
+def _side_outputs(state, views, forward, run):
+  n = views.shape[0] // 2
+  keys, method_state = momentum.target_projections(state, views, forward, run)
+  return {'k1': keys[:n], 'k2': keys[n:]}, method_state
+
+
+def _objective_inputs(out, params, n):
+  q1, q2 = views_of(out['p'], n)
+  return {**projections(out, params, n), 'q1': q1, 'q2': q2}
+
+
+METHOD = Method(
+    name='mocov3',
+    term=Term(lambda o, b, **h: mocov3(o['q1'], o['q2'], o['k1'], o['k2'], **h),
+              dict(temperature=0.2), needs=('q1', 'q2', 'k1', 'k2')),
+    heads=dict(projector_layers=2, projector_hidden_dim=4096, projection_dim=256,
+               projector_last_bn=True, predictor_layers=2, predictor_hidden_dim=4096),
+    augment='byol',
+    settings=dict(ema_base=0.99),
+    check_settings=momentum.check_ema_base,
+    recipes={'cifar': dict(optim=dict(name='lars', base_learning_rate=0.3, weight_decay=1e-6))},
+    init_state=momentum.init_target,
+    side_outputs=_side_outputs,
+    objective_inputs=_objective_inputs,
+    after_update=momentum.ema_update,
+)
