@@ -94,6 +94,14 @@ def projections(out, params, n) -> dict:
   return {'z1': z1, 'z2': z2}
 
 
+def projections_and_predictions(names: tuple[str, str] = ('p1', 'p2')):
+  """An ``objective_inputs`` hook: ``z1, z2`` and the predictor's outputs under ``names``."""
+  def objective_inputs(out, params, n):
+    p1, p2 = views_of(out['p'], n)
+    return {**projections(out, params, n), names[0]: p1, names[1]: p2}
+  return objective_inputs
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """One self-supervised (or supervised) method; see the module docstring."""

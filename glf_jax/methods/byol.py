@@ -13,19 +13,7 @@ Views: BYOL's asymmetric augmentation pair (BYOL table 6).
 from glf_jax.losses.byol import byol
 from glf_jax.losses.glf import Term
 from glf_jax.methods import momentum
-from glf_jax.methods.base import Method, projections, views_of
-
-
-def _side_outputs(state, views, forward, run):
-  n = views.shape[0] // 2
-  target_z, method_state = momentum.target_projections(state, views, forward, run)
-  return {'t1': target_z[:n], 't2': target_z[n:]}, method_state
-
-
-def _objective_inputs(out, params, n):
-  p1, p2 = views_of(out['p'], n)
-  return {**projections(out, params, n), 'p1': p1, 'p2': p2}
-
+from glf_jax.methods.base import Method, projections_and_predictions
 
 METHOD = Method(
     name='byol',
@@ -39,7 +27,7 @@ METHOD = Method(
     recipes={'cifar': dict(optim=dict(name='lars', base_learning_rate=1.0, weight_decay=1e-5)),
              'imagenet': dict(method=dict(ema_base=0.996))},
     init_state=momentum.init_target,
-    side_outputs=_side_outputs,
-    objective_inputs=_objective_inputs,
+    side_outputs=momentum.target_side_outputs(('t1', 't2')),
+    objective_inputs=projections_and_predictions(('p1', 'p2')),
     after_update=momentum.ema_update,
 )

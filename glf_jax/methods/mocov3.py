@@ -12,19 +12,7 @@ Views: BYOL's asymmetric augmentation pair, as the paper.
 from glf_jax.losses.glf import Term
 from glf_jax.losses.mocov3 import mocov3
 from glf_jax.methods import momentum
-from glf_jax.methods.base import Method, projections, views_of
-
-
-def _side_outputs(state, views, forward, run):
-  n = views.shape[0] // 2
-  keys, method_state = momentum.target_projections(state, views, forward, run)
-  return {'k1': keys[:n], 'k2': keys[n:]}, method_state
-
-
-def _objective_inputs(out, params, n):
-  q1, q2 = views_of(out['p'], n)
-  return {**projections(out, params, n), 'q1': q1, 'q2': q2}
-
+from glf_jax.methods.base import Method, projections_and_predictions
 
 METHOD = Method(
     name='mocov3',
@@ -37,7 +25,7 @@ METHOD = Method(
     check_settings=momentum.check_ema_base,
     recipes={'cifar': dict(optim=dict(name='lars', base_learning_rate=0.3, weight_decay=1e-6))},
     init_state=momentum.init_target,
-    side_outputs=_side_outputs,
-    objective_inputs=_objective_inputs,
+    side_outputs=momentum.target_side_outputs(('k1', 'k2')),
+    objective_inputs=projections_and_predictions(('q1', 'q2')),
     after_update=momentum.ema_update,
 )

@@ -42,6 +42,15 @@ def target_projections(state, views, forward, run):
   return jax.lax.stop_gradient(out['z'].astype(jnp.float32)), new_state
 
 
+def target_side_outputs(names: tuple[str, str]):
+  """A ``side_outputs`` hook: the target's projections of view 1 and view 2 under ``names``."""
+  def side_outputs(state, views, forward, run):
+    n = views.shape[0] // 2
+    target_z, method_state = target_projections(state, views, forward, run)
+    return {names[0]: target_z[:n], names[1]: target_z[n:]}, method_state
+  return side_outputs
+
+
 def ema_decay(step, run):
   """``τ_k``, cosine from ``run.settings['ema_base']`` to 1 over the run."""
   base = run.settings['ema_base']

@@ -9,13 +9,7 @@ D, CIFAR): SGD, momentum 0.9, learning rate ``0.03 · batch / 256``, weight deca
 
 from glf_jax.losses.glf import Term
 from glf_jax.losses.simsiam import simsiam
-from glf_jax.methods.base import Method, projections, views_of
-
-
-def _objective_inputs(out, params, n):
-  p1, p2 = views_of(out['p'], n)
-  return {**projections(out, params, n), 'p1': p1, 'p2': p2}
-
+from glf_jax.methods.base import Method, projections_and_predictions
 
 METHOD = Method(
     name='simsiam',
@@ -25,5 +19,5 @@ METHOD = Method(
                projector_last_bn=True, predictor_layers=2, predictor_hidden_dim=512),
     recipes={'cifar': dict(optim=dict(name='sgd', base_learning_rate=0.03, weight_decay=5e-4,
                                       momentum=0.9))},
-    objective_inputs=_objective_inputs,
+    objective_inputs=projections_and_predictions(),
 )
