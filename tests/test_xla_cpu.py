@@ -80,3 +80,27 @@ def test_user_flags_win_and_accelerators_are_left_alone():
     print(json.dumps(dict(added=xla_cpu.configure('fast'), flags=os.environ.get('XLA_FLAGS'))))
   """, JAX_PLATFORMS='cuda,cpu')
   assert gpu == {'added': [], 'flags': None}
+
+
+_WMSE_GRAD = """
+  import json
+  from glf_jax import xla_cpu
+  xla_cpu.configure('{preset}')
+  import jax, numpy as np
+  from glf_jax.losses import wmse
+  z1 = jax.random.normal(jax.random.key(0), (256, 64))
+  z2 = z1 + 0.3 * jax.random.normal(jax.random.key(1), (256, 64))
+  f = jax.jit(jax.value_and_grad(lambda a, b: wmse(a, b, jax.random.key(2), w_size=128)[0],
+                                 argnums=(0, 1)))
+  value, (g1, g2) = f(z1, z2)
+  print(json.dumps(dict(value=float(value), grad=np.asarray(g1).ravel()[::37].tolist())))
+"""
+
+
+def test_wmse_runs_under_the_fast_preset():
+  # LAPACK's column-major Cholesky / triangular solves next to YNN element-wise fusions used to
+  # fail to compile ("unsupported layout in YNN fusion"); whitening pins them to row-major.
+  fast = _run(_WMSE_GRAD.format(preset='fast'), JAX_PLATFORMS='cpu')
+  plain = _run(_WMSE_GRAD.format(preset='none'), JAX_PLATFORMS='cpu')
+  assert fast['value'] == pytest.approx(plain['value'], rel=1e-5)
+  assert fast['grad'] == pytest.approx(plain['grad'], rel=1e-3, abs=1e-7)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.layout import Layout, with_layout_constraint
+from jax.lax.linalg import triangular_solve
 from jax.scipy.linalg import solve_triangular
 
 from glf_jax.losses import checks
@@ -30,15 +32,54 @@ from glf_jax.losses.similarity import l2_normalize
 DEFAULT_EPS = 1e-3
 
 
-def _whiten(x, eps):
-  """``xc L^{-T}``, ``L Lᵀ = xcᵀ xc / (n-1) + eps·I``, ``xc`` the centred rows of ``x [n, D]``."""
+def _covariance_ridge(x, eps):
+  """``(xc, xcᵀ xc / (n-1) + eps·I)`` with ``xc`` the centred rows of ``x [n, D]``."""
   n, d = x.shape
   xc = x - jnp.mean(x, axis=0, keepdims=True)
   # HIGHEST: on accelerators a default-precision float32 matmul may round its inputs to
   # bf16/tf32, which would wreck the covariance that the Cholesky then inverts.
   cov = jnp.matmul(xc.T, xc, precision=jax.lax.Precision.HIGHEST) / (n - 1)
-  chol = jnp.linalg.cholesky(cov + eps * jnp.eye(d, dtype=x.dtype))
-  return solve_triangular(chol, xc.T, lower=True).T
+  return xc, cov + eps * jnp.eye(d, dtype=x.dtype)
+
+
+def _whiten(x, eps):
+  """``xc L^{-T}``, ``L Lᵀ = xcᵀ xc / (n-1) + eps·I``, ``xc`` the centred rows of ``x [n, D]``."""
+  xc, a = _covariance_ridge(x, eps)
+  return solve_triangular(jnp.linalg.cholesky(a), xc.T, lower=True).T
+
+
+# CPU: LAPACK's custom calls take and give column-major matrices, and XLA's layout assignment
+# spreads that layout into the element-wise fusions around them, which the YNNPACK fusion of
+# glf_jax.xla_cpu's 'fast' preset rejects ("Instruction with unsupported layout in YNN fusion").
+# Pinning every LAPACK operand and result to row-major makes XLA put plain transposing copies at
+# the calls instead. The Cholesky's own JVP (JAX's rule, with the same pins) is written out
+# because JAX's rule has element-wise steps on the column-major factor that cannot be pinned.
+def _row_major(x):
+  return with_layout_constraint(x, Layout(major_to_minor=tuple(range(x.ndim))))
+
+
+@jax.custom_jvp
+def _cholesky_row_major(a):
+  return _row_major(jax.lax.linalg.cholesky(_row_major(a), symmetrize_input=False))
+
+
+@_cholesky_row_major.defjvp
+def _cholesky_row_major_jvp(primals, tangents):
+  # JAX's cholesky_jvp_rule: dL = L Φ(L⁻¹ dA L⁻ᵀ), Φ = lower triangle with half the diagonal.
+  (a,), (a_dot,) = primals, tangents
+  chol = _cholesky_row_major(a)
+  right = _row_major(triangular_solve(chol, _row_major(a_dot), left_side=False,
+                                      transpose_a=True, lower=True))
+  inner = _row_major(triangular_solve(chol, right, left_side=True, lower=True))
+  phi = jnp.tril(inner) / (1 + jnp.eye(a.shape[-1], dtype=a.dtype))
+  return chol, jnp.matmul(chol, phi, precision=jax.lax.Precision.HIGHEST)
+
+
+def _whiten_cpu(x, eps):
+  """``_whiten`` with every LAPACK call pinned to row-major layouts (see above)."""
+  xc, a = _covariance_ridge(x, eps)
+  return _row_major(triangular_solve(_cholesky_row_major(a), _row_major(xc), left_side=False,
+                                     lower=True, transpose_a=True))
 
 
 def _whiten_groups(groups, eps):
@@ -52,7 +93,7 @@ def _whiten_groups(groups, eps):
   """
   return jax.lax.platform_dependent(
       groups,
-      cpu=lambda g: jax.lax.map(lambda x: _whiten(x, eps), g),
+      cpu=lambda g: jax.lax.map(lambda x: _whiten_cpu(x, eps), g),
       default=lambda g: jax.vmap(_whiten, in_axes=(0, None))(g, eps))
 
 
@@ -74,7 +115,9 @@ def whiten(x, *, eps=DEFAULT_EPS):
   if jnp.shape(x)[0] < 2:
     raise ValueError(f'whitening needs n >= 2 rows for a covariance, got shape {jnp.shape(x)}')
   checks.check_nonnegative('eps', eps)
-  return _whiten(x.astype(checks.compute_dtype(x)), eps)
+  return jax.lax.platform_dependent(x.astype(checks.compute_dtype(x)),
+                                    cpu=lambda v: _whiten_cpu(v, eps),
+                                    default=lambda v: _whiten(v, eps))
 
 
 def _check_w_size(w_size, num_rows):
