@@ -178,19 +178,14 @@ def test_whiten_identity_covariance_in_float32():
 # ---------------------------------------------------------------- stop-gradients
 
 
-def test_mocov3_keys_get_no_gradient():
-  q1, q2 = _views(20, 6, 5)
-  k1, k2 = _views(21, 6, 5)
-  grads = jax.grad(lambda *a: losses.mocov3(*a)[0], argnums=(0, 1, 2, 3))(q1, q2, k1, k2)
-  assert all(np.any(np.asarray(g) != 0) for g in grads[:2])
-  for g in grads[2:]:
-    np.testing.assert_array_equal(g, 0.0)
-
-
-def test_simsiam_projections_get_no_gradient():
-  p1, p2 = _views(22, 6, 5)
-  z1, z2 = _views(23, 6, 5)
-  grads = jax.grad(lambda *a: losses.simsiam(*a)[0], argnums=(0, 1, 2, 3))(p1, p2, z1, z2)
+@pytest.mark.parametrize('name', ['mocov3', 'simsiam'])
+def test_stop_gradient_side_gets_no_gradient(name):
+  """MoCo v3's keys and SimSiam's projections (the last two arguments) are stop-gradient."""
+  online1, online2 = _views(20, 6, 5)
+  target1, target2 = _views(21, 6, 5)
+  loss = getattr(losses, name)
+  grads = jax.grad(lambda *a: loss(*a)[0], argnums=(0, 1, 2, 3))(online1, online2, target1,
+                                                                  target2)
   assert all(np.any(np.asarray(g) != 0) for g in grads[:2])
   for g in grads[2:]:
     np.testing.assert_array_equal(g, 0.0)
