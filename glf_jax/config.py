@@ -37,7 +37,7 @@ from glf_jax.models import default_model_config
 from glf_jax.train.optim import default_optim_config
 from glf_jax.train.prior import default_prior_config
 
-MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune')
+MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune', 'export')
 
 
 def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',

@@ -5,7 +5,10 @@
   on the same network at its initialisation, side by side.
 * ``eval``: the evaluators of ``config.eval.evaluators`` on the encoder saved in
   ``eval.checkpoint_dir`` (default: the workdir); ``linear_probe``, ``knn`` and ``finetune`` run
-  that one evaluator (``finetune`` on ``eval.data``: transfer).
+  that one evaluator (``finetune`` on ``eval.data``: transfer). ``eval.checkpoint_dir`` may also
+  be a torchvision ResNet ``.safetensors`` file (``glf_jax.interop``; set ``eval.data.name``).
+* ``export``: the backbone of the run in ``eval.checkpoint_dir`` as a torchvision state dict
+  (``glf_jax.interop.export_run``).
 
 In the eval modes the encoder, its input transform, its view recipes and (unless ``eval.data`` is
 set) its data come from the evaluated run's saved config; the evaluators and their settings from
@@ -22,9 +25,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from glf_jax import checkpoint
 from glf_jax import config as config_lib
 from glf_jax import fileio
+from glf_jax import interop
 from glf_jax.data import make_source, sources
 from glf_jax.evaluate import common as eval_common
 from glf_jax.evaluate import report as report_lib
@@ -120,19 +123,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   if config.mode == 'pretrain':
     return _pretrain(config, workdir)
+  if config.mode == 'export':
+    summary = interop.export_run(config, workdir)
+    _write_summary(workdir, summary)
+    return summary
   return _evaluate_saved(config, workdir)
 
 
 def _evaluate_saved(config, workdir):
   source_dir = config.eval.checkpoint_dir or workdir
-  run_config, eval_graphdef, params, batch_stats, step = checkpoint.load_encoder(source_dir)
+  # A run's workdir, or a torchvision .safetensors file (step None, no objective).
+  run_config, eval_graphdef, params, batch_stats, step = interop.load_evaluated_encoder(
+      config, source_dir)
   names = MODE_EVALUATORS.get(config.mode, config.eval.evaluators)
   context = make_context(config, run_config, eval_graphdef, params, batch_stats, workdir=workdir)
   results = eval_common.evaluate(context, names, config.eval)
   data_name = eval_data_config(config.eval, run_config.data).name
-  _print_table({f'step {step}': results}, f'{config.mode} of {source_dir} on {data_name}')
+  _print_table({'torchvision weights' if step is None else f'step {step}': results},
+               f'{config.mode} of {source_dir} on {data_name}')
   summary = {'mode': config.mode, 'checkpoint_dir': source_dir, 'step': step,
-             'objective': run_config.objective.name, 'dataset': data_name,
+             'objective': 'torchvision' if step is None else run_config.objective.name,
+             'dataset': data_name,
              'pretrained': results}
   _write_summary(workdir, summary)
   return summary

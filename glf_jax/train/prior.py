@@ -9,6 +9,10 @@
 * ``weights``: parameters for ``config.model``'s architecture from a ``.npz`` or
   ``.safetensors`` file (``prior.path``), keys = the ``/``-joined paths of the encoder's
   parameters and BatchNorm statistics (what :func:`export_weights` writes). Never pickle.
+* ``torchvision``: a torchvision ResNet-18/34/50 ``state_dict`` saved as ``.safetensors``
+  (``prior.path``; ``glf_jax.models.torchvision``); the architecture comes from the file, not from
+  ``config.model``; ``prior.feature`` must be ``'h'`` (no projector). The views are re-normalised
+  from the run's mean/std to ImageNet's, which torchvision's weights expect.
 
 A prior is ``(apply_fn, prior_state)``: ``apply_fn(prior_state, views) -> features [B, d]`` is
 pure and runs in eval mode (BatchNorm running statistics) under ``stop_gradient``; the state is
@@ -31,7 +35,7 @@ import numpy as np
 from glf_jax import checkpoint
 from glf_jax.models import build_encoder
 
-PRIOR_KINDS = ('pixels', 'random', 'checkpoint', 'weights')
+PRIOR_KINDS = ('pixels', 'random', 'checkpoint', 'weights', 'torchvision')
 PRIOR_FEATURES = ('h', 'z')
 
 
@@ -145,6 +149,19 @@ def build_prior(config: ml_collections.ConfigDict, objective
     return _encoder_prior(build_encoder(config.model, rngs=nnx.Rngs(int(c.seed))), c.feature)
   if not c.path:
     raise ValueError(f'prior.path must be set for prior.kind={c.kind!r}')
+  if c.kind == 'torchvision':
+    from glf_jax.models import torchvision as tv  # pylint: disable=g-import-not-at-top
+    if c.feature != 'h':
+      raise ValueError(f"prior.feature must be 'h' for prior.kind='torchvision' (the file holds a "
+                       f"backbone, no projector), got {c.feature!r}")
+    tv_apply, tv_state = _encoder_prior(
+        tv.encoder_module_from_torchvision(tv.load_state_dict(c.path)), 'h')
+    to_imagenet = tv.imagenet_renormaliser(config.augment.view1, config.augment.view2)
+
+    def torchvision_prior(prior_state, views, batch=None):
+      del batch
+      return tv_apply(prior_state, to_imagenet(views))
+    return torchvision_prior, tv_state
   if c.kind == 'weights':
     encoder = build_encoder(config.model, rngs=nnx.Rngs(0))
     load_weights_into(encoder, c.path)
