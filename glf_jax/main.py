@@ -2,7 +2,8 @@
 
 Modes (``config.mode``): ``pretrain`` (resumable; then evaluates), ``eval`` (linear probe, kNN,
 geometry, alignment/uniformity of a trained run), ``linear_probe``, ``knn``, ``finetune``
-(transfer: fine-tune or linear-probe a pretrained encoder on ``config.eval.data``).
+(transfer: fine-tune or linear-probe a pretrained encoder on ``config.eval.data``), ``export``
+(a run's backbone as a torchvision state dict, ``configs/export.py``).
 
 The config is locked: overriding or adding an unknown key (``--config.nope=1``) is an error that
 names the key. Multi-process runs set ``--config.distributed.*`` (see ``launch/``).

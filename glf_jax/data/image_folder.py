@@ -104,6 +104,11 @@ class ImageFolderSource(ImageSource):
   def _read(self, index):
     return {'image': self._images[index], 'label': self._labels[index]}
 
+  def example_ids(self) -> list[str]:
+    """``'image_folder/<split>/<class>/<file>'`` of each decoded image (skipped files are not
+    examples), independent of where ``root`` lies."""
+    return [f'image_folder/{self.split}/{f}' for f in self.index['files']]
+
   def _open_cache(self) -> None:
     with open(self.cache_path / 'index.json', encoding='utf-8') as f:
       self.index = json.load(f)

@@ -2,8 +2,11 @@
 
 A source is a random-access sequence that grain reads by index:
 
-* ``len(source)`` and ``source[i] -> {'image': uint8 [H, W, 3], 'label': int32 scalar}``;
-* ``source.num_classes``, ``source.image_shape`` (``(H, W, 3)``) and ``source.class_names``.
+* ``len(source)`` and ``source[i] -> {'image': uint8 [H, W, 3], 'label': int32 scalar,
+  'index': int32 scalar}`` (``index`` is ``i``: batches say which examples they hold, e.g. for
+  per-example prior features);
+* ``source.num_classes``, ``source.image_shape`` (``(H, W, 3)``) and ``source.class_names``;
+* ``source.example_ids()``: a stable string id per example, in index order.
 """
 
 from __future__ import annotations
@@ -53,7 +56,15 @@ class ImageSource:
       index += length
     if not 0 <= index < length:
       raise IndexError(f'index {index} out of range for {self!r} of length {length}')
-    return self._read(index)
+    return {**self._read(index), 'index': np.int32(index)}
+
+  def example_ids(self) -> list[str]:
+    """A stable id per example, in index order (what per-example files are aligned to).
+
+    Default ``'<name>/<split>/<i>'``: for sources whose order is fixed by their stored files
+    (TFDS ArrayRecords, scikit-learn's digits). Sources that select or sort files override it.
+    """
+    return [f'{self.name}/{self.split}/{i}' for i in range(len(self))]
 
   def __repr__(self) -> str:
     return (f'{type(self).__name__}(name={self.name!r}, split={self.split!r}, len={len(self)}, '

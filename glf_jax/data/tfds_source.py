@@ -122,6 +122,7 @@ class TfdsSource(ImageSource):
       raise ValueError(f'{name} images differ in size; set data.image_size (e.g. 224)')
 
     self.name, self.split = name, split
+    self._builder_name = builder_name
     self.data_dir = data_dir
     self._image_size = int(image_size)
     self._data = tfds.data_source(builder_name, split=tfds_split, data_dir=data_dir,
@@ -155,6 +156,12 @@ class TfdsSource(ImageSource):
     if self._label_map is not None:
       label = int(self._label_map[label])
     return {'image': image, 'label': np.int32(label)}
+
+  def example_ids(self) -> list[str]:
+    """``'<name>/<split>/<i>'``; for a subset (ImageNet-100) the row of the full dataset."""
+    if self._rows is None:
+      return super().example_ids()
+    return [f'{self._builder_name}/{self.split}/{int(r)}' for r in self._rows]
 
 
 _SUBSET_ROWS_MEMO: dict[str, np.ndarray] = {}

@@ -133,7 +133,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   steps_per_epoch = loader.steps_per_epoch
   training = build_training(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
   total_steps, objective = training.total_steps, training.objective
-  prior_apply, prior_state = prior_lib.build_prior(config, objective)
+  prior_apply, prior_state = prior_lib.build_prior(config, objective, source)
 
   replicated = parallel.replicated(mesh)
   state = jax.device_put(training.state, replicated)

@@ -13,9 +13,14 @@
   (``prior.path``; ``glf_jax.models.torchvision``); the architecture comes from the file, not from
   ``config.model``; ``prior.feature`` must be ``'h'`` (no projector). The views are re-normalised
   from the run's mean/std to ImageNet's, which torchvision's weights expect.
+* ``features``: precomputed per-example features (``prior.path``, a ``glf_jax.prior_features``
+  file, e.g. CLIP's), checked against the training source and gathered on the device by the
+  batch's example ``index``. Our reading of SPEC §3 for a per-image file: the prior describes the
+  image, not its augmentation, so both views of example ``i`` get its clean-image row ``i``.
 
-A prior is ``(apply_fn, prior_state)``: ``apply_fn(prior_state, views) -> features [B, d]`` is
-pure and runs in eval mode (BatchNorm running statistics) under ``stop_gradient``; the state is
+A prior is ``(apply_fn, prior_state)``: ``apply_fn(prior_state, views, batch=None) -> features
+[2B, d]`` (``views``: both views stacked, ``batch``: the step's batch) is pure and runs in eval
+mode (BatchNorm running statistics) under ``stop_gradient``; the state is
 passed to the train step as an argument, never updated and never checkpointed (it is rebuilt from
 the config on resume, identically).
 """
@@ -33,15 +38,16 @@ from ml_collections import config_dict
 import numpy as np
 
 from glf_jax import checkpoint
+from glf_jax import prior_features
 from glf_jax.models import build_encoder
 
-PRIOR_KINDS = ('pixels', 'random', 'checkpoint', 'weights', 'torchvision')
+PRIOR_KINDS = ('pixels', 'random', 'checkpoint', 'weights', 'features', 'torchvision')
 PRIOR_FEATURES = ('h', 'z')
 
 
 def default_prior_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      kind='pixels',      # pixels | random | checkpoint | weights
+      kind='pixels',      # pixels | random | checkpoint | weights | features | torchvision
       path=config_dict.placeholder(str),  # checkpoint: a workdir; weights: a weights file
       pixel_size=config_dict.placeholder(int),  # pixels: resize each view to this side first
       feature='h',        # encoder priors: backbone feature 'h' or projection 'z'
@@ -107,7 +113,8 @@ def _encoder_prior(encoder: nnx.Module, feature: str):
   encoder.eval()
   graphdef, state = nnx.split(encoder)
 
-  def apply_fn(prior_state, views):
+  def apply_fn(prior_state, views, batch=None):
+    del batch
     out = nnx.merge(graphdef, prior_state)(views)
     return jax.lax.stop_gradient(out[feature].astype(jnp.float32))
   return apply_fn, state
@@ -118,9 +125,25 @@ def _restore_encoder(workdir: str) -> nnx.Module:
   return nnx.merge(eval_graphdef, params, batch_stats)
 
 
-def build_prior(config: ml_collections.ConfigDict, objective
-                ) -> tuple[Callable[[Any, jax.Array], jax.Array] | None, Any]:
+def _features_prior(path: str, source):
+  if source is None:
+    raise ValueError('prior.kind=features needs the training source to check the file against')
+  table = prior_features.load_for_source(path, source)
+
+  def lookup(prior_state, views, batch=None):
+    del views
+    if batch is None or 'index' not in batch:
+      raise ValueError("prior.kind=features needs the batch's example 'index'")
+    rows = prior_state['features'][batch['index']].astype(jnp.float32)
+    return jnp.concatenate([rows, rows])  # both views: the clean image's features
+  return lookup, {'features': jnp.asarray(table)}
+
+
+def build_prior(config: ml_collections.ConfigDict, objective, source=None
+                ) -> tuple[Callable[..., jax.Array] | None, Any]:
   """``(apply_fn, prior_state)`` for ``config.prior`` (see the module docstring).
+
+  ``source``: the training source (``prior.kind='features'`` checks its file against it).
 
   ``(None, {})`` when the objective reads no prior features (``'prior1' not in objective.needs``:
   no constraint with a prior, or ADC's DCM alone, ``υ = 0``).
@@ -138,8 +161,8 @@ def build_prior(config: ml_collections.ConfigDict, objective
       raise ValueError(f'prior.pixel_size must be an int >= 1 or None (keep the size), got '
                        f'{size!r}')
 
-    def pixels(prior_state, views):
-      del prior_state
+    def pixels(prior_state, views, batch=None):
+      del prior_state, batch
       x = views.astype(jnp.float32)
       if size and size != x.shape[1]:
         x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), 'linear')
@@ -149,6 +172,8 @@ def build_prior(config: ml_collections.ConfigDict, objective
     return _encoder_prior(build_encoder(config.model, rngs=nnx.Rngs(int(c.seed))), c.feature)
   if not c.path:
     raise ValueError(f'prior.path must be set for prior.kind={c.kind!r}')
+  if c.kind == 'features':
+    return _features_prior(c.path, source)
   if c.kind == 'torchvision':
     from glf_jax.models import torchvision as tv  # pylint: disable=g-import-not-at-top
     if c.feature != 'h':

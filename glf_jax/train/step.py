@@ -51,7 +51,8 @@ def make_train_step(*, train_graphdef, method: Method, run: RunInfo, objective: 
                     prior_apply: Callable | None):
   """Returns the pure ``train_step(state, batch, prior_state) -> (state, metrics)`` (not jitted).
 
-  ``batch`` holds ``image`` (uint8 ``[B, H, W, 3]``) and ``label`` (int32 ``[B]``). ``metrics``
+  ``batch`` holds ``image`` (uint8 ``[B, H, W, 3]``), ``label`` (int32 ``[B]``) and, where the
+  prior looks features up by example, ``index`` (int32 ``[B]``). ``metrics``
   holds every loss term, ``lr``, ``grad_norm``, the online probe's ``probe/loss`` and
   ``probe/top1``, ``finite`` (1 when the update was applied) and the method's own (e.g.
   ``ema_decay``).
@@ -78,7 +79,7 @@ def make_train_step(*, train_graphdef, method: Method, run: RunInfo, objective: 
 
     side, method_state = method.side_outputs(state, views, forward, run)
     if 'prior1' in objective.needs:
-      prior = prior_apply(prior_state, views)
+      prior = prior_apply(prior_state, views, batch)
       side = {**side, 'prior1': prior[:n], 'prior2': prior[n:]}
     objective_batch = {'label': labels, 'key': jax.random.fold_in(key, 1)}
 

@@ -1,0 +1,142 @@
+"""Precomputed per-example prior features: a file of rows aligned with a training source.
+
+ADC's LPM (SPEC §3) needs prior features ``f_pre(x)`` of each example. ``prior.kind='features'``
+reads them from a file instead of running a prior network in the step, so any model can be the
+prior (CLIP, DINOv2, ... computed once, in any framework). Row ``i`` of the file describes example
+``i`` of the training source (``source[i]``, ``source.example_ids()[i]``).
+
+Formats (never pickle):
+
+* ``FILE.safetensors``: the tensor ``features`` ``[num_examples, D]`` (float32 or float16) and the
+  metadata below in the safetensors header (string to string).
+* ``FILE.npy``: the ``[num_examples, D]`` array, with the metadata in ``FILE.npy.json`` beside it.
+
+Metadata: ``format`` (:data:`FORMAT`), ``num_examples``, ``ids_fingerprint`` (sha256 of the
+source's example ids, one per line, in order), ``source`` (e.g. ``cifar10/train``), ``dim`` and
+free-form ``description`` (what computed the features). :func:`load_for_source` checks length and
+fingerprint against the source a run trains on, so a file made for another dataset, split, subset
+or file order is refused instead of silently misaligned.
+
+Writing a file from any encoder (e.g. CLIP in a PyTorch environment)::
+
+    from glf_jax import prior_features
+    from glf_jax.data import make_source, default_data_config
+    source = make_source(default_data_config('cifar10'), 'train')   # the run's training source
+    rows = [my_encoder(source[i]['image']) for i in range(len(source))]   # uint8 [H, W, 3] each
+    prior_features.write('clip.safetensors', np.stack(rows), source=source,
+                         description='open_clip ViT-B-32 laion2b_s34b_b79k, image embeddings')
+
+``python -m glf_jax.tools.prior_features`` does this for a glf_jax encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from glf_jax import fileio
+
+FORMAT = 'glf_jax.prior_features/1'
+EXTENSIONS = ('.safetensors', '.npy')
+
+
+class PriorFeaturesMismatchError(ValueError):
+  """A prior-features file that does not describe the examples of the run's training source."""
+
+
+def ids_fingerprint(ids: Sequence[str]) -> str:
+  """sha256 of the example ids, one per line, in order."""
+  digest = hashlib.sha256()
+  for example_id in ids:
+    digest.update(example_id.encode('utf-8'))
+    digest.update(b'\n')
+  return digest.hexdigest()
+
+
+def _check_extension(path: str) -> None:
+  if not path.endswith(EXTENSIONS):
+    raise ValueError(f'prior features file must end in .safetensors or .npy (never pickle), got '
+                     f'{path!r}')
+
+
+def source_metadata(source) -> dict[str, str]:
+  """What a features file records about the source its rows are aligned with."""
+  ids = source.example_ids()
+  return {'num_examples': str(len(ids)), 'ids_fingerprint': ids_fingerprint(ids),
+          'source': f'{source.name}/{source.split}'}
+
+
+def write(path: str, features: np.ndarray, *, source, description: str = '') -> None:
+  """Writes ``features [len(source), D]`` (row ``i`` = ``source[i]``) with ``source``'s length and
+  id fingerprint. float16 input is kept (half the file); anything else is stored as float32."""
+  _check_extension(path)
+  features = np.asarray(features)
+  if features.ndim != 2 or features.shape[0] != len(source):
+    raise ValueError(f'features must have shape [len(source) = {len(source)}, D], got '
+                     f'{features.shape}')
+  if not np.all(np.isfinite(features)):
+    raise ValueError('features hold NaN or infinite values')
+  if features.dtype != np.float16:
+    features = features.astype(np.float32)
+  metadata = {'format': FORMAT, **source_metadata(source), 'dim': str(features.shape[1]),
+              'description': str(description)}
+  features = np.ascontiguousarray(features)
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
+    with fileio.atomic_write(path) as f:
+      f.write(save({'features': features}, metadata=metadata))
+  else:
+    with fileio.atomic_write(path) as f:
+      np.save(f, features, allow_pickle=False)
+    with fileio.atomic_write(path + '.json', 'w', encoding='utf-8') as f:
+      json.dump(metadata, f, indent=2)
+
+
+def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
+  """``(features [N, D], metadata)`` of a file written by :func:`write` (or by hand, same layout)."""
+  _check_extension(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'prior.path: no prior features file at {path!r}')
+  if path.endswith('.safetensors'):
+    from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+    with safe_open(path, framework='numpy') as f:
+      metadata = dict(f.metadata() or {})
+      if 'features' not in f.keys():
+        raise ValueError(f'{path} holds no tensor named "features" (it has {list(f.keys())})')
+      features = f.get_tensor('features')
+  else:
+    features = np.load(path, allow_pickle=False)
+    sidecar = path + '.json'
+    if not os.path.isfile(sidecar):
+      raise FileNotFoundError(f'{path} has no metadata file {sidecar} (num_examples, '
+                              'ids_fingerprint); write the file with glf_jax.prior_features.write')
+    with open(sidecar, encoding='utf-8') as f:
+      metadata = json.load(f)
+  if metadata.get('format') != FORMAT:
+    raise ValueError(f'{path}: format {metadata.get("format")!r}, expected {FORMAT!r}; write the '
+                     'file with glf_jax.prior_features.write')
+  if features.ndim != 2 or not np.issubdtype(features.dtype, np.floating):
+    raise ValueError(f'{path}: features must be a float [num_examples, D] array, got '
+                     f'{features.dtype} {features.shape}')
+  return features, metadata
+
+
+def load_for_source(path: str, source) -> np.ndarray:
+  """The features of ``path``, checked against ``source`` (length and example-id fingerprint)."""
+  features, metadata = read(path)
+  expected = source_metadata(source)
+  if int(metadata.get('num_examples', -1)) != len(source) or features.shape[0] != len(source):
+    raise PriorFeaturesMismatchError(
+        f'{path} has features of {features.shape[0]} examples ({metadata.get("source")}), the '
+        f'training source {expected["source"]} has {len(source)}; compute the features for this '
+        'source (python -m glf_jax.tools.prior_features)')
+  if metadata.get('ids_fingerprint') != expected['ids_fingerprint']:
+    raise PriorFeaturesMismatchError(
+        f'{path} was computed for other examples or another order ({metadata.get("source")}) than '
+        f'the training source {expected["source"]} (example-id fingerprints differ); compute the '
+        'features for this source (python -m glf_jax.tools.prior_features)')
+  return features

@@ -1,0 +1,1 @@
+"""Command-line tools: ``python -m glf_jax.tools.<name> --help``."""
