@@ -4,7 +4,12 @@
     python benchmarks/train_throughput.py --methods simsiam,mocov3,wmse,simsiam+adc --batch-sizes 128
     python benchmarks/train_throughput.py --batch-sizes 128,512 --steps 5 --json out.json
     python benchmarks/train_throughput.py --config configs/swav.py:cifar100,adc --batch-sizes 256
+    python benchmarks/train_throughput.py --methods simclr+adc,simclr+adc:features --batch-sizes 128
     python benchmarks/train_throughput.py --quick              # tiny model, smoke run
+
+``<method>+adc:features`` runs ADC with ``prior.kind='features'``: a synthetic table of
+``FEATURES_ROWS`` x ``FEATURES_DIM`` precomputed prior features (CIFAR-10's training set, CLIP
+ViT-B/32's width), looked up on the device by each example's index, instead of the pixel prior.
 
 The step is the one ``python -m glf_jax.main`` runs (``glf_jax.train.step``: two JAX views,
 encoder, GLF objective, optimiser, online probe), on synthetic uint8 images of the dataset's size
@@ -24,6 +29,7 @@ import pathlib
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -32,7 +38,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from glf_jax import config as config_lib  # noqa: E402
-from glf_jax import parallel, xla_cpu  # noqa: E402
+from glf_jax import parallel, prior_features, xla_cpu  # noqa: E402
+from glf_jax.data.source_base import ImageSource  # noqa: E402
 from glf_jax.train import prior as prior_lib  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -48,13 +55,33 @@ def load_config(spec: str):
   return module.get_config(arg) if arg else module.get_config()
 
 
+FEATURES_ROWS, FEATURES_DIM = 50_000, 512
+
+
+class _IndexOnlySource(ImageSource):
+  """``FEATURES_ROWS`` examples that only have ids: what a prior-features file is checked against."""
+  name, split = 'synthetic', 'train'
+
+  def __len__(self):
+    return FEATURES_ROWS
+
+
 def build_step(config, batch_size: int):
   """The jitted step, state and prior state that ``glf_jax.main`` would run (glf_jax.train.setup)."""
   config.train.batch_size = batch_size
   config_lib.validate(config)
   training = build_training(config, steps_per_epoch=100,
                             num_classes=config.model.num_classes or 10)
-  prior_apply, prior_state = prior_lib.build_prior(config, training.objective)
+  source = None
+  if config.prior.kind == 'features':
+    source = _IndexOnlySource()
+    table = np.random.default_rng(0).standard_normal((FEATURES_ROWS, FEATURES_DIM), np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+      config.prior.path = os.path.join(tmp, 'prior.safetensors')
+      prior_features.write(config.prior.path, table, source=source)
+      prior_apply, prior_state = prior_lib.build_prior(config, training.objective, source)
+  else:
+    prior_apply, prior_state = prior_lib.build_prior(config, training.objective)
   return jax.jit(training.train_step(prior_apply), donate_argnums=0), training.state, prior_state
 
 
@@ -63,6 +90,17 @@ def step_memory_gib(compiled) -> float:
   stats = compiled.memory_analysis()
   return (stats.temp_size_in_bytes + stats.argument_size_in_bytes
           + stats.output_size_in_bytes) / 2**30
+
+
+def _format(value, spec: str) -> str:
+  return 'n/a' if value is None else format(value, spec)
+
+
+def step_gflop(compiled) -> float | None:
+  """XLA's count of the step's floating-point operations (deterministic, unlike the timings)."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return cost['flops'] / 1e9 if cost and 'flops' in cost else None
 
 
 def device_peak_gib() -> float | None:
@@ -83,11 +121,14 @@ class Timed:
     self.batch = parallel.to_global_batch({
         'image': rng.integers(0, 256, (batch_size, self.image_size, self.image_size, 3),
                               dtype=np.uint8),
-        'label': rng.integers(0, 10, (batch_size,), dtype=np.int32)}, mesh)
+        'label': rng.integers(0, 10, (batch_size,), dtype=np.int32),
+        'index': rng.integers(0, FEATURES_ROWS, (batch_size,), dtype=np.int32)}, mesh)
     start = time.perf_counter()
     self.compiled = train_step.lower(self.state, self.batch, self.prior_state).compile()
     self.compile_s = time.perf_counter() - start
     self.objective, self.arch, self.batch_size = config.objective.name, config.model.arch, batch_size
+    if config.prior.kind == 'features' and 'adc' in config.objective.name:
+      self.objective += ':features'
     self.dtype = config.model.dtype
     self.times = []
     for _ in range(warmup):
@@ -108,6 +149,7 @@ class Timed:
             'images_per_s': self.batch_size / (ms / 1000),
             'views_per_s': 2 * self.batch_size / (ms / 1000), 'compile_s': self.compile_s,
             'step_memory_gib': step_memory_gib(self.compiled),
+            'step_gflop': step_gflop(self.compiled),
             'device_peak_gib': device_peak_gib(), 'loss': float(self.metrics['loss']),
             'steps_timed': len(self.times), 'step_ms': [1000 * t for t in self.times]}
 
@@ -115,8 +157,10 @@ class Timed:
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='', help='one config file[:arg] instead of --methods')
-  parser.add_argument('--methods', default='simclr,simclr+adc,byol',
-                      help='configs/<method>.py of each, "+adc" adds its adc argument')
+  parser.add_argument('--methods',
+                      default='simclr,simclr+adc,simclr+adc:features,byol,simsiam,simsiam+adc,mocov3,wmse',
+                      help='configs/<method>.py of each, "+adc" adds its adc argument, '
+                      '":features" a precomputed-features prior')
   parser.add_argument('--dataset', default='cifar10', help='cifar10, cifar100 or imagenet100')
   parser.add_argument('--arch', default='resnet18')
   parser.add_argument('--batch-sizes', default='128,512')
@@ -137,9 +181,12 @@ def main(argv=None):
     configs.append(load_config(args.config))
   else:
     for method in args.methods.split(','):
+      method, _, prior_kind = method.partition(':')
       base, _, constraint = method.partition('+')
       words = [args.dataset, args.arch] + (['adc'] if constraint == 'adc' else [])
       configs.append(load_config(f'{ROOT / "configs" / base}.py:{",".join(words)}'))
+      if prior_kind:
+        configs[-1].prior.kind = prior_kind
   batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
   if args.quick:
     configs = [config_lib.tiny(c) for c in configs]
@@ -164,21 +211,35 @@ def main(argv=None):
           flush=True)
   rows = [t.row() for t in timed]
 
-  print('\n| objective | arch | dtype | batch | ms/step | images/s | views/s | compile s | step GiB |')
-  print('|---|---|---|---|---|---|---|---|---|')
+  print('\n| objective | arch | dtype | batch | ms/step | images/s | views/s | compile s | step GiB '
+        '| GFLOP/step |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f'| {r["objective"]} | {r["arch"]} | {r["dtype"]} | {r["batch_size"]} | '
           f'{r["ms_per_step"]:.0f} | '
           f'{r["images_per_s"]:.1f} | {r["views_per_s"]:.1f} | {r["compile_s"]:.1f} | '
-          f'{r["step_memory_gib"]:.2f} |')
+          f'{r["step_memory_gib"]:.2f} | {_format(r["step_gflop"], ".1f")} |')
   by_key = {(r['objective'], r['dtype'], r['batch_size']): r for r in rows}
+  # ADC's cost from the rounds' paired ratios: within a round the two steps run back to back, so
+  # the machine's drift (here up to ±15 % between rounds) largely cancels in their ratio.
   overheads = {}
   for (objective, dtype, batch), r in by_key.items():
-    if objective.endswith('+adc') and (objective[:-4], dtype, batch) in by_key:
-      base = by_key[(objective[:-4], dtype, batch)]['ms_per_step']
-      key = f'{objective}/{dtype}@{batch}'
-      overheads[key] = (r['ms_per_step'] - base) / base
-      print(f'ADC overhead, {objective[:-4]} {dtype} batch {batch}: {100 * overheads[key]:+.1f}%')
+    base_name = objective.split('+adc')[0]
+    if base_name == objective or (base_name, dtype, batch) not in by_key:
+      continue
+    base = by_key[(base_name, dtype, batch)]
+    ratios = [adc / plain - 1 for adc, plain in zip(r['step_ms'], base['step_ms'])]
+    key = f'{objective}/{dtype}@{batch}'
+    flops = (r['step_gflop'] / base['step_gflop'] - 1
+             if r['step_gflop'] and base['step_gflop'] else None)
+    overheads[key] = {'median': statistics.median(ratios), 'min': min(ratios),
+                      'max': max(ratios), 'of_medians': r['ms_per_step'] / base['ms_per_step'] - 1,
+                      'flops': flops}
+    print(f'ADC overhead, {objective} over {base_name}, {dtype} batch {batch}: median of '
+          f'{len(ratios)} paired rounds {100 * overheads[key]["median"]:+.1f}% (rounds '
+          f'{100 * min(ratios):+.1f}% to {100 * max(ratios):+.1f}%; ratio of medians '
+          f'{100 * overheads[key]["of_medians"]:+.1f}%); in XLA\'s flop count '
+          f'{_format(flops and 100 * flops, "+.2f")}%')
   metadata = {'jax_version': jax.__version__, 'xla_cpu_flags': args.xla_cpu_flags,
               'backend': jax.default_backend(),
               'devices': [str(d) for d in jax.local_devices()], 'platform': platform.platform(),

@@ -43,11 +43,15 @@ def test_train_throughput_benchmark_quick(tmp_path):
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert '| objective | arch | dtype | batch | ms/step |' in proc.stdout
   result = json.loads(out.read_text())
-  assert {r['objective'] for r in result['rows']} == {'simclr', 'simclr+adc', 'byol'}
+  assert {r['objective'] for r in result['rows']} == {
+      'simclr', 'simclr+adc', 'simclr+adc:features', 'byol', 'simsiam', 'simsiam+adc', 'mocov3',
+      'wmse'}
   for r in result['rows']:
     assert r['steps_timed'] == 2 and math.isfinite(r['loss']) and r['ms_per_step'] > 0, r
     assert r['step_memory_gib'] > 0 and r['dtype'] == 'float32', r
-  assert 'simclr+adc/float32@16' in result['adc_overhead']
+  for key in ('simclr+adc/float32@16', 'simclr+adc:features/float32@16', 'simsiam+adc/float32@16'):
+    overhead = result['adc_overhead'][key]
+    assert overhead['min'] <= overhead['median'] <= overhead['max'], overhead
 
 
 _CONV_SCRIPT = _SCRIPT.parent / 'cpu_conv_layers.py'
