@@ -41,7 +41,13 @@ def main(argv):
   # Before JAX initialises its backend (XLA reads XLA_FLAGS once); a no-op on GPU/TPU.
   xla_cpu.configure(flags.FLAGS.config.xla_cpu_flags)
   try:
-    run(flags.FLAGS.config, flags.FLAGS.workdir)
+    summary = run(flags.FLAGS.config, flags.FLAGS.workdir)
+  except KeyboardInterrupt:
+    # A second Ctrl-C (or one outside training): stop at once, one line, no traceback. os._exit
+    # skips the interpreter's teardown, which can crash with orbax's and grain's threads alive.
+    print('\naborted: nothing saved since the last checkpoint; run the same command to resume',
+          file=sys.stderr, flush=True)
+    os._exit(130)  # pylint: disable=protected-access
   except (ValueError, FileNotFoundError, FloatingPointError, OSError) as e:
     # Configuration and data errors: one clear line, no traceback noise; exit status 1.
     logging.error('%s: %s', type(e).__name__, e)
@@ -49,6 +55,8 @@ def main(argv):
     if os.environ.get('GLF_JAX_TRACEBACK'):
       raise
     sys.exit(1)
+  if summary.get('stop_signal') == 'SIGINT':
+    sys.exit(130)  # Ctrl-C: saved, but the run did not finish (SIGTERM exits 0 for schedulers)
 
 
 if __name__ == '__main__':

@@ -105,15 +105,8 @@ def _write_summary(workdir: str, summary: dict) -> None:
 
 
 def _last_metrics(workdir: str) -> dict[str, Any]:
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return {}
-  last = {}
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      if line.strip():
-        last = json.loads(line)
-  return last
+  records = loop.read_metrics_log(os.path.join(workdir, 'metrics.jsonl'))
+  return records[-1] if records else {}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -155,6 +148,7 @@ def _pretrain(config, workdir):
   summary = {
       'mode': 'pretrain', 'objective': config.objective.name, 'arch': config.model.arch,
       'dataset': config.data.name, 'status': 'interrupted' if result.interrupted else 'finished',
+      'stop_signal': result.stop_signal,
       'step': step, 'total_steps': result.total_steps,
       'epochs': step / result.steps_per_epoch, 'train_seconds': result.train_seconds,
       'images_per_second': result.images_per_second, 'skipped_steps': result.skipped_steps,

@@ -102,21 +102,56 @@ def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
   assert 0.0 <= results['linear/top1'] <= results['linear/top5'] <= 1.0
   lines = [json.loads(l) for l in (resumed / 'metrics.jsonl').read_text().splitlines()]
   assert lines[-1]['step'] == TOTAL_STEPS and {'loss', 'simclr', 'adc', 'lr'} <= set(lines[-1])
+  # Steps logged after the last checkpoint before the kill are not logged twice on resume.
+  steps = [line['step'] for line in lines]
+  assert steps == sorted(set(steps)) == list(range(2, TOTAL_STEPS + 1, 2)), steps
+  assert all(isinstance(line['wall_time'], float) for line in lines)
   assert any(p.name.startswith('events.out.tfevents')
              for p in (resumed / 'tensorboard').iterdir())
 
 
-def test_sigterm_saves_and_exits_cleanly(cifar_root, tmp_path):
+@pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_save_and_exit_cleanly(cifar_root, tmp_path, sig, code):
+  """SIGTERM (a scheduler's pre-emption) exits 0; Ctrl-C exits 130; both save, print one line."""
   overrides = _cifar_overrides(cifar_root, **{'data.cache_dir': str(tmp_path / 'cache'),
                                               'checkpoint.every_steps': 1000})
-  code, output = _run_and_kill(tmp_path / 'run', overrides, signal.SIGTERM,
-                               f'step 6/{TOTAL_STEPS}')
-  assert code == 0, output
+  returncode, output = _run_and_kill(tmp_path / 'run', overrides, sig, f'step 6/{TOTAL_STEPS}')
+  assert returncode == code, output
+  assert 'Traceback' not in output and 'interrupted at step' in output, output
   summary = json.loads((tmp_path / 'run' / 'summary.json').read_text())
   assert summary['status'] == 'interrupted'
+  assert summary['stop_signal'] == signal.Signals(sig).name
   step, _ = _final_params(tmp_path / 'run')
-  # The SIGTERM checkpoint is the step where the loop stopped (no periodic one before it).
+  # The checkpoint is the step where the loop stopped (no periodic one before it).
   assert 6 <= step == summary['step'] < TOTAL_STEPS
+
+
+def test_second_ctrl_c_aborts_at_once_without_a_traceback(cifar_root, tmp_path):
+  overrides = _cifar_overrides(cifar_root, **{'data.cache_dir': str(tmp_path / 'cache')})
+  proc = subprocess.Popen(_command(tmp_path / 'run', overrides), cwd=ROOT, env=_env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith(f'step 4/{TOTAL_STEPS}'):
+      proc.send_signal(signal.SIGINT)
+    if line.startswith('Ctrl-C: saving'):
+      proc.send_signal(signal.SIGINT)
+  proc.wait(timeout=300)
+  output = ''.join(output)
+  assert proc.returncode == 130, output
+  assert 'aborted' in output and 'Traceback' not in output, output
+
+
+def test_metrics_log_tolerates_a_torn_line_and_is_trimmed_to_the_resumed_step(tmp_path, caplog):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+  records = loop.read_metrics_log(str(path))
+  assert [r['step'] for r in records] == [1, 2]
+  assert str(path) in caplog.text and 'incomplete' in caplog.text
+  assert loop.trim_metrics_log(str(path), 1) == 2
+  assert [json.loads(l)['step'] for l in path.read_text().splitlines()] == [1]
+  assert loop.trim_metrics_log(str(path), 1) == 0  # nothing more to drop
 
 
 def _digits_config(**train):

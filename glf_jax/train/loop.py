@@ -3,7 +3,7 @@
 ``pretrain(config, workdir)``: builds data, model, objective and optimiser from the config,
 resumes from the workdir's latest valid checkpoint (refusing a changed config unless
 ``allow_config_change``), runs the jitted step over the device mesh, logs (progress line, JSON
-lines, TensorBoard), checkpoints with orbax (periodically, at the end, and on SIGTERM), guards
+lines, TensorBoard), checkpoints with orbax (periodically, at the end, and on SIGTERM or Ctrl-C), guards
 against non-finite losses, and returns the final state.
 
 Files in the workdir: ``checkpoints/`` (orbax), ``metrics.jsonl``, ``tensorboard/``,
@@ -24,6 +24,7 @@ import jax
 import ml_collections
 
 from glf_jax import config as config_lib
+from glf_jax import fileio
 from glf_jax import parallel
 from glf_jax.checkpoint import Checkpointer, check_format, checkpoint_dir, read_meta
 from glf_jax.data import make_loader, make_source
@@ -51,21 +52,63 @@ class Run:
   train_seconds: float
   images_per_second: float
   skipped_steps: int
+  stop_signal: str | None = None  # 'SIGTERM' or 'SIGINT' (Ctrl-C) when interrupted
+
+
+def read_metrics_log(path: str) -> list[dict[str, Any]]:
+  """The records of a ``metrics.jsonl``; a torn line (a full disk, a kill mid-write) is skipped
+  with a warning naming the file, not an error."""
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path, encoding='utf-8') as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        logging.warning('%s: line %d is incomplete (%d characters); skipped', path, number,
+                        len(line))
+  return records
+
+
+def trim_metrics_log(path: str, last_step: int) -> int:
+  """Keeps the records of ``path`` up to ``last_step`` (the step a run resumes from), dropping
+  torn lines and the steps logged after that checkpoint, so a resumed run logs no step twice.
+  Returns how many lines were dropped."""
+  if not os.path.exists(path):
+    return 0
+  with open(path, encoding='utf-8') as f:
+    lines = [line for line in f if line.strip()]
+  kept = [json.dumps(r) + '\n' for r in read_metrics_log(path) if r.get('step', 0) <= last_step]
+  if len(kept) != len(lines):
+    with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
+      f.writelines(kept)
+  return len(lines) - len(kept)
 
 
 class _Writers:
-  """Progress line, metrics.jsonl and TensorBoard events; process 0 only."""
+  """Progress line, metrics.jsonl and TensorBoard events; process 0 only.
 
-  def __init__(self, workdir: str, enabled: bool):
+  ``start_step``: the step the run starts from. Records after it (left by a run killed after its
+  last checkpoint) are dropped from ``metrics.jsonl`` and purged from TensorBoard, so the resumed
+  run's steps appear once.
+  """
+
+  def __init__(self, workdir: str, enabled: bool, start_step: int = 0):
     self.enabled = enabled
     self.jsonl = None
     self.tb = None
     if not enabled:
       return
-    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
+    path = os.path.join(workdir, 'metrics.jsonl')
+    trim_metrics_log(path, start_step)
+    self.jsonl = open(path, 'a', encoding='utf-8')
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'),
+                              purge_step=start_step + 1 if start_step else None)
     except ImportError:  # optional: JSON lines carry the same numbers
       logging.warning('tensorboardX is not installed; no TensorBoard events are written')
 
@@ -90,27 +133,39 @@ def _format_eta(seconds: float) -> str:
   return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
 
 
-class _SigtermFlag:
-  """SIGTERM sets a flag; the loop saves a checkpoint and returns at the next step boundary."""
+class _StopFlag:
+  """SIGTERM or a first Ctrl-C (SIGINT) sets a flag; the loop saves a checkpoint and returns at
+  the next step boundary. A second Ctrl-C raises KeyboardInterrupt at once (an abort)."""
 
-  def __init__(self):
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self, announce: bool):
     self.raised = False
-    self._previous = None
+    self.signal_name = None
+    self._announce = announce
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: leave signals alone
-      self._previous = None
+    for signum in self.SIGNALS:
+      try:
+        self._previous[signum] = signal.signal(signum, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
+    del frame
+    if self.raised and signum == signal.SIGINT:
+      raise KeyboardInterrupt
     self.raised = True
+    self.signal_name = signal.Signals(signum).name
+    if self._announce and signum == signal.SIGINT:
+      print('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again aborts without saving)',
+            flush=True)
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
@@ -171,9 +226,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   def save(step, force=False):
     return ckpt.save(step, state, data_state=iterator.get_state(), meta=meta_out, force=force)
 
-  writers = _Writers(workdir, is_chief)
-  interrupted = False
   step = int(state['step'])
+  writers = _Writers(workdir, is_chief, start_step=step)
+  interrupted = False
   start_step = step
   images_per_step = config.train.batch_size
   log_every = max(1, int(config.train.log_every))
@@ -197,7 +252,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
     rate = (step_done - window_start_step) * images_per_step / max(now - t_window, 1e-9)
     t_window, window_start_step = now, step_done
     scalars = {k: float(v) for k, v in metrics.items()}
-    scalars.update(epoch=step_done / steps_per_epoch, images_per_second=rate)
+    scalars.update(epoch=step_done / steps_per_epoch, images_per_second=rate,
+                   wall_time=time.time())
     writers.write(step_done, scalars)
     if is_chief:
       eta = (total_steps - step_done) * images_per_step / max(rate, 1e-9)
@@ -206,7 +262,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
             f'{rate:.1f} img/s  ETA {_format_eta(eta)}  |  {terms}  probe/top1 '
             f'{scalars["probe/top1"]:.3f}', flush=True)
 
-  with _SigtermFlag() as sigterm:
+  with _StopFlag(announce=is_chief) as stop:
     try:
       while step < total_steps:
         batch = parallel.to_global_batch(next(iterator), mesh)
@@ -217,12 +273,14 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
         pending = (step, metrics)
         if step % config.checkpoint.every_steps == 0:
           save(step)
-        if sigterm.raised:
+        if stop.raised:
           check(*pending)
           pending = None
           save(step, force=True)
           ckpt.wait_until_finished()
-          logging.warning('SIGTERM: saved step %d to %s and stopped', step, ckpt.directory)
+          if is_chief:
+            print(f'{stop.signal_name}: interrupted at step {step}, saved to {ckpt.directory}; '
+                  'run the same command to resume', flush=True)
           interrupted = True
           break
       if pending is not None:
@@ -238,5 +296,6 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
              steps_per_epoch=steps_per_epoch, num_classes=num_classes, interrupted=interrupted,
              train_seconds=seconds,
              images_per_second=(step - start_step) * images_per_step / max(seconds, 1e-9),
-             skipped_steps=int(state['nonfinite_total']))
+             skipped_steps=int(state['nonfinite_total']),
+             stop_signal=stop.signal_name if interrupted else None)
 
