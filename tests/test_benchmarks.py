@@ -37,19 +37,21 @@ _TRAIN_SCRIPT = _SCRIPT.parent / 'train_throughput.py'
 
 def test_train_throughput_benchmark_quick(tmp_path):
   out = tmp_path / 't.json'
+  # The script's paths (plain, +adc, a features prior, a momentum target); every method's step
+  # itself is compiled and run by tests/test_train_step.py.
   proc = subprocess.run([sys.executable, str(_TRAIN_SCRIPT), '--quick', '--steps', '2',
+                         '--methods', 'simclr,simclr+adc,simclr+adc:features,mocov3',
                          '--json', str(out)], cwd=tmp_path, capture_output=True, text=True,
                         timeout=600, check=False)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert '| objective | arch | dtype | batch | ms/step |' in proc.stdout
   result = json.loads(out.read_text())
   assert {r['objective'] for r in result['rows']} == {
-      'simclr', 'simclr+adc', 'simclr+adc:features', 'byol', 'simsiam', 'simsiam+adc', 'mocov3',
-      'wmse'}
+      'simclr', 'simclr+adc', 'simclr+adc:features', 'mocov3'}
   for r in result['rows']:
     assert r['steps_timed'] == 2 and math.isfinite(r['loss']) and r['ms_per_step'] > 0, r
     assert r['step_memory_gib'] > 0 and r['dtype'] == 'float32', r
-  for key in ('simclr+adc/float32@16', 'simclr+adc:features/float32@16', 'simsiam+adc/float32@16'):
+  for key in ('simclr+adc/float32@16', 'simclr+adc:features/float32@16'):
     overhead = result['adc_overhead'][key]
     assert overhead['min'] <= overhead['median'] <= overhead['max'], overhead
 
