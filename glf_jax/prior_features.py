@@ -57,7 +57,8 @@ def ids_fingerprint(ids: Sequence[str]) -> str:
   return digest.hexdigest()
 
 
-def _check_extension(path: str) -> None:
+def check_path(path: str) -> None:
+  """Refuses a path that is not ``.safetensors`` or ``.npy`` (never pickle)."""
   if not path.endswith(EXTENSIONS):
     raise ValueError(f'prior features file must end in .safetensors or .npy (never pickle), got '
                      f'{path!r}')
@@ -73,7 +74,7 @@ def source_metadata(source) -> dict[str, str]:
 def write(path: str, features: np.ndarray, *, source, description: str = '') -> None:
   """Writes ``features [len(source), D]`` (row ``i`` = ``source[i]``) with ``source``'s length and
   id fingerprint. float16 input is kept (half the file); anything else is stored as float32."""
-  _check_extension(path)
+  check_path(path)
   features = np.asarray(features)
   if features.ndim != 2 or features.shape[0] != len(source):
     raise ValueError(f'features must have shape [len(source) = {len(source)}, D], got '
@@ -98,7 +99,7 @@ def write(path: str, features: np.ndarray, *, source, description: str = '') -> 
 
 def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
   """``(features [N, D], metadata)`` of a file written by :func:`write` (or by hand, same layout)."""
-  _check_extension(path)
+  check_path(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'prior.path: no prior features file at {path!r}')
   if path.endswith('.safetensors'):

@@ -43,7 +43,7 @@ def _parse(argv):
 
 def main(argv=None) -> int:
   args = _parse(argv)
-  prior_features._check_extension(args.out)  # pylint: disable=protected-access  # fail before work
+  prior_features.check_path(args.out)  # fail before any work
   # Heavy imports after argument parsing, so --help and usage errors are instant.
   from flax import nnx  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top

@@ -55,22 +55,26 @@ class Run:
   stop_signal: str | None = None  # 'SIGTERM' or 'SIGINT' (Ctrl-C) when interrupted
 
 
+def _parse_metrics_lines(path: str, lines) -> list[dict[str, Any]]:
+  records = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      logging.warning('%s: line %d is incomplete (%d characters); skipped', path, number,
+                      len(line))
+  return records
+
+
 def read_metrics_log(path: str) -> list[dict[str, Any]]:
   """The records of a ``metrics.jsonl``; a torn line (a full disk, a kill mid-write) is skipped
   with a warning naming the file, not an error."""
   if not os.path.exists(path):
     return []
-  records = []
   with open(path, encoding='utf-8') as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
-        logging.warning('%s: line %d is incomplete (%d characters); skipped', path, number,
-                        len(line))
-  return records
+    return _parse_metrics_lines(path, f)
 
 
 def trim_metrics_log(path: str, last_step: int) -> int:
@@ -81,7 +85,8 @@ def trim_metrics_log(path: str, last_step: int) -> int:
     return 0
   with open(path, encoding='utf-8') as f:
     lines = [line for line in f if line.strip()]
-  kept = [json.dumps(r) + '\n' for r in read_metrics_log(path) if r.get('step', 0) <= last_step]
+  kept = [json.dumps(r) + '\n' for r in _parse_metrics_lines(path, lines)
+          if r.get('step', 0) <= last_step]
   if len(kept) != len(lines):
     with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
       f.writelines(kept)
