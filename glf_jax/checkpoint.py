@@ -40,6 +40,11 @@ Guarantees, and how they are obtained:
   directory and the checkpoints still intact; the manager is then re-read from disk so that its
   idea of the existing steps matches the files, and the failed save's temporary directory is
   removed (with retries: orbax reports the first failed write while others may still be running).
+  A full disk (ENOSPC / EDQUOT, also when only the text of a wrapping I/O error says so) is named
+  first, ``no space left on <directory>``, and the OS's reason is never cut from a shortened
+  message. ``check_for_errors`` reports a failed background save without waiting for the next.
+* **Quiet read-only opens.** Orbax's "Given directory is read only" warning is dropped: reading
+  checkpoints read-only (resume checks, evaluation) is deliberate.
 
 Limits: orbax does not checksum array data, so corruption that leaves files well-formed is not
 detected. In multi-process runs the renaming of unreadable steps is done by process 0 (as orbax
@@ -70,6 +75,12 @@ _ITEMS = ('state', 'data', 'meta')
 # 2: methods as units (state['method'], heads by layer counts, prototypes on the encoder).
 FORMAT = 2
 _ERROR_CHARS = 400  # tensorstore errors run to kilobytes; keep the gist in messages
+# The OS's wording of every errno ('No space left on device', ...): kept in shortened messages.
+_OS_REASONS = sorted({os.strerror(code) for code in errno.errorcode}, key=len, reverse=True)
+# Errors that mean "free some space", with how messages say so (ENOSPC, EDQUOT).
+_FULL_DISK = {errno.ENOSPC: 'no space left on {} (the disk is full)'}
+if hasattr(errno, 'EDQUOT'):
+  _FULL_DISK[errno.EDQUOT] = 'the disk quota is exceeded on {}'
 # Orbax's name for a save in progress, `<step>` + this (orbax/checkpoint/_src/path/
 # atomicity_types.py, TMP_DIR_SUFFIX); such directories are never listed as steps.
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'
@@ -77,6 +88,10 @@ _TMP_SUFFIX = '.orbax-checkpoint-tmp'
 
 class CheckpointError(OSError):
   """Saving or reading checkpoints failed (the message names the directory)."""
+
+  def __str__(self) -> str:
+    # The message alone: it states the cause in words; the code is in .errno.
+    return self.strerror if self.strerror else super().__str__()
 
 
 class CheckpointFormatError(ValueError):
@@ -94,8 +109,24 @@ def check_format(meta: dict, directory: str) -> None:
         'wrote it.')
 
 
+class _ReadOnlyNoticeFilter:
+  """Drops orbax's warning 'Given directory is read only=...': glf_jax opens checkpoints read-only
+  on purpose (resume checks, evaluation), so it is noise that looks like trouble."""
+
+  def filter(self, record) -> bool:
+    return record.msg != 'Given directory is read only=%s'
+
+
+def _quiet_read_only_notice() -> None:
+  logger = logging.get_absl_logger()  # orbax logs through absl
+  if not any(isinstance(f, _ReadOnlyNoticeFilter) for f in logger.filters):
+    logger.addFilter(_ReadOnlyNoticeFilter())
+
+
 def _make_manager(directory: epath.Path, *, keep: int, async_save: bool, read_only: bool,
                   cleanup: bool, partial: bool = False) -> ocp.CheckpointManager:
+  if read_only:
+    _quiet_read_only_notice()
   options = ocp.CheckpointManagerOptions(
       max_to_keep=None if read_only else keep,
       save_interval_steps=0 if read_only else 1,  # orbax warns unless read-only saves nothing
@@ -120,8 +151,38 @@ def _path(directory: str) -> epath.Path:
 
 
 def _short(error: BaseException) -> str:
+  """The error's type and message, cut after :data:`_ERROR_CHARS` characters, except for the
+  OS's reason (tensorstore puts 'No space left on device' at the end of kilobytes of context)."""
   text = f'{type(error).__name__}: {error}'
-  return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + '...'
+  if len(text) <= _ERROR_CHARS:
+    return text
+  head, rest = text[:_ERROR_CHARS], text[_ERROR_CHARS:]
+  found = sorted((rest.find(r), r) for r in _OS_REASONS if r in rest and r not in head)
+  reasons = []
+  for _, reason in found:
+    if not any(reason in kept for kept in reasons):  # 'Is a directory' within a longer one
+      reasons.append(reason)
+  return head + '...' + (f' ({"; ".join(reasons)})' if reasons else '')
+
+
+def _full_disk_errno(error: BaseException) -> int | None:
+  """ENOSPC or EDQUOT when ``error`` or one it wraps says so, by errno or by the OS's wording
+  in the text only (a full disk can reach orbax as a generic I/O error, errno 5)."""
+  stack, seen = [error], set()
+  while stack:
+    e = stack.pop()
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    code = getattr(e, 'errno', None)
+    if code in _FULL_DISK:
+      return code
+    text = str(e)
+    for code in _FULL_DISK:
+      if os.strerror(code) in text or errno.errorcode[code] in text:
+        return code
+    stack += [e.__cause__, e.__context__, *getattr(e, 'exceptions', ())]
+  return None
 
 
 def _check_json(name: str, value: Any) -> None:
@@ -254,19 +315,20 @@ class Checkpointer:
     self._reload()
     if step is not None:
       self._remove_failed_save(step)
-    code = getattr(error, 'errno', None)
-    if code == errno.ENOSPC:
-      reason = 'the disk is full'
-    elif code == getattr(errno, 'EDQUOT', None):
-      reason = 'the disk quota is exceeded'
-    else:
-      reason = 'error'
     which = f'step {step}' if step is not None else 'a checkpoint'
+    kept = (f'no checkpoint was deleted: the earlier ones (steps {self.all_steps()}) are '
+            'intact.')
+    full = _full_disk_errno(error)
+    if full is not None:
+      # Said first: the OS's reason may otherwise hide in the middle of a long storage error.
+      return CheckpointError(
+          full, f'{_FULL_DISK[full].format(self.directory)}: saving checkpoint {which} failed '
+          f'({_short(error)}); {kept} Free space, then resume from the latest one.')
+    code = getattr(error, 'errno', None)
     return CheckpointError(
-        code or errno.EIO,
-        f'saving checkpoint {which} to {self.directory} failed ({reason}: {_short(error)}); '
-        f'no checkpoint was deleted: the earlier ones (steps {self.all_steps()}) are intact. '
-        'Fix the cause (free space) and resume from the latest one.')
+        code if isinstance(code, int) and code else errno.EIO,
+        f'saving checkpoint {which} to {self.directory} failed (error: {_short(error)}); {kept} '
+        'Fix the cause and resume from the latest one.')
 
   def _remove_failed_save(self, step: int) -> None:
     """Removes the temporary directory of a failed save, once its last writes have stopped.
@@ -289,6 +351,15 @@ class Checkpointer:
           logging.warning('could not remove %s after a failed save (%s); the next run removes it',
                           tmp, _short(e))
         time.sleep(0.1)
+
+  def check_for_errors(self) -> None:
+    """Raises ``CheckpointError`` (naming the step) if a background save has already failed;
+    never waits for one still writing. Cheap: call it every step, so a full disk is reported as
+    soon as the write fails rather than at the next save."""
+    # Orbax's own check_for_errors misses failures its finalize thread has already consumed;
+    # waiting on a save that is no longer in progress returns at once, raising its error.
+    if self._pending_step is not None and not self._manager.is_saving_in_progress():
+      self.wait_until_finished()
 
   def wait_until_finished(self) -> None:
     """Blocks until a background save has committed; raises ``CheckpointError`` if it failed."""

@@ -37,7 +37,10 @@ from glf_jax.models import default_model_config
 from glf_jax.train.optim import default_optim_config
 from glf_jax.train.prior import default_prior_config
 
-MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune', 'export')
+# 'show_config' prints the resolved config and exits (glf_jax.main); 'plot' redraws a run's plots.
+MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune', 'export', 'plot', 'show_config')
+# The modes that evaluate an encoder (pretrain too, with train.eval_after).
+EVAL_MODES = ('eval', 'linear_probe', 'knn', 'finetune')
 
 
 def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
@@ -110,6 +113,19 @@ def to_json(config: ml_collections.ConfigDict) -> str:
   return config.to_json_best_effort(sort_keys=True)
 
 
+def describe(config: ml_collections.ConfigDict) -> str:
+  """Every key of ``config`` with its value, sorted, one ``key: value`` a line (values as the
+  command line takes them: ``--config.<key>=<value>``)."""
+  def items(tree, prefix):
+    for key in sorted(tree):
+      value = tree[key]
+      if isinstance(value, dict) and value:
+        yield from items(value, f'{prefix}{key}.')
+      else:
+        yield f'{prefix}{key}', value
+  return '\n'.join(f'{key}: {value!r}' for key, value in items(config.to_dict(), ''))
+
+
 def flatten(tree, prefix: str = '') -> dict:
   out = {}
   for key, value in tree.items():
@@ -165,16 +181,68 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _positive_int('checkpoint.every_steps', config.checkpoint.every_steps)
   _positive_int('checkpoint.keep', config.checkpoint.keep)
   record = methods.get(config.objective.name)
-  unknown = sorted(set(config.method) ^ set(record.settings))
-  if unknown:
-    raise ValueError(f'config.method must hold the settings of {record.name!r}, '
-                     f'{sorted(record.settings)}; differing keys: {unknown}')
+  _check_method_fits(config, record)
   record.check_settings(config.method.to_dict())
   if record.classifier:
     _positive_int('model.num_classes (the classifier of the method)', config.model.num_classes)
   for name in ('view1', 'view2'):
     recipes.validate_view_config(config.augment[name])
   eval_common.validate_eval_config(config.eval)
+  _check_data_roots(config)
+  _check_eval_splits(config)
+
+
+def _check_method_fits(config: ml_collections.ConfigDict, record: methods.Method) -> None:
+  """Refuses an objective whose method needs settings or heads the config lacks (its
+  objective.name was switched on the command line), saying which config to start from."""
+  name = config.objective.name
+  method, constraints = methods.parse_name(name)
+  start = f'configs/{method}.py' + (f':{",".join(constraints)}' if constraints else '')
+  given, wanted = set(config.method), set(record.settings)
+  heads, flags = [], []
+  if record.heads.get('predictor_layers') and not config.model.predictor_layers:
+    heads.append('a predictor head')
+    flags += [f'--config.model.predictor_layers={record.heads["predictor_layers"]}',
+              f'--config.model.predictor_hidden_dim={record.heads["predictor_hidden_dim"]}']
+  if record.heads.get('num_prototypes') and not config.model.num_prototypes:
+    heads.append('prototypes')
+    flags.append(f'--config.model.num_prototypes={record.heads["num_prototypes"]}')
+  if given != wanted:
+    # config.method is locked: keys cannot be added or removed on the command line.
+    if not wanted:
+      raise ValueError(f'config.method holds the settings {sorted(given)} of another method and '
+                       f'objective {name!r} has none; start from {start}')
+    needs = [f'its settings (config.method: {sorted(wanted)})'] + heads
+    raise ValueError(f'objective {name!r} needs {" and ".join(needs)}, which this config '
+                     f'(config.method: {sorted(given)}) lacks; start from {start}')
+  if heads:
+    raise ValueError(f'objective {name!r} needs {" and ".join(heads)}, which this config lacks; '
+                     f'start from {start} (or set {" ".join(flags)})')
+
+
+def _check_data_roots(config: ml_collections.ConfigDict) -> None:
+  """Refuses ``root`` set for data that is not an image folder: it would be ignored."""
+  for where, data, inherits in (('data', config.data, False),
+                                ('eval.data', config.eval.data, True)):
+    name = data.get('name')
+    if data.get('root') is None or name == 'image_folder':
+      continue
+    read = (f'{where}.name is unset, so the evaluation reads the pretraining data' if inherits
+            and name is None else f'{where}.name is {name!r}')
+    raise ValueError(f'{where}.root is set but {read}, which ignores it; for an image folder add '
+                     f'--config.{where}.name=image_folder')
+
+
+def _check_eval_splits(config: ml_collections.ConfigDict) -> None:
+  """Checks, before training, that an image folder has the splits its evaluation will read."""
+  if not ((config.mode == 'pretrain' and config.train.eval_after) or
+          (config.mode in EVAL_MODES and config.eval.data.name is not None)):
+    return  # the eval modes otherwise read the evaluated run's data: checked when it is read
+  data = config.eval.data if config.eval.data.name is not None else config.data
+  if data.get('name') != 'image_folder' or not data.get('root'):
+    return
+  for key in ('train_split', 'test_split'):
+    sources.check_image_folder_split(data.root, config.eval[key], f'eval.{key}')
 
 
 def parse_config_arg(arg: str | None, *, choices: dict[str, tuple[str, ...]],

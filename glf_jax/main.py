@@ -3,10 +3,15 @@
 Modes (``config.mode``): ``pretrain`` (resumable; then evaluates), ``eval`` (linear probe, kNN,
 geometry, alignment/uniformity of a trained run), ``linear_probe``, ``knn``, ``finetune``
 (transfer: fine-tune or linear-probe a pretrained encoder on ``config.eval.data``), ``export``
-(a run's backbone as a torchvision state dict, ``configs/export.py``).
+(a run's backbone as a torchvision state dict, ``configs/export.py``), ``plot`` (redraws a run's
+plots) and ``show_config`` (prints every key of the resolved config, one ``key: value`` a line,
+and exits; the workdir is not touched).
 
 The config is locked: overriding or adding an unknown key (``--config.nope=1``) is an error that
 names the key. Multi-process runs set ``--config.distributed.*`` (see ``launch/``).
+
+Mistakes in the command line, the config or the data end the run with one ``error: ...`` line on
+stderr and exit status 1; ``GLF_JAX_TRACEBACK=1`` re-raises them with their traceback instead.
 """
 
 import os
@@ -15,13 +20,45 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from glf_jax import flag_errors
+
 config_flags.DEFINE_config_file('config', None, 'Path to a get_config() file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and summary.json.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _fail(message: str, error: BaseException | None = None) -> None:
+  """Ends the program with ``error: message`` (one line) and exit status 1."""
+  if error is not None and os.environ.get('GLF_JAX_TRACEBACK'):
+    raise error
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing with its errors as one line: config overrides are parsed (and refused)
+  by ml_collections' flag before ``main`` runs, so ``main`` cannot catch them."""
+  try:
+    rest = flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except  # KeyError/AttributeError: unknown keys
+    _fail(flag_errors.flag_error_message(e, argv), e)
+  try:
+    flags.FLAGS.config.get('mode')  # ml_collections defers a config file's loading errors
+  except OSError as e:
+    spec = flag_errors.config_spec(argv) or ''
+    if not os.path.isfile(spec.split(':', 1)[0]):
+      _fail(flag_errors.missing_config_message(spec), e)
+    _fail(f'config {spec}: {flag_errors.one_line(flag_errors.innermost(e))}', e)
+  return rest
+
+
 def run(config, workdir):
   """Runs ``config.mode`` in ``workdir``; returns the summary dict (also written as JSON)."""
+  from glf_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  if config.mode == 'show_config':
+    # Nothing else: no JAX backend, no workdir.
+    print(config_lib.describe(config), flush=True)
+    return {'mode': 'show_config'}
   from glf_jax import parallel  # deferred: importing JAX before flags parse slows --help
   d = config.distributed
   # num_processes: None = one process, N = explicit; auto_detect: found in the cluster's
@@ -34,14 +71,16 @@ def run(config, workdir):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    _fail(f'unexpected arguments {argv[1:]}: give settings as --config.<key>=<value>')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every step at INFO
-  from glf_jax import xla_cpu  # pylint: disable=g-import-not-at-top
-  # Before JAX initialises its backend (XLA reads XLA_FLAGS once); a no-op on GPU/TPU.
-  xla_cpu.configure(flags.FLAGS.config.xla_cpu_flags)
+  config = flags.FLAGS.config
+  if config.mode != 'show_config':
+    from glf_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+    # Before JAX initialises its backend (XLA reads XLA_FLAGS once); a no-op on GPU/TPU.
+    xla_cpu.configure(config.xla_cpu_flags)
   try:
-    summary = run(flags.FLAGS.config, flags.FLAGS.workdir)
+    summary = run(config, flags.FLAGS.workdir)
   except KeyboardInterrupt:
     # A second Ctrl-C (or one outside training): stop at once, one line, no traceback. os._exit
     # skips the interpreter's teardown, which can crash with orbax's and grain's threads alive.
@@ -49,15 +88,11 @@ def main(argv):
           file=sys.stderr, flush=True)
     os._exit(130)  # pylint: disable=protected-access
   except (ValueError, FileNotFoundError, FloatingPointError, OSError) as e:
-    # Configuration and data errors: one clear line, no traceback noise; exit status 1.
-    logging.error('%s: %s', type(e).__name__, e)
-    print(f'error: {type(e).__name__}: {e}', file=sys.stderr)
-    if os.environ.get('GLF_JAX_TRACEBACK'):
-      raise
-    sys.exit(1)
+    # Configuration and data errors: one clear line (printed, not also logged), exit status 1.
+    _fail(str(e), e)
   if summary.get('stop_signal') == 'SIGINT':
     sys.exit(130)  # Ctrl-C: saved, but the run did not finish (SIGTERM exits 0 for schedulers)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -36,22 +36,45 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from glf_jax import progress
 from glf_jax.data.source_base import CorruptImageError
 from glf_jax.data.source_base import resize_and_center_crop
 
 # Part of every cache fingerprint: bump it when the files' layout or meaning changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: 16-bit images scaled to 8 bits (format 1 saturated them)
 CACHE_FILES = ('index.json', 'images.npy', 'labels.npy')
 
 
+# 16-bit greyscale (PNG): Pillow's modes for it, by byte order.
+_SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N')
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+  """16-bit (``I;16*``) and 32-bit integer (``I``) greyscale as 8-bit ``L``, 0..65535 to
+  0..255 (``convert('RGB')`` would clip them at 255: a white image); ``F`` is refused."""
+  if image.mode == 'F':
+    raise ValueError('floating-point pixels (PIL mode F) are not supported; save the image with '
+                     '8 or 16 bits per channel')
+  values = np.asarray(image).astype(np.int64)
+  if image.mode == 'I' and values.size and (values.min() < 0 or values.max() > 65535):
+    # Read as 16-bit data, the only integer greyscale PNG holds; other ranges have no known scale.
+    raise ValueError(f'32-bit integer pixels in {values.min()}..{values.max()}: only 0..65535 '
+                     '(16-bit) can be scaled to 8 bits; save the image with 8 or 16 bits per '
+                     'channel')
+  return Image.fromarray(((values + 128) // 257).astype(np.uint8))
+
+
 def decode_image(path: str, image_size: int) -> np.ndarray:
-  """Decodes one file to uint8 RGB, resized and centre-cropped when ``image_size > 0``."""
+  """Decodes one file to uint8 RGB, resized and centre-cropped when ``image_size > 0``; 16-bit
+  greyscale is scaled to 8 bits."""
   try:
     with Image.open(path) as image:
       if image_size:
         # Let the JPEG decoder downscale by a power of two first: far less work for big photos.
         image.draft('RGB', (image_size, image_size))
       image.load()  # decode now, inside the try: truncated files fail here
+      if image.mode in _SIXTEEN_BIT_MODES or image.mode in ('I', 'F'):
+        image = _to_8bit(image)
       if image.mode != 'RGB':
         image = image.convert('RGB')
       if image_size:
@@ -94,7 +117,9 @@ def build(cache_path: pathlib.Path, *, root: pathlib.Path, split: str,
   """
   split_dir = root / split
   paths = [os.fspath(split_dir / entry[0]) for entry in entries]
-  logging.info('decoding %d images of %s into %s', len(paths), split_dir, cache_path)
+  # Shown, not logged: the first run of a large folder decodes for minutes before training.
+  progress.announce(f'decoding {len(paths)} images of {split_dir} into {cache_path} (once; '
+                    'later runs read this cache)')
   cache_root = cache_path.parent
   cache_root.mkdir(parents=True, exist_ok=True)
   tmp = cache_root / f'.tmp-{cache_path.name}-{uuid.uuid4().hex[:8]}'
@@ -130,7 +155,10 @@ def build(cache_path: pathlib.Path, *, root: pathlib.Path, split: str,
 
 def _on_corrupt(error: CorruptImageError, skip_corrupt: bool) -> None:
   if not skip_corrupt:
-    raise error
+    # The first undecodable file stops the build: say how to go on without such files.
+    raise CorruptImageError(error.path, f'{getattr(error, "reason", error)}; set '
+                            '--config.data.skip_corrupt=True to leave undecodable files out'
+                            ) from error
   logging.warning('skipping corrupt image: %s', error)
 
 
@@ -170,15 +198,15 @@ def _decode_all(paths: Sequence[str], images_file: pathlib.Path, split_dir: path
 
   chunk = 256
   chunks = [range(s, min(s + chunk, len(paths))) for s in range(first, len(paths), chunk)]
-  done = 0
-  with concurrent.futures.ThreadPoolExecutor(decode_workers) as pool:
-    futures = [pool.submit(decode_rows, rows) for rows in chunks]
+  done = first
+  with concurrent.futures.ThreadPoolExecutor(decode_workers) as pool, progress.Progress(
+      len(paths), desc='decoding images', unit='img', initial=first) as bar:
+    futures = {pool.submit(decode_rows, rows): len(rows) for rows in chunks}
     try:
       for future in concurrent.futures.as_completed(futures):
         errors.update(future.result())
-        done += 1
-        if done % max(1, len(chunks) // 10) == 0:
-          logging.info('decoded %d / %d chunks', done, len(chunks))
+        done += futures[future]
+        bar.update(done)
     except BaseException:
       for future in futures:
         future.cancel()

@@ -15,11 +15,41 @@ from typing import Sequence
 import numpy as np
 
 from glf_jax.data import decode_cache
-from glf_jax.data.source_base import check_split
 from glf_jax.data.source_base import CorruptImageError
 from glf_jax.data.source_base import ImageSource
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+# Other names of an evaluation split: a missing split's error names the one the folder has.
+_SPLIT_ALTERNATIVES = {'test': ('val', 'validation', 'valid'),
+                       'val': ('validation', 'valid', 'test'),
+                       'validation': ('val', 'valid', 'test')}
+
+
+def list_splits(root: pathlib.Path) -> list[str]:
+  """The split folders of an image folder (hidden ones are not splits)."""
+  return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+
+
+def missing_split_message(root: pathlib.Path, split: str, splits: Sequence[str],
+                          flag: str = 'eval.test_split') -> str:
+  """Unknown ``split``, the splits there are and, when the folder has another name for it
+  (``val`` for ``test``), the flag that selects that one."""
+  message = f'unknown split {split!r} for image folder {root}; expected one of {sorted(splits)}'
+  alternative = next((a for a in _SPLIT_ALTERNATIVES.get(split, ()) if a in splits), None)
+  if alternative:
+    message += f'; to evaluate on {alternative!r} instead, set --config.{flag}={alternative}'
+  return message
+
+
+def check_image_folder_split(root: str | os.PathLike[str], split: str, flag: str) -> None:
+  """Raises ValueError (with the flag to set) if the image folder ``root`` lacks ``split``; for
+  a check before training that the evaluation after it will find its data."""
+  root = pathlib.Path(root).expanduser()
+  if not root.is_dir():
+    return  # the training source reports a missing root as it starts
+  splits = list_splits(root)
+  if split not in splits:
+    raise ValueError(missing_split_message(root, split, splits, flag))
 
 
 def scan_split(split_dir: pathlib.Path, class_names: Sequence[str]):
@@ -54,7 +84,9 @@ class ImageFolderSource(ImageSource):
   holds raw pixels.
 
   The fingerprint covers the class names, every file's path, size and mtime, and ``image_size``:
-  any change to the files makes a new cache (stale ones are removed).
+  any change to the files makes a new cache (stale ones are removed). With ``skip_corrupt``,
+  undecodable files are left out: ``num_skipped`` and ``skipped_files`` (paths relative to the
+  split folder) say which.
   """
 
   def __init__(self, root: str | os.PathLike[str], split: str, *, image_size: int = 0,
@@ -64,10 +96,11 @@ class ImageFolderSource(ImageSource):
     layout = 'expected <root>/<split>/<class>/*.jpg|*.jpeg|*.png'
     if not root.is_dir():
       raise FileNotFoundError(f'image folder root {root} does not exist ({layout})')
-    splits = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+    splits = list_splits(root)
     if not splits:
       raise ValueError(f'image folder root {root} has no split folders ({layout})')
-    check_split(split, splits, f'image folder {root}')
+    if split not in splits:
+      raise ValueError(missing_split_message(root, split, splits))
     class_names = sorted({c.name for s in splits for c in (root / s).iterdir()
                           if c.is_dir() and not c.name.startswith('.')})
     if not any((root / split / c).is_dir() for c in class_names):
@@ -112,11 +145,19 @@ class ImageFolderSource(ImageSource):
   def _open_cache(self) -> None:
     with open(self.cache_path / 'index.json', encoding='utf-8') as f:
       self.index = json.load(f)
-    if self.index['skipped'] and not self._skip_corrupt:
+    # Relative to the split folder, in cache order; how many: num_skipped.
+    self.skipped_files = tuple(s['file'] for s in self.index['skipped'])
+    self.num_skipped = len(self.skipped_files)
+    if self.skipped_files and not self._skip_corrupt:
       first = self.index['skipped'][0]
-      raise CorruptImageError(self.root / self.split / first['file'],
-                              f'{first["error"]} (set data.skip_corrupt=True to skip it)')
-    self.num_skipped = len(self.index['skipped'])
+      # The recorded error is a whole CorruptImageError message: keep only its reason.
+      reason, marker = first['error'], f'{first["file"]}: '
+      if reason.startswith('cannot decode image file ') and marker in reason:
+        reason = reason.split(marker, 1)[1]
+      raise CorruptImageError(
+          self.root / self.split / first['file'],
+          f'{reason} ({self.num_skipped} undecodable file(s) in {self.root / self.split}; set '
+          '--config.data.skip_corrupt=True to leave them out)')
     # A plain ndarray view of the memory map: indexing it costs no memmap bookkeeping.
     self._images = np.load(self.cache_path / 'images.npy', mmap_mode='r').view(np.ndarray)
     self._labels = np.load(self.cache_path / 'labels.npy', allow_pickle=False)

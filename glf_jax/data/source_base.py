@@ -6,7 +6,9 @@ A source is a random-access sequence that grain reads by index:
   'index': int32 scalar}`` (``index`` is ``i``: batches say which examples they hold, e.g. for
   per-example prior features);
 * ``source.num_classes``, ``source.image_shape`` (``(H, W, 3)``) and ``source.class_names``;
-* ``source.example_ids()``: a stable string id per example, in index order.
+* ``source.example_ids()``: a stable string id per example, in index order;
+* ``source.num_skipped`` and ``source.skipped_files``: undecodable files left out (image folders
+  read with ``skip_corrupt``; 0 and ``()`` elsewhere).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class CorruptImageError(ValueError):
 
   def __init__(self, path: str | os.PathLike[str], reason: str):
     self.path = os.fspath(path)
+    self.reason = reason
     super().__init__(f'cannot decode image file {self.path}: {reason}')
 
 
@@ -42,6 +45,9 @@ class ImageSource:
   num_classes: int
   image_shape: tuple[int, int, int]
   class_names: tuple[str, ...]
+  # Files left out because they could not be decoded (image folders with skip_corrupt).
+  num_skipped: int = 0
+  skipped_files: tuple[str, ...] = ()
 
   def __len__(self) -> int:
     raise NotImplementedError

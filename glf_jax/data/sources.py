@@ -23,6 +23,7 @@ from ml_collections import config_dict
 
 from glf_jax.data.datasets import DATASETS
 from glf_jax.data.digits import DigitsSource
+from glf_jax.data.image_folder import check_image_folder_split
 from glf_jax.data.image_folder import IMAGE_EXTENSIONS
 from glf_jax.data.image_folder import ImageFolderSource
 from glf_jax.data.source_base import CorruptImageError
@@ -46,6 +47,7 @@ __all__ = [
     'ImageSource',
     'SOURCE_NAMES',
     'TfdsSource',
+    'check_image_folder_split',
     'default_data_config',
     'make_source',
     'prepare_command',

@@ -49,6 +49,27 @@ IMAGENET100_SYNSETS = (
 TFDS_NAMES = tuple(name for name, info in DATASETS.items() if info.kind == 'tfds')
 
 
+class _MissingVariantFolderFilter:
+  """Drops TFDS's warning that a dataset's version folder has no ``dataset_info.json`` when the
+  folder does not exist: the dataset is not prepared, which ``DatasetNotPreparedError`` says with
+  the command that prepares it. Other TFDS warnings (and this one for an existing folder) pass."""
+
+  def filter(self, record) -> bool:
+    if record.msg != 'Variant folder %s has no %s' or not record.args:
+      return True
+    folder = record.args[0]
+    try:
+      return bool(folder.exists()) if hasattr(folder, 'exists') else os.path.exists(folder)
+    except Exception:  # pylint: disable=broad-except  # a log filter must not raise
+      return True
+
+
+def _quiet_missing_variant_folders() -> None:
+  logger = logging.get_absl_logger()  # TFDS logs through absl
+  if not any(isinstance(f, _MissingVariantFolderFilter) for f in logger.filters):
+    logger.addFilter(_MissingVariantFolderFilter())
+
+
 def resolve_tfds_data_dir(data_dir: str | os.PathLike[str] | None) -> str:
   """The TFDS data directory: the config's, else ``$TFDS_DATA_DIR``, else TFDS's default."""
   if data_dir:
@@ -101,6 +122,7 @@ class TfdsSource(ImageSource):
     info = DATASETS[name]
     builder_name = info.tfds_builder
     data_dir = resolve_tfds_data_dir(data_dir)
+    _quiet_missing_variant_folders()
     builder = tfds.builder(builder_name, data_dir=data_dir)
     if not builder.is_prepared():
       raise DatasetNotPreparedError(
