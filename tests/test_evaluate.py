@@ -375,15 +375,20 @@ def test_feature_cache_is_keyed_by_the_encoder_and_the_data(tmp_path):
 
 
 def test_format_table():
-  table = report.format_table({'random init': {'knn/k20': 0.1, 'steps': 3},
+  table = report.format_table({'random init': {'knn/k20': 0.1, 'steps': 3,
+                                               'finetune/epochs': 2.0},
                                'pretrained': {'knn/k20': 0.9, 'x': 1.0}})
   lines = table.splitlines()
-  assert lines[0].split() == ['metric', 'random', 'init', 'pretrained']
+  assert lines[0].split() == ['metric', 'better', 'random', 'init', 'pretrained']
   assert set(lines[1]) == {'-', ' '}
-  assert lines[2].split() == ['knn/k20', '0.1000', '0.9000']
-  assert lines[3].split() == ['steps', '3.0000', '-']
-  assert lines[4].split() == ['x', '-', '1.0000']
-  assert len(lines) == 5
+  assert lines[2].split() == ['knn/k20', 'higher', '0.1000', '0.9000']
+  assert lines[3].split() == ['steps', '3', '-']  # counts as counts, no direction
+  assert lines[4].split() == ['finetune/epochs', '2', '-']
+  assert lines[5].split() == ['x', '-', '1.0000']
+  assert len(lines) == 6
+  assert [report.better(n) for n in ('linear/top1', 'geometry/ratio', 'alignment/uniformity',
+                                     'geometry/separability_min')] == [
+                                         'higher', 'lower', 'lower', 'higher']
   # Right-aligned columns: every value ends where its header ends.
   assert len({len(line) for line in lines[:3]}) == 1
-  assert lines[4].endswith('1.0000') and len(lines[4]) == len(lines[0])
+  assert lines[5].endswith('1.0000') and len(lines[5]) == len(lines[0])

@@ -15,6 +15,7 @@ import pytest
 from glf_jax import main, methods, parallel, prior_features
 from glf_jax.data import make_loader, make_source, sources
 from glf_jax.train import prior as prior_lib
+from glf_jax.tools import prior_features as tool
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -128,11 +129,9 @@ def test_tool_writes_a_runs_features_and_a_run_trains_with_them(tmp_path):
   main.run(config, str(encoder_run))
 
   out = tmp_path / 'prior.safetensors'
+  # In process (the command line's exit codes are checked below): no second JAX start-up.
+  assert tool.main(['--encoder', str(encoder_run), '--out', str(out)]) == 0
   env = {'PYTHONPATH': str(ROOT), 'JAX_PLATFORMS': 'cpu', 'PATH': '/usr/bin:/bin'}
-  result = subprocess.run(
-      [sys.executable, '-m', 'glf_jax.tools.prior_features', '--encoder', str(encoder_run),
-       '--out', str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr
   features, metadata = prior_features.read(str(out))
   train_source = make_source(config.data, 'train')
   assert features.shape[0] == len(train_source) and np.all(np.isfinite(features))
@@ -172,9 +171,8 @@ def test_tool_accepts_a_torchvision_file(tmp_path):
   missing = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=300)
   assert missing.returncode == 2 and 'set --data' in missing.stderr
-  result = subprocess.run(command + ['--data', 'digits'], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr
-  source = make_source({'name': 'digits'}, 'train')
+  # In process (no second start-up); the test split: a quarter of the images to encode.
+  assert tool.main([*command[3:], '--data', 'digits', '--split', 'test']) == 0
+  source = make_source({'name': 'digits'}, 'test')
   features = prior_features.load_for_source(str(out), source)
   assert features.shape == (len(source), 512) and np.all(np.isfinite(features))

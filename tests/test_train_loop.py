@@ -100,7 +100,10 @@ def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
               'alignment/alignment', 'alignment/uniformity'):
     assert key in results and np.isfinite(results[key]), key
   assert 0.0 <= results['linear/top1'] <= results['linear/top5'] <= 1.0
-  lines = [json.loads(l) for l in (resumed / 'metrics.jsonl').read_text().splitlines()]
+  records = [json.loads(l) for l in (resumed / 'metrics.jsonl').read_text().splitlines()]
+  # Training records, then the end-of-training evaluation's record at the last step.
+  lines = [r for r in records if 'evaluation' not in r]
+  assert records[-1]['step'] == TOTAL_STEPS and 'eval/pretrained/linear/top1' in records[-1]
   assert lines[-1]['step'] == TOTAL_STEPS and {'loss', 'simclr', 'adc', 'lr'} <= set(lines[-1])
   # Steps logged after the last checkpoint before the kill are not logged twice on resume.
   steps = [line['step'] for line in lines]
@@ -242,3 +245,71 @@ def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layou
     checkpoint.load_encoder(str(run_dir))
   with pytest.raises(checkpoint.CheckpointFormatError, match='layout 1'):
     main.run(config, str(run_dir))
+
+
+# ------------------------------------------------------------------------------------------------
+# What a person following a run sees (glf_jax.progress), and training time across resumes
+
+import re  # pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
+import shutil  # pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
+
+from glf_jax import progress  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_path, capsys,
+                                                                            monkeypatch):
+  monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)  # a plain line at every step, by wall time
+  loop.pretrain(_digits_config(num_steps=4, log_every=1000), str(tmp_path))
+  out = capsys.readouterr().out
+  assert 'starting from step 0' in out
+  assert out.index('pretraining simclr+adc on digits') < out.index('step 1/4'), out
+  assert re.findall(r'^step (\d+)/4  epoch ', out, flags=re.M) == ['1', '2', '3', '4'], out
+  # The first step compiles: no rate and no ETA from it.
+  assert 'step 1/4  epoch 0.05  - img/s  ETA -:--:--  |  loss ' in out, out
+  records = loop.read_metrics_log(str(tmp_path / 'metrics.jsonl'))
+  assert [r['step'] for r in records] == [4]  # log_every (and the last step) only
+
+
+def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):
+  config = _digits_config()
+  first = loop.pretrain(config, str(tmp_path))
+  assert 0 < first.train_seconds <= first.session_seconds and first.images_per_second > 0
+  meta = checkpoint.read_meta(checkpoint.checkpoint_dir(str(tmp_path)))
+  assert meta['images_trained'] == 4 * 64 and meta['train_seconds'] == first.train_seconds
+  again = loop.pretrain(config, str(tmp_path))  # nothing left to train
+  assert int(again.state['step']) == 4
+  assert again.train_seconds == first.train_seconds
+  assert again.images_per_second == first.images_per_second > 0
+
+
+def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path, monkeypatch):
+  config = _digits_config()
+  real = loop.parallel.to_global_batch
+  batches = []
+
+  def sigterm_at_the_second_batch(batch, mesh):
+    batches.append(1)
+    if len(batches) == 2:
+      signal.raise_signal(signal.SIGTERM)  # the loop saves step 2 and returns
+    return real(batch, mesh)
+
+  monkeypatch.setattr(loop.parallel, 'to_global_batch', sigterm_at_the_second_batch)
+  first = loop.pretrain(config, str(tmp_path / 'run'))
+  monkeypatch.undo()
+  assert first.interrupted and int(first.state['step']) == 2
+  meta = checkpoint.read_meta(checkpoint.checkpoint_dir(str(tmp_path / 'run')))
+  assert meta['images_trained'] == 2 * 64 and meta['train_seconds'] == first.train_seconds
+  shutil.copytree(tmp_path / 'run', tmp_path / 'old')
+  resumed = loop.pretrain(config, str(tmp_path / 'run'))
+  assert int(resumed.state['step']) == 4 and not resumed.interrupted
+  assert resumed.train_seconds > first.train_seconds
+  assert resumed.images_per_second == pytest.approx(4 * 64 / resumed.train_seconds)
+
+  # A checkpoint written before these totals were stored: this session's time and images only.
+  meta_file = tmp_path / 'old' / 'checkpoints' / '2' / 'meta' / 'metadata'
+  meta = json.loads(meta_file.read_text())
+  del meta['train_seconds'], meta['images_trained']
+  meta_file.write_text(json.dumps(meta))
+  old = loop.pretrain(config, str(tmp_path / 'old'))
+  assert int(old.state['step']) == 4 and old.train_seconds <= old.session_seconds
+  assert old.images_per_second == pytest.approx(2 * 64 / old.train_seconds)

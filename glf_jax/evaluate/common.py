@@ -115,7 +115,7 @@ class Context:
         cache_path = os.path.join(self.cache_dir, f'{split}-{name}.npz')
       self._features[split] = features_lib.extract_features(
           self.encode_fn(), source, batch_size=self.batch_size, cache_path=cache_path,
-          cache_key=cache_key or '')
+          cache_key=cache_key or '', desc=f'features ({split})')
     return self._features[split]
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glf_jax import fileio
+from glf_jax import progress
 from glf_jax.data import augment
 
 # Batches dispatched to ``encode_fn`` before the oldest result is fetched: JAX runs a jitted
@@ -80,8 +81,8 @@ def _fetch(output, num_real: int, batch_size: int) -> np.ndarray:
 
 
 def extract_features(encode_fn: Callable[[np.ndarray], Any], source: Sequence[dict], *,
-                     batch_size: int, cache_path: str | None = None,
-                     cache_key: str = '') -> tuple[np.ndarray, np.ndarray]:
+                     batch_size: int, cache_path: str | None = None, cache_key: str = '',
+                     desc: str = 'features') -> tuple[np.ndarray, np.ndarray]:
   """Features and labels of every row of ``source``, in source order (SPEC §4, "extracted once").
 
   Args:
@@ -91,6 +92,7 @@ def extract_features(encode_fn: Callable[[np.ndarray], Any], source: Sequence[di
     batch_size: rows per ``encode_fn`` call (>= 1).
     cache_path: ``.npz`` file to reuse / write; None for no cache.
     cache_key: what produced the features; a cache with another key is recomputed.
+    desc: the name of the progress bar / lines (``glf_jax.progress``).
 
   Returns:
     ``(features float32 [n, d], labels int32 [n])``.
@@ -111,15 +113,24 @@ def extract_features(encode_fn: Callable[[np.ndarray], Any], source: Sequence[di
 
   features, labels = [], []
   in_flight = collections.deque()
-  for start in range(0, num_rows, batch_size):
-    images, batch_labels = _read_batch(source, start, min(start + batch_size, num_rows),
-                                       batch_size)
-    in_flight.append((encode_fn(images), len(batch_labels)))
-    labels.append(batch_labels)
-    if len(in_flight) >= _IN_FLIGHT_BATCHES:
+  done = 0
+  with progress.Progress(num_rows, desc=desc, unit='img') as bar:
+
+    def fetch_oldest():
+      nonlocal done
       features.append(_fetch(*in_flight.popleft(), batch_size))
-  while in_flight:
-    features.append(_fetch(*in_flight.popleft(), batch_size))
+      done += len(features[-1])
+      bar.update(done)
+
+    for start in range(0, num_rows, batch_size):
+      images, batch_labels = _read_batch(source, start, min(start + batch_size, num_rows),
+                                         batch_size)
+      in_flight.append((encode_fn(images), len(batch_labels)))
+      labels.append(batch_labels)
+      if len(in_flight) >= _IN_FLIGHT_BATCHES:
+        fetch_oldest()
+    while in_flight:
+      fetch_oldest()
   features = np.concatenate(features)
   labels = np.concatenate(labels)
   if cache_path:

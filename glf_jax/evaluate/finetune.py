@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from glf_jax import progress
 from glf_jax.data import augment, make_loader
 from glf_jax.evaluate import common
 from glf_jax.evaluate.features import extract_features, make_encode_fn
@@ -50,7 +51,8 @@ def default_finetune_config() -> ml_collections.ConfigDict:
   ``freeze_backbone`` (True: linear classifier on the frozen backbone), ``feature_norm`` (a
   BatchNorm without scale and bias on the features before the head, as in MAE's linear probe:
   the head then trains at one learning rate whatever the scale of the backbone's features) and
-  ``log_every`` (steps between loss log lines; 0: none). The image size and statistics are the
+  ``log_every`` (steps between progress lines when the output is not a terminal; 0: every 30 s
+  only, ``glf_jax.progress``). The image size and statistics are the
   evaluation transform's (``config.eval.transform``: the encoder's input).
   """
   return ml_collections.ConfigDict(dict(
@@ -176,13 +178,25 @@ def train_classifier(backbone: nnx.Module, train_source: Sequence[dict], *, num_
 
   key = jax.random.key(seed)
   losses = []
-  for step, batch in enumerate(loader):
-    trainable, rest, opt_state, loss = train_step(
-        trainable, frozen, rest, opt_state, batch['image'], batch['label'],
-        jax.random.fold_in(key, step))
-    losses.append(loss)
-    if c.log_every and (step + 1) % int(c.log_every) == 0:
-      logging.info('finetune step %d/%d: loss %.4f', step + 1, total_steps, float(loss))
+  with progress.Progress(total_steps, desc='finetune step', unit='img', scale=batch_size,
+                         every=int(c.log_every)) as bar:
+
+    def show(done):  # a step's loss is read one step late: dispatch stays asynchronous
+      loss = losses[done - 1]
+      if bar.enabled:
+        jax.block_until_ready(loss)
+      bar.update(done, head=f'epoch {done / loader.steps_per_epoch:.2f}',
+                 tail=lambda: f'loss {float(loss):.4f}')
+
+    for step, batch in enumerate(loader):
+      trainable, rest, opt_state, loss = train_step(
+          trainable, frozen, rest, opt_state, batch['image'], batch['label'],
+          jax.random.fold_in(key, step))
+      losses.append(loss)
+      if step:
+        show(step)
+    if losses:
+      show(len(losses))
   last_epoch = np.asarray(jax.device_get(losses[-loader.steps_per_epoch:]), np.float64)
   if not np.all(np.isfinite(last_epoch)):
     logging.warning('finetune: non-finite training loss in the last epoch')
@@ -203,7 +217,8 @@ def classifier_logits(classifier: nnx.Module, source: Sequence[dict], *, image_s
   """
   graphdef, state = nnx.split(classifier)
   encode = make_encode_fn(graphdef, state, image_size=int(image_size), mean=mean, std=std)
-  return extract_features(encode, source, batch_size=min(int(batch_size), len(source)))
+  return extract_features(encode, source, batch_size=min(int(batch_size), len(source)),
+                          desc='classifier logits')
 
 
 def finetune(backbone: nnx.Module, train_source: Sequence[dict], test_source: Sequence[dict], *,

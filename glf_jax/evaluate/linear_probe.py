@@ -9,8 +9,9 @@ The standard linear evaluation protocol of SimCLR / BYOL / solo-learn on cached 
   decay);
 * test top-1 and top-5 accuracy (top-k clipped to the number of classes) are reported.
 
-The whole training loop is one jitted ``lax.scan`` over epochs (a nested scan over steps), on
-device-resident features, with the permutations drawn on device from ``seed``: a probe on 50,000
+The training loop is a jitted ``lax.scan`` over epochs (a nested scan over steps), on
+device-resident features, with the permutations drawn on device from ``seed``, called in at
+most ten equal parts so that ``glf_jax.progress`` can show it: a probe on 50,000
 features takes seconds on a CPU, and the result is a deterministic function of its arguments.
 """
 
@@ -25,6 +26,7 @@ import optax
 
 import ml_collections
 
+from glf_jax import progress
 from glf_jax.evaluate import common
 from glf_jax.losses import checks
 from glf_jax.models import classification_loss, decay_mask, linear_init, linear_logits
@@ -33,6 +35,8 @@ OPTIMIZERS = ('sgd', 'adamw')
 # Dimensions whose training std is below this are left unscaled (only centred): dividing by a
 # near-zero std would blow up any test value that differs from the constant.
 _MIN_STD = 1e-6
+# At most this many jitted calls (progress updates) per probe training.
+_PROGRESS_CALLS = 10
 
 
 def topk_accuracy(logits, labels, k: int) -> float:
@@ -85,15 +89,15 @@ def make_optimizer(optimizer: str, learning_rate: float, weight_decay: float,
   return optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask)
 
 
-@functools.partial(jax.jit, static_argnames=('num_classes', 'epochs', 'batch_size', 'optimizer',
-                                             'learning_rate', 'weight_decay'))
-def _train_probe(x_train, y_train, key, *, num_classes, epochs, batch_size, optimizer,
-                 learning_rate, weight_decay):
-  """Trained ``{'kernel', 'bias'}``: a scan over epochs, each a scan over shuffled batches."""
-  num_train, dim = x_train.shape
+@functools.partial(jax.jit, static_argnames=('batch_size', 'optimizer', 'learning_rate',
+                                             'weight_decay', 'total_steps'))
+def _train_epochs(carry, x_train, y_train, epoch_keys, *, batch_size, optimizer, learning_rate,
+                  weight_decay, total_steps):
+  """``(params, opt_state)`` after one epoch per key: a scan over epochs, each a scan over
+  shuffled batches."""
+  num_train = x_train.shape[0]
   steps_per_epoch = num_train // batch_size
-  tx = make_optimizer(optimizer, learning_rate, weight_decay, epochs * steps_per_epoch)
-  params = linear_init(dim, num_classes)
+  tx = make_optimizer(optimizer, learning_rate, weight_decay, total_steps)
 
   def loss_fn(p, x, y):
     return classification_loss(linear_logits(p, x), y)[0]
@@ -108,8 +112,35 @@ def _train_probe(x_train, y_train, key, *, num_classes, epochs, batch_size, opti
     order = jax.random.permutation(epoch_key, num_train)[:steps_per_epoch * batch_size]
     return jax.lax.scan(step, carry, order.reshape(steps_per_epoch, batch_size))
 
-  (params, _), _ = jax.lax.scan(epoch, (params, tx.init(params)), jax.random.split(key, epochs))
-  return params
+  carry, _ = jax.lax.scan(epoch, carry, epoch_keys)
+  return carry
+
+
+def _epochs_per_call(epochs: int) -> int:
+  """The smallest divisor of ``epochs`` that splits it into at most ``_PROGRESS_CALLS`` calls:
+  every call has the same length, so the jitted scan compiles once."""
+  return next(d for d in range(1, epochs + 1)
+              if epochs % d == 0 and epochs // d <= _PROGRESS_CALLS)
+
+
+def _train_probe(x_train, y_train, key, *, num_classes, epochs, batch_size, optimizer,
+                 learning_rate, weight_decay):
+  """Trained ``{'kernel', 'bias'}``, a few epochs per jitted call (progress in between)."""
+  total_steps = epochs * (x_train.shape[0] // batch_size)
+  settings = dict(batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
+                  weight_decay=weight_decay, total_steps=total_steps)
+  params = linear_init(x_train.shape[1], num_classes)
+  carry = (params, make_optimizer(optimizer, learning_rate, weight_decay, total_steps
+                                  ).init(params))
+  keys = jax.random.split(key, epochs)
+  chunk = _epochs_per_call(epochs)
+  with progress.Progress(epochs, desc='linear probe', unit='epoch') as bar:
+    for start in range(0, epochs, chunk):
+      carry = _train_epochs(carry, x_train, y_train, keys[start:start + chunk], **settings)
+      if bar.enabled:
+        jax.block_until_ready(carry)  # the time of the epochs, not of their dispatch
+      bar.update(start + chunk)
+  return carry[0]
 
 
 _logits = jax.jit(linear_logits)

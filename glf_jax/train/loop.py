@@ -2,9 +2,13 @@
 
 ``pretrain(config, workdir)``: builds data, model, objective and optimiser from the config,
 resumes from the workdir's latest valid checkpoint (refusing a changed config unless
-``allow_config_change``), runs the jitted step over the device mesh, logs (progress line, JSON
-lines, TensorBoard), checkpoints with orbax (periodically, at the end, and on SIGTERM or Ctrl-C), guards
-against non-finite losses, and returns the final state.
+``allow_config_change``), prints a start-up banner, runs the jitted step over the device mesh,
+shows progress (``glf_jax.progress``: a bar on a terminal, ``step N/T ...`` lines otherwise) and
+logs (JSON lines, TensorBoard), checkpoints with orbax (periodically, at the end, and on SIGTERM or
+Ctrl-C), guards against non-finite losses, and returns the final state.
+
+The training time and the images trained accumulate across resumes: each checkpoint's meta holds
+the totals up to its step (``train_seconds``, ``images_trained``), and :class:`Run` reports them.
 
 Files in the workdir: ``checkpoints/`` (orbax), ``metrics.jsonl``, ``tensorboard/``,
 ``config.json``, ``summary.json`` (written by ``glf_jax.main``).
@@ -26,6 +30,8 @@ import ml_collections
 from glf_jax import config as config_lib
 from glf_jax import fileio
 from glf_jax import parallel
+from glf_jax import progress
+from glf_jax import run_records
 from glf_jax.checkpoint import Checkpointer, check_format, checkpoint_dir, read_meta
 from glf_jax.data import make_loader, make_source
 from glf_jax.train import prior as prior_lib
@@ -49,10 +55,12 @@ class Run:
   steps_per_epoch: int
   num_classes: int
   interrupted: bool
-  train_seconds: float
-  images_per_second: float
+  train_seconds: float  # all sessions' training time (restored from the checkpoint's meta)
+  images_per_second: float  # all sessions' images over train_seconds
   skipped_steps: int
   stop_signal: str | None = None  # 'SIGTERM' or 'SIGINT' (Ctrl-C) when interrupted
+  session_seconds: float = 0.0  # this invocation's time in the training loop
+  skipped_files: int = 0  # corrupt training images skipped (data.skip_corrupt)
 
 
 def _parse_metrics_lines(path: str, lines) -> list[dict[str, Any]]:
@@ -133,9 +141,29 @@ class _Writers:
       self.tb.close()
 
 
-def _format_eta(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+def banner(config: ml_collections.ConfigDict, *, num_examples: int, num_classes: int,
+           image_shape, mesh, steps_per_epoch: int, total_steps: int, workdir: str,
+           step: int) -> str:
+  """The few lines ``pretrain`` prints before its first step: what runs, on what, from where."""
+  m = config.model
+  if step >= total_steps:
+    resume = f'resumed from step {step}: already finished, nothing to train'
+  elif step:
+    resume = f'resumed from step {step}'
+  else:
+    resume = 'starting from step 0'
+  mesh_shape = ' x '.join(f'{name}={size}' for name, size in dict(mesh.shape).items())
+  devices, processes = jax.device_count(), jax.process_count()
+  return '\n'.join([
+      f'pretraining {config.objective.name} on {config.data.name}: {num_examples} training '
+      f'images, {num_classes} classes, {"x".join(str(d) for d in image_shape)}',
+      f'  model {m.arch} (width x{m.width_multiplier})  |  {devices} '
+      f'device{"s" if devices > 1 else ""}, {processes} process{"es" if processes > 1 else ""}, '
+      f'mesh {mesh_shape}',
+      f'  global batch {config.train.batch_size}  |  {steps_per_epoch} steps/epoch  |  '
+      f'{total_steps} steps ({total_steps / steps_per_epoch:.1f} epochs)',
+      f'  workdir {workdir}  |  {resume}',
+  ])
 
 
 class _StopFlag:
@@ -212,45 +240,77 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
                       async_save=config.checkpoint.async_save)
   iterator = iter(loader)
+  restored_meta = {}  # the totals of the sessions before this one (none in older checkpoints)
   if meta is not None:
     restored = ckpt.restore(state)
     if restored is not None:
-      _, state, data_state, _ = restored
+      _, state, data_state, restored_meta = restored
       iterator.set_state(data_state)
-      if is_chief:
-        print(f'resumed from step {int(state["step"])} ({ckpt.directory})', flush=True)
-  if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w', encoding='utf-8') as f:
-      f.write(config_lib.to_json(config))
+  # The original config.json is kept; allowed changes are logged beside it.
+  run_records.write_config(workdir, config, step=int(state['step']),
+                           saved_json=meta['config'] if meta is not None else None)
 
   train_step = jax.jit(training.train_step(prior_apply), donate_argnums=0)
 
   meta_out = {'config': config_lib.to_json(config), 'steps_per_epoch': steps_per_epoch,
               'num_classes': num_classes, 'total_steps': total_steps}
 
-  def save(step, force=False):
-    return ckpt.save(step, state, data_state=iterator.get_state(), meta=meta_out, force=force)
-
   step = int(state['step'])
-  writers = _Writers(workdir, is_chief, start_step=step)
-  interrupted = False
   start_step = step
   images_per_step = config.train.batch_size
   log_every = max(1, int(config.train.log_every))
+  # Totals of the earlier sessions up to the restored step; a checkpoint older than these fields
+  # counts this session only.
+  prior_seconds = float(restored_meta.get('train_seconds', 0.0))
+  prior_images = int(restored_meta.get('images_trained', 0))
+  saved_totals = {}  # step -> (train_seconds, images_trained) stored with it this session
   t_start = time.perf_counter()
+
+  def totals():
+    """Training seconds and images of all sessions up to now (a session that trained nothing
+    adds nothing: re-running a finished run reports the original time)."""
+    if step == start_step:
+      return prior_seconds, prior_images
+    return (prior_seconds + time.perf_counter() - t_start,
+            prior_images + (step - start_step) * images_per_step)
+
+  def save(step, force=False):
+    seconds, images = totals()
+    meta_out.update(train_seconds=seconds, images_trained=images)
+    saved = ckpt.save(step, state, data_state=iterator.get_state(), meta=meta_out, force=force)
+    if saved:
+      saved_totals[step] = (seconds, images)
+    return saved
+
+  if is_chief:
+    print(banner(config, num_examples=len(source), num_classes=num_classes,
+                 image_shape=source.image_shape, mesh=mesh, steps_per_epoch=steps_per_epoch,
+                 total_steps=total_steps, workdir=workdir, step=step), flush=True)
+  writers = _Writers(workdir, is_chief, start_step=step)
+  bar = progress.Progress(total_steps, desc='step', unit='img', scale=images_per_step,
+                          initial=step, every=log_every, enabled=is_chief)
+  interrupted = False
   t_window, window_start_step = t_start, step
   pending = None  # the previous step's metrics: read one step late so dispatch stays async
+
+  def terms(metrics):
+    values = '  '.join(f'{k} {float(metrics[k]):.4f}' for k in ('loss', *objective.term_names))
+    return f'{values}  probe/top1 {float(metrics["probe/top1"]):.3f}'
 
   def check(step_done, metrics):
     nonlocal t_window, window_start_step
     if int(metrics['nonfinite_in_a_row']) >= config.train.max_nonfinite_in_a_row:
-      terms = {k: float(v) for k, v in metrics.items()}
+      terms_now = {k: float(v) for k, v in metrics.items()}
       ckpt.wait_until_finished()
       raise NonFiniteLossError(
           f'{int(metrics["nonfinite_in_a_row"])} non-finite losses in a row, the last at step '
-          f'{step_done}; loss terms: {terms}. The updates were skipped; the last good checkpoint '
-          f'(step {ckpt.latest_step()}) is kept in {ckpt.directory}. Lower the learning rate, '
-          f'check the inputs, or raise train.max_nonfinite_in_a_row.')
+          f'{step_done}; loss terms: {terms_now}. The updates were skipped; the last good '
+          f'checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}. Lower the '
+          f'learning rate, check the inputs, or raise train.max_nonfinite_in_a_row.')
+    # The step is done (its metrics were read above): the progress rate starts after the first
+    # one, so XLA's compilation does not inflate the ETA.
+    bar.update(step_done, head=f'epoch {step_done / steps_per_epoch:.2f}',
+               tail=lambda: terms(metrics))
     if step_done % log_every and step_done != total_steps:
       return
     now = time.perf_counter()
@@ -260,12 +320,6 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
     scalars.update(epoch=step_done / steps_per_epoch, images_per_second=rate,
                    wall_time=time.time())
     writers.write(step_done, scalars)
-    if is_chief:
-      eta = (total_steps - step_done) * images_per_step / max(rate, 1e-9)
-      terms = '  '.join(f'{k} {scalars[k]:.4f}' for k in ('loss', *objective.term_names))
-      print(f'step {step_done}/{total_steps}  epoch {scalars["epoch"]:.2f}  '
-            f'{rate:.1f} img/s  ETA {_format_eta(eta)}  |  {terms}  probe/top1 '
-            f'{scalars["probe/top1"]:.3f}', flush=True)
 
   with _StopFlag(announce=is_chief) as stop:
     try:
@@ -273,6 +327,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
         batch = parallel.to_global_batch(next(iterator), mesh)
         state, metrics = train_step(state, batch, prior_state)
         step += 1
+        ckpt.check_for_errors()  # a failed background save (a full disk) stops the run now
         if pending is not None:
           check(*pending)
         pending = (step, metrics)
@@ -283,6 +338,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
           pending = None
           save(step, force=True)
           ckpt.wait_until_finished()
+          bar.close()
           if is_chief:
             print(f'{stop.signal_name}: interrupted at step {step}, saved to {ckpt.directory}; '
                   'run the same command to resume', flush=True)
@@ -294,13 +350,15 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
         save(step, force=True)
       ckpt.wait_until_finished()
     finally:
+      bar.close()
       writers.close()
       ckpt.close()
-  seconds = time.perf_counter() - t_start
+  session_seconds = time.perf_counter() - t_start
+  # The totals stored with the last step (so a re-run reports exactly them), else up to now.
+  seconds, images = saved_totals.get(step) or totals()
   return Run(eval_graphdef=training.eval_graphdef, state=state, total_steps=total_steps,
              steps_per_epoch=steps_per_epoch, num_classes=num_classes, interrupted=interrupted,
-             train_seconds=seconds,
-             images_per_second=(step - start_step) * images_per_step / max(seconds, 1e-9),
+             train_seconds=seconds, images_per_second=images / max(seconds, 1e-9),
              skipped_steps=int(state['nonfinite_total']),
-             stop_signal=stop.signal_name if interrupted else None)
-
+             stop_signal=stop.signal_name if interrupted else None,
+             session_seconds=session_seconds, skipped_files=int(source.num_skipped))

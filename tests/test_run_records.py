@@ -1,0 +1,196 @@
+"""A run's records are never overwritten or mis-reported: summary.json merges every invocation,
+the original config.json is kept, one run per workdir, cached features follow the encoder and the
+data's content."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from glf_jax import main
+from glf_jax import run_records
+from glf_jax import workdir_lock
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _digits_config(**train):
+  sys.path.insert(0, str(ROOT))
+  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  config = quickstart.get_config()
+  config.train.num_steps = 4
+  config.train.batch_size = 64
+  config.train.eval_after = False
+  config.eval.linear.epochs = 5
+  for key, value in train.items():
+    config.train[key] = value
+  return config
+
+
+# --- one run per workdir ------------------------------------------------------------------------
+
+def test_a_held_workdir_refuses_a_second_run_naming_the_holder(tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys, time; from glf_jax import workdir_lock\n'
+       f'with workdir_lock.hold({str(tmp_path)!r}):\n  print("held", flush=True); time.sleep(60)'],
+      cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)})
+  try:
+    assert holder.stdout.readline().strip() == 'held'
+    with pytest.raises(workdir_lock.WorkdirBusyError, match=rf'in use by another run: pid '
+                       rf'{holder.pid} on .*use another --workdir'):
+      with workdir_lock.hold(str(tmp_path)):
+        pass
+  finally:
+    holder.kill()  # SIGKILL: no clean release, the kernel drops the flock
+    holder.wait()
+  # The dead holder's record is still in the file: the next run takes over, with a warning.
+  assert json.loads((tmp_path / '.lock').read_text())['pid'] == holder.pid
+  with workdir_lock.hold(str(tmp_path)):
+    assert json.loads((tmp_path / '.lock').read_text())['pid'] == os.getpid()
+  assert (tmp_path / '.lock').read_text() == ''  # released cleanly
+
+
+def test_lock_is_reentrant_across_sequential_runs_and_disabled_off_chief(tmp_path):
+  for _ in range(2):
+    with workdir_lock.hold(str(tmp_path)):
+      pass
+  with workdir_lock.hold(str(tmp_path), enabled=False):
+    assert not (tmp_path / '.lock').exists() or (tmp_path / '.lock').read_text() == ''
+
+
+def test_runner_refuses_a_workdir_that_is_a_file_and_removes_a_workdir_it_created(tmp_path):
+  a_file = tmp_path / 'file'
+  a_file.write_text('x')
+  with pytest.raises(NotADirectoryError, match='is a file'):
+    main.run(_digits_config(), str(a_file))
+  config = _digits_config()
+  config.prior.kind = 'checkpoint'
+  config.prior.path = str(tmp_path / 'no_such_run')
+  fresh = tmp_path / 'fresh'
+  with pytest.raises((FileNotFoundError, ValueError)):
+    main.run(config, str(fresh))
+  assert not fresh.exists()
+
+
+# --- summary.json, evaluations and config.json ---------------------------------------------------
+
+def test_merging_keeps_the_training_record_and_every_evaluation(tmp_path):
+  workdir = str(tmp_path)
+  record = {'mode': 'pretrain', 'dataset': 'digits', 'step': 4, 'train_seconds': 12.5,
+            'pretrained': {'knn/k20': 0.5}}
+  run_records.record_pretraining(workdir, record)
+  knn = {'mode': 'knn', 'step': 4, 'dataset': 'digits', 'pretrained': {'knn/k20': 0.6}}
+  key = run_records.evaluation_key('knn', 'digits', workdir, 4)
+  merged = run_records.record_evaluation(workdir, key, knn)
+  assert merged['train_seconds'] == 12.5 and merged['pretrained'] == {'knn/k20': 0.5}
+  assert merged['evaluations'][key] == knn
+  assert len(merged['evaluations']) == 2  # pretraining's own evaluation is one of them
+  # Re-training (a resume) rewrites the training record, keeps the knn evaluation.
+  merged = run_records.record_pretraining(workdir, {**record, 'step': 8, 'pretrained': {}})
+  assert merged['step'] == 8 and key in merged['evaluations']
+  on_disk = json.loads((tmp_path / 'summary.json').read_text())
+  assert on_disk == json.loads(json.dumps(merged))
+
+  # A workdir that only evaluates: the latest evaluation is the top level, all are kept.
+  other = tmp_path / 'probe'
+  run_records.record_evaluation(str(other), 'a', {'mode': 'knn', 'pretrained': {'x': 1.0}})
+  merged = run_records.record_evaluation(str(other), 'b', {'mode': 'linear_probe',
+                                                           'pretrained': {'y': 2.0}})
+  assert merged['mode'] == 'linear_probe' and sorted(merged['evaluations']) == ['a', 'b']
+
+
+def test_evaluation_metrics_go_to_metrics_jsonl_once_per_key(tmp_path):
+  workdir = str(tmp_path)
+  (tmp_path / 'metrics.jsonl').write_text(json.dumps({'step': 4, 'loss': 1.0}) + '\n')
+  for value in (0.5, 0.7):  # the same evaluation run twice: its record is replaced
+    run_records.log_evaluation(workdir, 'knn | digits | run | step 4', 4,
+                               {'pretrained': {'knn/k20': value}})
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert records[0] == {'step': 4, 'loss': 1.0}
+  assert len(records) == 2 and records[1]['eval/pretrained/knn/k20'] == 0.7
+  history = (tmp_path / 'evaluations.jsonl').read_text().splitlines()
+  assert [json.loads(line)['pretrained']['knn/k20'] for line in history] == [0.5, 0.7]
+
+
+def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
+  config = _digits_config(num_steps=2)
+  main.run(config, str(tmp_path))
+  original = (tmp_path / 'config.json').read_text()
+  changed = _digits_config(num_steps=3)
+  changed.optim.base_learning_rate = 0.5
+  changed.allow_config_change = True
+  main.run(changed, str(tmp_path))
+  assert (tmp_path / 'config.json').read_text() == original
+  (change,) = [json.loads(line) for line in
+               (tmp_path / 'config_changes.jsonl').read_text().splitlines()]
+  assert change['step'] == 2
+  assert change['changes']['optim.base_learning_rate'][1] == 0.5
+  assert change['changes']['train.num_steps'] == [2, 3]
+
+
+def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path):
+  config = _digits_config(num_steps=4, eval_after=True)
+  config.eval.compare_random_init = False
+  first = main.run(config, str(tmp_path))
+  assert first['train_seconds'] > 0.1 and first['images_per_second'] > 0
+  # Re-running the finished run only re-evaluates: the training record stays the original one.
+  again = main.run(config, str(tmp_path))
+  assert again['train_seconds'] == pytest.approx(first['train_seconds'])
+  assert again['images_per_second'] == pytest.approx(first['images_per_second'])
+  assert again['pretrained'] == first['pretrained']
+  # kNN in the run's own workdir adds an evaluation; the pretraining summary stays whole.
+  knn = _digits_config()
+  knn.mode = 'knn'
+  merged = main.run(knn, str(tmp_path))
+  assert merged['mode'] == 'pretrain' and merged['pretrained'] == first['pretrained']
+  assert merged['train_seconds'] == pytest.approx(first['train_seconds'])
+  knn_keys = [k for k in merged['evaluations'] if k.startswith('knn |')]
+  assert len(knn_keys) == 1
+  assert merged['evaluations'][knn_keys[0]]['pretrained']['knn/k20'] == pytest.approx(
+      first['pretrained']['knn/k20'])
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  training_steps = [r['step'] for r in records if 'evaluation' not in r]
+  assert len(training_steps) == len(set(training_steps))
+  assert sum('evaluation' in r for r in records) == 2  # pretraining's (replaced) and knn's
+
+
+# --- the feature cache follows the data's content -------------------------------------------------
+
+def _write_folder(root, value_of, splits=(('train', 12), ('test', 6))):
+  for split, count in splits:
+    for c in range(2):
+      folder = root / split / f'class{c}'
+      folder.mkdir(parents=True, exist_ok=True)
+      for i in range(count):
+        pixels = np.full((16, 16, 3), value_of(c, i), np.uint8)
+        pixels[: 4 + 2 * c] = 255 - value_of(c, i)
+        Image.fromarray(pixels).save(folder / f'{i}.png')
+
+
+def test_changed_images_recompute_cached_features(tmp_path):
+  data = tmp_path / 'data'
+  _write_folder(data, lambda c, i: 40 + 120 * c + 3 * i)
+  run = _digits_config(num_steps=2)
+  run.data.name = 'image_folder'
+  run.data.root = str(data)
+  run.data.image_size = 16
+  run.train.batch_size = 8
+  main.run(run, str(tmp_path / 'run'))
+  knn = _digits_config()
+  knn.mode = 'knn'
+  knn.eval.checkpoint_dir = str(tmp_path / 'run')
+  first = main.run(knn, str(tmp_path / 'eval'))['pretrained']['knn/k20']
+  cached = sorted(os.listdir(tmp_path / 'eval' / 'features'))
+  # Swap the two classes' test images: same names, new content (and mtime). The new test
+  # features are the old ones with their labels flipped, so the right answer is 1 - first.
+  time.sleep(1.1)
+  _write_folder(data, lambda c, i: 40 + 120 * (1 - c) + 3 * i, splits=(('test', 6),))
+  second = main.run(knn, str(tmp_path / 'eval'))['pretrained']['knn/k20']
+  assert len(os.listdir(tmp_path / 'eval' / 'features')) > len(cached)  # a new test entry
+  assert first != 0.5 and second == pytest.approx(1 - first), (first, second)
