@@ -16,20 +16,14 @@ import pytest
 from glf_jax import main
 from glf_jax import run_records
 from glf_jax import workdir_lock
+from tests import test_train_loop as train_loop_tests
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _digits_config(**train):
-  sys.path.insert(0, str(ROOT))
-  from configs import quickstart  # pylint: disable=g-import-not-at-top
-  config = quickstart.get_config()
-  config.train.num_steps = 4
-  config.train.batch_size = 64
-  config.train.eval_after = False
+  config = train_loop_tests.digits_config(**train)
   config.eval.linear.epochs = 5
-  for key, value in train.items():
-    config.train[key] = value
   return config
 
 

@@ -157,7 +157,7 @@ def test_metrics_log_tolerates_a_torn_line_and_is_trimmed_to_the_resumed_step(tm
   assert loop.trim_metrics_log(str(path), 1) == 0  # nothing more to drop
 
 
-def _digits_config(**train):
+def digits_config(**train):
   sys.path.insert(0, str(ROOT))
   from configs import quickstart  # pylint: disable=g-import-not-at-top
   config = quickstart.get_config()
@@ -170,9 +170,9 @@ def _digits_config(**train):
 
 
 def test_changed_config_is_refused_on_resume_unless_allowed(tmp_path):
-  config = _digits_config()
+  config = digits_config()
   main.run(config, str(tmp_path))
-  changed = _digits_config(num_steps=6)
+  changed = digits_config(num_steps=6)
   changed.optim.base_learning_rate = 0.5
   with pytest.raises(loop.ConfigChangedError, match='optim.base_learning_rate'):
     main.run(changed, str(tmp_path))
@@ -185,14 +185,14 @@ def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path):
   if 'always_nan' not in glf.CONSTRAINT_TERMS:  # one registry for the whole session
     glf.register_constraint('always_nan', glf.Term(
         lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {}))
-  config = _digits_config(num_steps=20, max_nonfinite_in_a_row=3)
+  config = digits_config(num_steps=20, max_nonfinite_in_a_row=3)
   config.objective.name = 'simclr+always_nan'
   with pytest.raises(loop.NonFiniteLossError, match=r'3 non-finite losses in a row.*step 3'):
     main.run(config, str(tmp_path))
 
 
 def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
-  config = _digits_config(num_steps=6, eval_after=True)
+  config = digits_config(num_steps=6, eval_after=True)
   config.eval.linear.epochs = 10
   summary = main.run(config, str(tmp_path))
   saved = json.loads((tmp_path / 'summary.json').read_text())
@@ -221,7 +221,7 @@ def test_command_line_rejects_bad_config(override, message, tmp_path):
 def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layouts(tmp_path):
   """A BYOL run (EMA target in its state) is evaluated without rebuilding its training."""
   run_dir = tmp_path / 'run'
-  config = _digits_config(num_steps=2)
+  config = digits_config(num_steps=2)
   config.objective.name = 'byol'
   config.method = {'ema_base': 0.99}
   config.model.predictor_layers = 2
@@ -230,7 +230,7 @@ def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layou
   assert step == 2 and saved.objective.name == 'byol'
   assert sorted(params.keys()) == ['backbone', 'predictor', 'projector']
 
-  evaluation = _digits_config()
+  evaluation = digits_config()
   evaluation.mode = 'knn'
   evaluation.eval.checkpoint_dir = str(run_dir)
   summary = main.run(evaluation, str(tmp_path / 'knn'))
@@ -259,7 +259,7 @@ from glf_jax import progress  # pylint: disable=g-import-not-at-top,wrong-import
 def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_path, capsys,
                                                                             monkeypatch):
   monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)  # a plain line at every step, by wall time
-  loop.pretrain(_digits_config(num_steps=4, log_every=1000), str(tmp_path))
+  loop.pretrain(digits_config(num_steps=4, log_every=1000), str(tmp_path))
   out = capsys.readouterr().out
   assert 'starting from step 0' in out
   assert out.index('pretraining simclr+adc on digits') < out.index('step 1/4'), out
@@ -271,7 +271,7 @@ def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_
 
 
 def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):
-  config = _digits_config()
+  config = digits_config()
   first = loop.pretrain(config, str(tmp_path))
   assert 0 < first.train_seconds <= first.session_seconds and first.images_per_second > 0
   meta = checkpoint.read_meta(checkpoint.checkpoint_dir(str(tmp_path)))
@@ -283,7 +283,7 @@ def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):
 
 
 def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path, monkeypatch):
-  config = _digits_config()
+  config = digits_config()
   real = loop.parallel.to_global_batch
   batches = []
 
