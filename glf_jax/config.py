@@ -146,7 +146,9 @@ def config_differences(saved_json: str, config: ml_collections.ConfigDict,
   def ignored(key):
     return any(key == i or key.startswith(i + '.') for i in ignore)
   keys = sorted(k for k in set(old) | set(new) if not ignored(k))
-  return [k for k in keys if old.get(k, '<absent>') != new.get(k, '<absent>')]
+  # A key absent on one side and None (not set) on the other is no difference: a key added to
+  # the config since the run started, with its feature off, does not block a resume.
+  return [k for k in keys if old.get(k) != new.get(k)]
 
 
 def _positive_int(where: str, value, *, optional: bool = False) -> None:

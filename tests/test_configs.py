@@ -1,5 +1,6 @@
 """Every config in configs/ loads, validates and traces one train step (shrunk to a tiny model)."""
 
+import json
 import importlib.util
 import pathlib
 
@@ -148,3 +149,14 @@ def test_unknown_dataset_and_method():
     config_lib.base_config('moco', 'cifar10')
   np.testing.assert_equal(
       config_lib.parse_config_arg('', choices=dict(flags=('adc',)), defaults={}), {'adc': False})
+
+
+def test_config_differences_ignores_new_keys_that_are_not_set():
+  """A run saved before a key existed resumes when the new key is None (its feature off)."""
+  from glf_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config('simclr', 'digits', 'resnet_tiny')
+  saved = json.loads(config_lib.to_json(config))
+  del saved['data']['num_classes_subset']  # None in the current config
+  assert config_lib.config_differences(json.dumps(saved), config) == []
+  config.data.num_classes_subset = 3
+  assert config_lib.config_differences(json.dumps(saved), config) == ['data.num_classes_subset']

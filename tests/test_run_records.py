@@ -133,6 +133,9 @@ def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path):
   config.eval.compare_random_init = False
   first = main.run(config, str(tmp_path))
   assert first['train_seconds'] > 0.1 and first['images_per_second'] > 0
+  for picture in ('curves.png', 'embedding.png'):  # drawn at the end of the run
+    with Image.open(tmp_path / picture) as image:
+      assert image.format == 'PNG' and min(image.size) > 100
   # Re-running the finished run only re-evaluates: the training record stays the original one.
   again = main.run(config, str(tmp_path))
   assert again['train_seconds'] == pytest.approx(first['train_seconds'])

@@ -7,6 +7,8 @@ A source is a random-access sequence that grain reads by index:
   per-example prior features);
 * ``source.num_classes``, ``source.image_shape`` (``(H, W, 3)``) and ``source.class_names``;
 * ``source.example_ids()``: a stable string id per example, in index order;
+* ``source.labels()``: every example's label, int32 ``[n]`` in index order (what class subsets
+  select by; ``glf_jax.data.subsets``);
 * ``source.num_skipped`` and ``source.skipped_files``: undecodable files left out (image folders
   read with ``skip_corrupt``; 0 and ``()`` elsewhere).
 """
@@ -63,6 +65,17 @@ class ImageSource:
     if not 0 <= index < length:
       raise IndexError(f'index {index} out of range for {self!r} of length {length}')
     return {**self._read(index), 'index': np.int32(index)}
+
+  def labels(self) -> np.ndarray:
+    """Every example's label, int32 ``[n]`` in index order.
+
+    Sources that hold their labels in ``_labels`` (digits, image folders) return them; otherwise
+    every example is read, which subclasses with a cheaper way (TFDS) override.
+    """
+    held = getattr(self, '_labels', None)
+    if held is not None and len(held) == len(self):
+      return np.array(held, dtype=np.int32)
+    return np.array([int(self._read(i)['label']) for i in range(len(self))], dtype=np.int32)
 
   def example_ids(self) -> list[str]:
     """A stable id per example, in index order (what per-example files are aligned to).

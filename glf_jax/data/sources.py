@@ -11,6 +11,9 @@ builders, splits and default sizes, are the dataset table's (``glf_jax.data.data
   (``image_folder.ImageFolderSource``, ``decode_cache``), then read by index.
 * ``digits``: scikit-learn's 8x8 digits (``digits.DigitsSource``), offline.
 
+``data.num_classes_subset`` / ``data.long_tail_ratio`` wrap any of them in a class subset or a
+long-tailed training split (``subsets.SubsetSource``).
+
 The sources' classes, errors and helpers are re-exported here, so ``sources.X`` keeps working.
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from glf_jax.data import subsets
 from glf_jax.data.datasets import DATASETS
 from glf_jax.data.digits import DigitsSource
 from glf_jax.data.image_folder import check_image_folder_split
@@ -67,7 +71,10 @@ def default_data_config(name: str = 'digits') -> ml_collections.ConfigDict:
   ``$TFDS_DATA_DIR`` or TFDS's default); ``root`` (image folders); ``cache_dir`` (None = next to
   ``root``, or ``<data_dir>/glf_jax_cache`` for the ImageNet-100 index); ``image_size`` (resize and
   centre-crop every image to this side as it is read; None keeps the stored size; the table's
-  ``stored_size`` by default); ``skip_corrupt``.
+  ``stored_size`` by default); ``skip_corrupt``; the studies' subsets (``glf_jax.data.subsets``):
+  ``num_classes_subset`` (None = all classes; ``C``: ``C`` classes chosen by
+  ``class_subset_seed``, relabelled ``0..C-1``) and ``long_tail_ratio`` (None = as is; ``rho >=
+  1``: an exponentially long-tailed training split, max/min class count ``rho``).
   """
   if name not in SOURCE_NAMES:
     raise _unknown_source(name)
@@ -79,16 +86,29 @@ def default_data_config(name: str = 'digits') -> ml_collections.ConfigDict:
   config.image_size = config_dict.placeholder(int)
   config.image_size = DATASETS[name].stored_size
   config.skip_corrupt = False
+  config.num_classes_subset = config_dict.placeholder(int)
+  config.class_subset_seed = 0
+  config.long_tail_ratio = config_dict.placeholder(float)
   return config
 
 
 def make_source(data_config: Any, split: str) -> ImageSource:
   """Builds the random-access source that ``data_config`` (``config.data``) names, for ``split``.
 
+  With ``num_classes_subset`` or (for ``split='train'``) ``long_tail_ratio`` set, the source is a
+  ``subsets.SubsetSource`` over the one built here (``glf_jax.data.subsets``).
+
   Raises:
     ValueError: unknown name or split (the message lists the allowed values), a missing ``root``
-      for image folders, or an unprepared TFDS dataset (``DatasetNotPreparedError``).
+      for image folders, an unprepared TFDS dataset (``DatasetNotPreparedError``), or a bad
+      subset key (the message names it).
   """
+  subsets.check_subset_config(data_config)  # before any data is read
+  return subsets.apply_subsets(_make_full_source(data_config, split), data_config)
+
+
+def _make_full_source(data_config: Any, split: str) -> ImageSource:
+  """``make_source`` before the subsets: the whole split."""
   get = data_config.get
   name = get('name', 'digits')
   image_size = get('image_size') or 0

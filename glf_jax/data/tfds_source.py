@@ -145,6 +145,7 @@ class TfdsSource(ImageSource):
 
     self.name, self.split = name, split
     self._builder_name = builder_name
+    self._tfds_split = tfds_split
     self.data_dir = data_dir
     self._image_size = int(image_size)
     self._data = tfds.data_source(builder_name, split=tfds_split, data_dir=data_dir,
@@ -179,11 +180,34 @@ class TfdsSource(ImageSource):
       label = int(self._label_map[label])
     return {'image': image, 'label': np.int32(label)}
 
+  def labels(self) -> np.ndarray:
+    """Every example's label (int32, index order), read without decoding the images."""
+    raw = _scan_labels(self._builder_name, self._tfds_split, self.data_dir)
+    if self._rows is not None:
+      raw = raw[self._rows]
+    if self._label_map is not None:
+      raw = self._label_map[raw]
+    return np.asarray(raw, np.int32)
+
   def example_ids(self) -> list[str]:
     """``'<name>/<split>/<i>'``; for a subset (ImageNet-100) the row of the full dataset."""
     if self._rows is None:
       return super().example_ids()
     return [f'{self._builder_name}/{self.split}/{int(r)}' for r in self._rows]
+
+
+def _scan_labels(builder_name: str, tfds_split: str, data_dir: str) -> np.ndarray:
+  """The labels (int64) of every row of a prepared split, images skipped, in batches."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  labels_only = tfds.data_source(builder_name, split=tfds_split, data_dir=data_dir,
+                                 download=False, decoders={'image': tfds.decode.SkipDecoding()})
+  labels = np.empty(len(labels_only), np.int64)
+  chunk = 4096
+  for start in range(0, len(labels), chunk):
+    stop = min(start + chunk, len(labels))
+    batch = labels_only.__getitems__(list(range(start, stop)))
+    labels[start:stop] = [int(example['label']) for example in batch]
+  return labels
 
 
 _SUBSET_ROWS_MEMO: dict[str, np.ndarray] = {}
@@ -196,7 +220,6 @@ def _imagenet100_rows(data, label_map, builder, tfds_split, cache_dir) -> np.nda
   Labels are read without decoding images (``SkipDecoding``), in batches; the result is memoised
   in this process and saved as ``.npy`` (a plain int64 array, no pickle) under ``cache_dir``.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   cache_file = pathlib.Path(cache_dir) / (
       f'imagenet100-{tfds_split.replace("/", "_")}-v{builder.version}-n{len(data)}.npy')
   key = os.fspath(cache_file)
@@ -208,15 +231,7 @@ def _imagenet100_rows(data, label_map, builder, tfds_split, cache_dir) -> np.nda
     else:
       logging.info('imagenet100: scanning %d %s labels once (cache: %s)', len(data), tfds_split,
                    cache_file)
-      labels_only = tfds.data_source(
-          builder.name, split=tfds_split, data_dir=os.fspath(builder.data_dir_root),
-          download=False, decoders={'image': tfds.decode.SkipDecoding()})
-      labels = np.empty(len(labels_only), np.int64)
-      chunk = 4096
-      for start in range(0, len(labels), chunk):
-        stop = min(start + chunk, len(labels))
-        batch = labels_only.__getitems__(list(range(start, stop)))
-        labels[start:stop] = [int(example['label']) for example in batch]
+      labels = _scan_labels(builder.name, tfds_split, os.fspath(builder.data_dir_root))
       rows = np.flatnonzero(label_map[labels] >= 0).astype(np.int64)
       try:
         with fileio.atomic_write(cache_file) as f:

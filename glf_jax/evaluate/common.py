@@ -11,7 +11,8 @@ reuses stale features).
 
 Registered here (each in its own module): ``linear`` (linear probe), ``knn`` (weighted kNN),
 ``geometry`` (class compactness / separability), ``alignment`` (alignment / uniformity of two
-views) and ``finetune`` (fine-tuning / transfer).
+views), ``finetune`` (fine-tuning / transfer) and ``prototype_bias`` (K augmentations per image;
+not run by default).
 """
 
 from __future__ import annotations
@@ -141,8 +142,8 @@ def default_eval_config(info) -> ml_collections.ConfigDict:
   and ``checkpoint_dir`` (eval modes: the run to load; None: the workdir).
   """
   # Imported here: the evaluator modules register themselves and import this module.
-  from glf_jax.evaluate import alignment, finetune, geometry, knn, linear_probe  # pylint: disable=g-import-not-at-top
-  del alignment, finetune, geometry, knn, linear_probe
+  from glf_jax.evaluate import alignment, finetune, geometry, knn, linear_probe, prototype_bias  # pylint: disable=g-import-not-at-top
+  del alignment, finetune, geometry, knn, linear_probe, prototype_bias
   config = ml_collections.ConfigDict(dict(
       evaluators=('linear', 'knn', 'geometry', 'alignment'),
       data=ml_collections.ConfigDict(dict(

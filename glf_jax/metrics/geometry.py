@@ -5,7 +5,8 @@
   Learning through Alignment and Uniformity on the Hypersphere", ICML.
 * ``prototype_bias``: the surrogate-prototype bias of arXiv 2510.10572.
 
-Labels are used for evaluation only. Every row is l2-normalised first (a zero row stays zero).
+Labels are used for evaluation only. Every row is l2-normalised first (a zero row stays zero;
+``prototype_bias`` can also work on raw rows).
 Inputs may be NumPy or JAX arrays; results are Python floats/ints.
 """
 
@@ -138,13 +139,14 @@ def alignment_uniformity(h1, h2, *, alpha: float = 2, t: float = 2) -> dict:
   return {'alignment': float(alignment), 'uniformity': float(uniformity)}
 
 
-def prototype_bias(features, labels) -> dict:
+def prototype_bias(features, labels, *, normalize: bool = True) -> dict:
   """Distance between surrogate and true class prototypes (arXiv 2510.10572).
 
-  Each feature ``f(T_k(x))`` is l2-normalised; the surrogate prototype of an image is
-  ``m_x = mean_k f(T_k(x))`` over its ``K`` augmentations, the true prototype of a class is
-  ``mu_y = mean_{x in y} m_x``, and ``bias = mean_x |m_x - mu_{y(x)}|_2``. It is 0 when every
-  augmentation of every image of a class embeds to the same direction.
+  Each feature ``f(T_k(x))`` is l2-normalised (``normalize=False``: used raw, as the paper's
+  values, e.g. 36.72, are); the surrogate prototype of an image is ``m_x = mean_k f(T_k(x))``
+  over its ``K`` augmentations, the true prototype of a class is ``mu_y = mean_{x in y} m_x``,
+  and ``bias = mean_x |m_x - mu_{y(x)}|_2``. It is 0 when every augmentation of every image of a
+  class embeds to the same direction (the same point, raw).
 
   Computed on the host in float64.
 
@@ -163,7 +165,8 @@ def prototype_bias(features, labels) -> dict:
     raise ValueError(f'features needs n >= 2 samples, K >= 1 views and d >= 1, got shape {shape}')
   labels = _check_labels(labels, n, 'features')
   f = np.asarray(features, dtype=np.float64)
-  f = l2_normalize(f, axis=2)
+  if normalize:
+    f = l2_normalize(f, axis=2)
   surrogate = f.mean(axis=1)
   prototypes, inverse = _class_means(surrogate, labels)
   bias = np.mean(np.linalg.norm(surrogate - prototypes[inverse], axis=1))
