@@ -38,7 +38,8 @@ from glf_jax.train.optim import default_optim_config
 from glf_jax.train.prior import default_prior_config
 
 # 'show_config' prints the resolved config and exits (glf_jax.main); 'plot' redraws a run's plots.
-MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune', 'export', 'plot', 'show_config')
+MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune', 'export', 'plot', 'show_config',
+         'study', 'cohort')
 # The modes that evaluate an encoder (pretrain too, with train.eval_after).
 EVAL_MODES = ('eval', 'linear_probe', 'knn', 'finetune')
 

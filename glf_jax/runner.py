@@ -131,7 +131,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
   try:
-    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+    # A sharded study's processes (a SLURM array) share the study's workdir; each cell takes
+    # its own lock (glf_jax.study.runner), so the study itself holds none.
+    shared = config.mode == 'study' and (config.study.get('shard') is not None
+                                         or config.study.get('aggregate_only'))
+    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0 and not shared):
       return _run_mode(config, workdir)
   except BaseException:
     if created and jax.process_index() == 0:
@@ -156,6 +160,12 @@ def _run_mode(config, workdir):
     return run_records.record_evaluation(
         workdir, run_records.evaluation_key('export', '-', summary.get('checkpoint_dir', workdir),
                                             summary.get('step')), summary)
+  if config.mode == 'study':  # cells of runs over axes and seeds, then tables and figures
+    from glf_jax.study import runner as study_runner  # pylint: disable=g-import-not-at-top
+    return study_runner.run_study(config, workdir)
+  if config.mode == 'cohort':  # members trained in lockstep, their alignment tracked
+    from glf_jax.study import cohort  # pylint: disable=g-import-not-at-top
+    return cohort.run_cohort(config, workdir)
   if config.mode == 'plot':
     from glf_jax import plots  # pylint: disable=g-import-not-at-top  (matplotlib: only here)
     written = plots.redraw(workdir) if jax.process_index() == 0 else []

@@ -31,7 +31,8 @@ def _free_port():
 
 def _losses(workdir):
   lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
-  return {row['step']: row['loss'] for row in map(json.loads, lines)}
+  # Training records only (the end-of-run evaluation adds an 'evaluation' record).
+  return {row['step']: row['loss'] for row in map(json.loads, lines) if 'evaluation' not in row}
 
 
 def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_path):
@@ -56,8 +57,8 @@ def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_p
   assert sorted(multi_losses) == list(range(1, STEPS + 1))
   np.testing.assert_allclose([multi_losses[s] for s in sorted(multi_losses)],
                              [single_losses[s] for s in sorted(multi_losses)], rtol=2e-4)
-  # One writer: process 1 adds no lines of its own to the metrics.
-  assert len((multi / 'metrics.jsonl').read_text().splitlines()) == STEPS
+  # One writer: process 1 adds no lines of its own to the metrics (STEPS steps + 1 evaluation).
+  assert len((multi / 'metrics.jsonl').read_text().splitlines()) == STEPS + 1
   summary = json.loads((multi / 'summary.json').read_text())
   assert (summary['status'], summary['step']) == ('finished', STEPS)
   assert 0.0 <= summary['pretrained']['linear/top1'] <= 1.0

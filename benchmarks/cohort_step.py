@@ -1,0 +1,157 @@
+"""A 2-member cohort step against two separate members' steps (glf_jax.study.cohort).
+
+    python benchmarks/cohort_step.py          # the quickstart's network on digits, batch 256
+    python benchmarks/cohort_step.py --arch resnet18 --dataset cifar10 --batch-size 128
+    python benchmarks/cohort_step.py --quick  # tiny model, batch 64: smoke run
+
+The cohort step (one jit: every member's train step on one batch with one augmentation key, the
+views computed once by XLA's common-subexpression elimination) is timed against the two members'
+own jitted steps (``glf_jax.train.step``, what two separate runs execute), on the same batch, in
+paired rounds: each round times the cohort step and both separate steps back to back (alternating
+which goes first), so drift hits both sides alike; the ratio is the median over rounds of
+``cohort / (separate a + separate b)``. Host-side data loading, which a cohort also shares, is not
+in either side. XLA's operation count (``cost_analysis``) of each compiled step is printed as
+well: it shows how much work the shared views save, independent of timing noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from glf_jax import config as config_lib  # noqa: E402
+from glf_jax import xla_cpu  # noqa: E402
+
+
+def _gflop(compiled) -> float | None:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) / 1e9 if cost and 'flops' in cost else None
+
+
+def build(args):
+  from glf_jax.data import make_source  # pylint: disable=g-import-not-at-top
+  from glf_jax.study import cohort  # pylint: disable=g-import-not-at-top
+  if args.dataset == 'digits':
+    config = config_lib.base_config('simclr', 'digits', 'resnet_tiny')
+    config.model.width_multiplier = 2  # the quickstart's network
+    config.model.projector_hidden_dim = 128
+    config.model.projection_dim = 64
+  else:
+    config = config_lib.base_config('simclr', args.dataset, args.arch)
+  if args.quick:
+    config_lib.tiny(config)
+  config.train.batch_size = args.batch_size
+  config.train.num_steps = 1000
+  config.train.num_devices = 1
+  config.optim.name = 'adamw'
+  config.optim.lr_scaling = 'none'
+  cohort.cohort_config(config, [('cl', {'objective.simclr.temperature': 0.5}),
+                                ('nscl', {'objective.name': 'nscl'})])
+  source = make_source(config.data, 'train') if args.dataset == 'digits' else None
+  members = cohort.build_members(config, steps_per_epoch=100, num_classes=10, source=source)
+  state, _ = cohort.initial_state(members)
+  from glf_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  size = config.data.get('image_size') or datasets.dataset_info(args.dataset).image_size
+  info_shape = (args.batch_size, size, size, 3)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.integers(0, 256, info_shape, dtype=np.uint8),
+           'label': rng.integers(0, 10, (args.batch_size,), dtype=np.int32),
+           'index': np.arange(args.batch_size, dtype=np.int32)}
+  batch = jax.device_put(batch)
+  priors = {m.name: m.prior_state for m in members}
+  cohort_fn = jax.jit(cohort.make_cohort_step(members), donate_argnums=0)
+  separate = {m.name: jax.jit(m.training.train_step(m.prior_apply), donate_argnums=0)
+              for m in members}
+  copy = lambda tree: jax.tree.map(lambda x: x.copy(), tree)  # noqa: E731
+  states = {'cohort': state, **{m.name: copy(state['members'][m.name]) for m in members}}
+  flops = {'cohort': _gflop(cohort_fn.lower(state, batch, priors).compile())}
+  for m in members:
+    flops[m.name] = _gflop(separate[m.name].lower(states[m.name], batch,
+                                                  m.prior_state).compile())
+  return config, members, cohort_fn, separate, states, batch, priors, flops
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--dataset', default='digits', help="'digits' (default) or a TFDS name "
+                      '(synthetic images of its size)')
+  parser.add_argument('--arch', default='resnet18', help='backbone when --dataset is not digits')
+  parser.add_argument('--batch-size', type=int, default=256)
+  parser.add_argument('--rounds', type=int, default=10, help='timed paired rounds')
+  parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--xla-cpu-flags', default='fast')
+  parser.add_argument('--quick', action='store_true', help='tiny model, batch 64, 3 rounds')
+  parser.add_argument('--json', default='benchmarks/results/cohort_step.json')
+  args = parser.parse_args(argv)
+  if args.quick:
+    args.batch_size, args.rounds, args.warmup = min(args.batch_size, 64), 3, 1
+  xla_cpu.configure(args.xla_cpu_flags)
+  config, members, cohort_fn, separate, states, batch, priors, flops = build(args)
+  names = [m.name for m in members]
+
+  def run(which):
+    t = time.perf_counter()
+    if which == 'cohort':
+      states['cohort'], out = cohort_fn(states['cohort'], batch, priors)
+    else:
+      states[which], out = separate[which](states[which], batch, priors[which])
+    jax.block_until_ready((states[which], out))
+    return time.perf_counter() - t
+
+  for _ in range(args.warmup):
+    for which in ('cohort', *names):
+      run(which)
+  times = {which: [] for which in ('cohort', *names)}
+  ratios = []
+  for r in range(args.rounds):
+    order = ('cohort', *names) if r % 2 == 0 else (*names, 'cohort')
+    got = {which: run(which) for which in order}
+    for which, seconds in got.items():
+      times[which].append(seconds)
+    ratios.append(got['cohort'] / sum(got[n] for n in names))
+  ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+  two = sum(ms[n] for n in names)
+  ratio = statistics.median(ratios)
+  gflop_two = (sum(flops[n] for n in names) if all(flops[n] for n in names) else None)
+  rows = [('cohort (cl + nscl, one jit)', ms['cohort'], flops['cohort'])]
+  rows += [(f'separate {n} ({m.config.objective.name})', ms[n], flops[n])
+           for n, m in zip(names, members)]
+  rows.append(('separate, both', two, gflop_two))
+  label = f'{config.model.arch} x{config.model.width_multiplier}, {args.dataset}, batch ' \
+          f'{args.batch_size}, {args.rounds} rounds'
+  print(f'\n{label}\n')
+  print('| step | ms/step (median) | GFLOP/step |\n|---|---:|---:|')
+  for name, value, gflop in rows:
+    print(f'| {name} | {value:.1f} | {gflop:.3f} |' if gflop is not None else
+          f'| {name} | {value:.1f} | - |')
+  spread = (min(ratios), max(ratios))
+  print(f'\ncohort / two separate steps: {ratio:.3f} (median of paired rounds; range '
+        f'{spread[0]:.3f}-{spread[1]:.3f}); in XLA operations '
+        + (f'{flops["cohort"] / gflop_two:.3f}' if gflop_two and flops['cohort'] else 'n/a'))
+  result = {'label': label, 'ms': ms, 'gflop': flops, 'ratio_median': ratio,
+            'ratios': ratios, 'times': times, 'args': vars(args),
+            'jax': jax.__version__, 'backend': jax.default_backend(),
+            'machine': platform.machine(), 'cpus': os.cpu_count()}
+  if args.json:
+    os.makedirs(os.path.dirname(args.json) or '.', exist_ok=True)
+    with open(args.json, 'w', encoding='utf-8') as f:
+      json.dump(result, f, indent=2)
+    print(f'written to {args.json}')
+  return result
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,124 @@
+"""Balanced contrastive loss grid (arXiv 2510.10572): (α, λ) against NT-Xent at τ = 0.5.
+
+    python -m glf_jax.main --config configs/studies/balanced_grid.py:mini --workdir runs/bal_mini
+    python -m glf_jax.main --config configs/studies/balanced_grid.py:paper --workdir runs/bal_paper
+    python -m glf_jax.main --config configs/studies/balanced_grid.py:paper \
+        --workdir runs/bal_paper --config.study.aggregate_only=True
+
+Cells: ``ntxent_t0.5`` (the paper's baseline: generalised NT-Xent, ``objective.name=simclr``,
+τ = 0.5, cosine), ``a<α>_l<λ>`` (the balanced loss, cosine similarity) and the similarity
+ablation ``a4_l2_dot``, ``a4_l2_neg_sq_euclidean`` (``a4_l2`` is its cosine cell). Figures: an
+accuracy heatmap over (α, λ) and a bar chart of every cell.
+
+* ``:smoke`` — 2 cells (ntxent_t0.5, a4_l2), 1 seed, 3 steps on digits, tiny evaluation: the
+  tests.
+* ``:mini`` (default) — scikit-learn's digits (1,347 train / 450 test images, 16 px) with the
+  quickstart's small ResNet and optimiser, 20 epochs, 3 seeds; a coarser grid α ∈ {1, 4, 16}
+  (16: past the paper's collapse at α > 8), λ ∈ {1, 2}, + NT-Xent + ``a4_l2_neg_sq_euclidean``
+  (the dot-product cell only in ``:paper``): 8 cells, 24 runs, about 15-20 minutes on the 2 cores
+  alone (timing: ``configs/studies/adc_ablation.py``). Digits: see that file too.
+* ``:paper`` — CIFAR-10, ResNet-18, ``configs/balanced.py`` (LARS, batch 512, 1000 epochs),
+  α, λ ∈ {1, 2, 4, 8}, 3 seeds. The paper's numbers (67.40 for α = 4, λ = 2 vs 66.85 for NT-Xent)
+  are ResNet-50 on ImageNet, so no paper column is given for this CIFAR-10 table.
+"""
+
+from glf_jax.config import base_config, parse_config_arg, tiny
+from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
+
+NTXENT_BASELINE = {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5,
+                   'objective.simclr.similarity': 'cosine'}
+
+
+def _digits_base():
+  """The balanced loss on digits with the quickstart's network and optimiser."""
+  config = base_config('balanced', 'digits', 'resnet_tiny')
+  config.model.width_multiplier = 2
+  config.model.projector_hidden_dim = 128
+  config.model.projection_dim = 64
+  config.objective.balanced.alpha = 4.0
+  config.objective.balanced.lam = 2.0
+  config.objective.balanced.include_positive = False
+  config.objective.balanced.similarity = 'cosine'
+  config.optim.name = 'adamw'
+  config.optim.base_learning_rate = 2e-3
+  config.optim.lr_scaling = 'none'
+  config.optim.weight_decay = 1e-4
+  config.optim.warmup_epochs = 1.0
+  config.train.batch_size = 256
+  config.train.epochs = 20
+  config.train.log_every = 25
+  config.checkpoint.every_steps = 100
+  config.eval.evaluators = ('linear', 'knn')
+  config.eval.linear.epochs = 100
+  config.eval.knn.k = (20,)
+  config.eval.compare_random_init = False
+  for view in (config.augment.view1, config.augment.view2):
+    view.crop_scale = (0.5, 1.0)
+    view.flip_prob = 0.0          # flipped digits are other symbols
+    view.hue = 0.0
+  return config
+
+
+def _grid_name(alpha, lam):
+  return f'a{alpha:g}_l{lam:g}'
+
+
+def _cells(alphas, lams, similarities=('dot', 'neg_sq_euclidean')):
+  cells = [cell('ntxent_t0.5', NTXENT_BASELINE)]
+  for alpha in alphas:
+    for lam in lams:
+      cells.append(cell(_grid_name(alpha, lam), {'objective.balanced.alpha': float(alpha),
+                                                 'objective.balanced.lam': float(lam)}))
+  for similarity in similarities:
+    cells.append(cell(f'a4_l2_{similarity}', {'objective.balanced.alpha': 4.0,
+                                              'objective.balanced.lam': 2.0,
+                                              'objective.balanced.similarity': similarity}))
+  return cells
+
+
+def _figures(alphas, lams):
+  grid = [_grid_name(a, l) for a in alphas for l in lams]
+  return [
+      figure('heatmap', 'linear/top1', x='objective.balanced.alpha', y='objective.balanced.lam',
+             cells=grid, file='grid_linear_top1.png'),
+      figure('bar', 'linear/top1', file='cells_linear_top1.png'),
+      figure('line', 'linear/top1', x='objective.balanced.alpha', series='objective.balanced.lam',
+             cells=grid, log_x=True, file='alpha_linear_top1.png'),
+  ]
+
+
+def get_config(arg=None):
+  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'paper')),
+                       defaults=dict(size='mini'))
+  size = a['size']
+  if size == 'paper':
+    config = load_config_file('configs/balanced.py')   # CIFAR-10, ResNet-18, 1000 epochs
+    alphas = lams = (1, 2, 4, 8)
+    cells, figures, seeds = _cells(alphas, lams), _figures(alphas, lams), (0, 1, 2)
+  else:
+    config = _digits_base()
+    if size == 'smoke':
+      tiny(config)
+      config.train.num_steps = 3
+      config.train.batch_size = 64
+      config.train.log_every = 1
+      config.train.num_devices = 1        # one device: the smallest program to compile
+      config.optim.warmup_epochs = 0.0
+      config.checkpoint.every_steps = 1000
+      config.eval.linear.epochs = 2
+      config.eval.max_train_examples = 128
+      config.eval.max_test_examples = 64
+      cells = [cell('ntxent_t0.5', NTXENT_BASELINE), cell('a4_l2', {})]
+      figures = [figure('bar', 'linear/top1', file='cells_linear_top1.png')]
+      seeds = (0,)
+    else:
+      alphas, lams = (1, 4, 16), (1, 2)
+      cells = _cells(alphas, lams, similarities=('neg_sq_euclidean',))
+      figures, seeds = _figures(alphas, lams), (0, 1, 2)
+  config.study = default_study_config('balanced_grid' + ('' if size == 'paper' else f'_{size}'))
+  config.study.cells = tuple(cells)
+  config.study.seeds = seeds
+  config.study.metrics = ('linear/top1', 'knn/k20')
+  config.study.figures = tuple(figures)
+  config.mode = 'study'
+  return config

@@ -1,0 +1,350 @@
+"""A study's tables and figures, from whatever cells' ``summary.json`` files exist.
+
+``aggregate(config, workdir)`` writes, in the study's workdir:
+
+* ``results.csv``: one row per planned (cell, seed): cell, seed, status (``finished``,
+  ``interrupted``, ``missing``, ...), the cells' override keys as columns, every reported metric,
+  ``train_seconds``;
+* ``results.md``: per cell, each metric's mean ± sample std (ddof = 1; ``—`` for one seed) over
+  its finished seeds, n, and the paper's value beside it where the cell gives one; a header with
+  the command, the seeds and which (cell, seed) runs are missing;
+* the PNG figures of ``study.figures`` (matplotlib's ``Figure``, no display needed).
+
+A partial study (a shard, an interrupted run, a deleted cell) aggregates what exists and lists
+the rest as missing. ``--config.study.aggregate_only=True`` reruns only this.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from glf_jax import fileio
+from glf_jax import run_records
+from glf_jax.study import runner as study_runner
+
+RESULTS_CSV = 'results.csv'
+RESULTS_MD = 'results.md'
+DASH = '—'
+
+
+def metric_value(summary: dict, metric: str) -> float | None:
+  """``metric`` from a cell's summary: its ``pretrained`` evaluation, else a top-level or
+  ``metrics`` entry (cohort cells); None if absent or not a number."""
+  for where in (summary.get('pretrained'), summary.get('metrics'), summary):
+    if isinstance(where, dict) and isinstance(where.get(metric), (int, float)):
+      return float(where[metric])
+  return None
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+  """Mean and sample standard deviation (ddof = 1; None for fewer than two values)."""
+  values = np.asarray(values, np.float64)
+  if values.size == 0:
+    return math.nan, None
+  return float(values.mean()), (float(values.std(ddof=1)) if values.size > 1 else None)
+
+
+def collect(config, workdir: str) -> list[dict[str, Any]]:
+  """One row per planned (cell, seed), in the study's cell order then seed order."""
+  study = config.study
+  cells = study_runner.selected_cells(study)
+  seeds = study_runner.check_seeds(study)
+  rows = []
+  for c in cells:
+    for seed in seeds:
+      directory = study_runner.cell_dir(workdir, c.name, seed)
+      summary = run_records.read_summary(directory)
+      status = summary.get('status', 'missing') if summary else 'missing'
+      if status == 'finished' and not study_runner.is_finished(summary, c.mode):
+        status = 'not evaluated'
+      rows.append({
+          'cell': c.name, 'seed': seed, 'status': status, 'overrides': c.overrides,
+          'metrics': {m: metric_value(summary, m) for m in study.metrics}
+                     if status == 'finished' else {m: None for m in study.metrics},
+          'train_seconds': summary.get('train_seconds'), 'dir': directory})
+  return rows
+
+
+def summarize(rows: Sequence[dict], cells: Sequence[study_runner.Cell],
+              metrics: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+  """``{cell: {metric: {'mean', 'std', 'n', 'values', 'paper'}}}`` over finished seeds."""
+  table = {}
+  for c in cells:
+    mine = [r for r in rows if r['cell'] == c.name and r['status'] == 'finished']
+    table[c.name] = {}
+    for m in metrics:
+      values = [r['metrics'][m] for r in mine if r['metrics'].get(m) is not None]
+      mean, std = mean_std(values)
+      table[c.name][m] = {'mean': mean, 'std': std, 'n': len(values), 'values': values,
+                          'paper': c.paper.get(m)}
+  return table
+
+
+def _format_value(value) -> str:
+  if value is None:
+    return ''
+  if isinstance(value, float):
+    return f'{value:.6g}'
+  if isinstance(value, (list, tuple)):
+    return ' '.join(str(v) for v in value)
+  return str(value)
+
+
+def _csv_text(rows: Sequence[dict], override_keys: Sequence[str],
+              metrics: Sequence[str]) -> str:
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator='\n')
+  writer.writerow(['cell', 'seed', *override_keys, *metrics, 'train_seconds', 'status'])
+  for r in rows:
+    writer.writerow([r['cell'], r['seed'],
+                     *[_format_value(r['overrides'].get(k)) for k in override_keys],
+                     *[_format_value(r['metrics'].get(m)) for m in metrics],
+                     _format_value(r['train_seconds']), r['status']])
+  return out.getvalue()
+
+
+def format_mean_std(stats: dict[str, Any]) -> str:
+  if stats['n'] == 0:
+    return DASH
+  std = DASH if stats['std'] is None else f'{stats["std"]:.4f}'
+  return f'{stats["mean"]:.4f} ± {std}'
+
+
+def _markdown(config, rows, cells, table, *, command: str, workdir: str) -> str:
+  study = config.study
+  metrics = list(study.metrics)
+  seeds = study_runner.check_seeds(study)
+  with_paper = [m for m in metrics if any(c.paper.get(m) is not None for c in cells)]
+  not_done = [r for r in rows if r['status'] != 'finished']
+  finished = len(rows) - len(not_done)
+  lines = [
+      f'# Study `{study.name}`',
+      '',
+      f'Made by: `{command}`  ',
+      f'Regenerate from the cells: the same command with `--config.study.aggregate_only=True`  ',
+      f'Workdir: `{workdir}`  ',
+      f'Seeds: {", ".join(str(s) for s in seeds)}; {len(cells)} cells; {finished} of {len(rows)} '
+      'runs finished.',
+      '',
+      'Each value: mean ± sample standard deviation (ddof = 1; — for a single seed) over the '
+      'finished seeds of the cell, n = their number; the paper\'s value, where the study gives '
+      'one, beside it (same units).',
+      '',
+  ]
+  if not_done:
+    lines.append('**Missing** (no finished, evaluated `summary.json`):')
+    lines.append('')
+    for c in cells:
+      missing = [r for r in not_done if r['cell'] == c.name]
+      if missing:
+        lines.append(f'- `{c.name}`: ' + ', '.join(f'seed {r["seed"]} ({r["status"]})'
+                                                  for r in missing))
+    lines.append('')
+  else:
+    lines += ['Missing: none.', '']
+  header = ['cell', 'overrides']
+  for m in metrics:
+    header.append(m)
+    if m in with_paper:
+      header.append(f'{m} (paper)')
+  header.append('n')
+  lines.append('| ' + ' | '.join(header) + ' |')
+  lines.append('|' + '---|' * len(header))
+  for c in cells:
+    overrides = ', '.join(f'{k}={_format_value(v)}' for k, v in c.overrides.items()) or '(base)'
+    if c.base:
+      overrides = f'base {c.base}; {overrides}'
+    row = [f'`{c.name}`', overrides]
+    counts = {table[c.name][m]['n'] for m in metrics}
+    for m in metrics:
+      stats = table[c.name][m]
+      text = format_mean_std(stats)
+      if len(counts) > 1 and stats['n']:
+        text += f' (n={stats["n"]})'
+      row.append(text)
+      if m in with_paper:
+        paper = stats['paper']
+        row.append(DASH if paper is None else f'{paper:.4f}')
+    row.append(str(max(counts) if counts else 0))
+    lines.append('| ' + ' | '.join(row).replace('\n', ' ') + ' |')
+  lines.append('')
+  return '\n'.join(lines)
+
+
+def _save_png(fig, path: str) -> str:
+  with fileio.atomic_write(path, 'wb') as f:
+    fig.savefig(f, format='png', dpi=100)
+  return path
+
+
+def _figure_file(spec: dict) -> str:
+  if spec.get('file'):
+    name = spec['file']
+  else:
+    parts = [spec['kind'], spec['metric'], spec.get('x'), spec.get('y')]
+    name = '_'.join(p for p in parts if p)
+  name = re.sub(r'[^A-Za-z0-9_.=+-]', '_', name)
+  return name if name.endswith('.png') else name + '.png'
+
+
+def _cell_values(config, cells, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+  """Each cell's resolved value of each key (its override, else its run config's value)."""
+  values = {}
+  for c in cells:
+    resolved = None
+    values[c.name] = {}
+    for key in keys:
+      if key in c.overrides:
+        values[c.name][key] = c.overrides[key]
+      else:
+        if resolved is None:
+          resolved = study_runner.flattened(study_runner.build_cell_config(config, c, 0))
+        values[c.name][key] = resolved.get(key)
+  return values
+
+
+def _figure_cells(spec, cells):
+  if spec.get('cells'):
+    by_name = {c.name: c for c in cells}
+    return [by_name[n] for n in spec['cells'] if n in by_name]
+  if spec['kind'] == 'bar':
+    return list(cells)
+  keys = [spec['x']] + ([spec['y']] if spec['kind'] == 'heatmap' else [])
+  return [c for c in cells if all(k in c.overrides for k in keys)]
+
+
+def _number(value) -> float | None:
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return None
+  return float(value)
+
+
+def draw_figure(config, spec: dict, cells, table, path: str) -> str | None:
+  """Draws one figure to ``path``; None (nothing written) when no cell has data for it."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top  (headless)
+  metric = spec['metric']
+  chosen = [c for c in _figure_cells(spec, cells) if table[c.name][metric]['n']]
+  if not chosen:
+    return None
+  title = spec.get('title') or f'{config.study.name}: {metric}'
+  fig = Figure(figsize=(6.4, 4.4))
+  ax = fig.add_subplot(1, 1, 1)
+  if spec['kind'] == 'bar':
+    names = [c.name for c in chosen]
+    means = [table[n][metric]['mean'] for n in names]
+    stds = [table[n][metric]['std'] or 0.0 for n in names]
+    positions = np.arange(len(names))
+    ax.bar(positions, means, yerr=stds, capsize=3, color='tab:blue', label='this study')
+    paper = [(i, c.paper[metric]) for i, c in enumerate(chosen) if metric in c.paper]
+    if paper:
+      ax.scatter([p[0] for p in paper], [p[1] for p in paper], marker='_', s=400,
+                 color='tab:red', zorder=3, label='paper')
+      ax.legend()
+    ax.set_xticks(positions)
+    ax.set_xticklabels(names, rotation=30, ha='right', fontsize=8)
+    low = min(m - s for m, s in zip(means, stds))
+    high = max([m + s for m, s in zip(means, stds)] + [p[1] for p in paper])
+    margin = max(0.05 * (high - low), 1e-3)
+    ax.set_ylim(low - margin, high + margin)
+    ax.set_ylabel(metric)
+  elif spec['kind'] == 'line':
+    x_key, series_key = spec['x'], spec.get('series')
+    values = _cell_values(config, chosen, [x_key] + ([series_key] if series_key else []))
+    groups = {}
+    for c in chosen:
+      x = _number(values[c.name][x_key])
+      if x is None or (spec.get('log_x') and x <= 0):
+        continue
+      label = str(values[c.name][series_key]) if series_key else metric
+      groups.setdefault(label, []).append((x, table[c.name][metric]))
+    if not groups:
+      return None
+    for label, points in groups.items():
+      points.sort(key=lambda p: p[0])
+      ax.errorbar([p[0] for p in points], [p[1]['mean'] for p in points],
+                  yerr=[p[1]['std'] or 0.0 for p in points], marker='o', capsize=3, label=label)
+    if spec.get('log_x'):
+      ax.set_xscale('log')
+      ticks = sorted({p[0] for points in groups.values() for p in points})
+      ax.set_xticks(ticks)
+      ax.set_xticklabels([f'{t:g}' for t in ticks])
+      ax.minorticks_off()
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(metric)
+    if series_key or len(groups) > 1:
+      ax.legend(title=series_key, fontsize=8)
+  else:  # heatmap
+    x_key, y_key = spec['x'], spec['y']
+    values = _cell_values(config, chosen, [x_key, y_key])
+    xs = sorted({values[c.name][x_key] for c in chosen}, key=_sort_key)
+    ys = sorted({values[c.name][y_key] for c in chosen}, key=_sort_key)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for c in chosen:
+      grid[ys.index(values[c.name][y_key]), xs.index(values[c.name][x_key])] = (
+          table[c.name][metric]['mean'])
+    image = ax.imshow(grid, origin='lower', cmap='viridis', aspect='auto')
+    fig.colorbar(image, ax=ax, label=metric)
+    for (i, j), v in np.ndenumerate(grid):
+      if np.isfinite(v):
+        ax.text(j, i, f'{v:.3f}', ha='center', va='center', fontsize=8, color='white')
+    ax.set_xticks(range(len(xs)))
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_yticks(range(len(ys)))
+    ax.set_yticklabels([str(y) for y in ys])
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(y_key)
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  return _save_png(fig, path)
+
+
+def _sort_key(value):
+  number = _number(value)
+  return (0, number, '') if number is not None else (1, 0.0, str(value))
+
+
+def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any]:
+  """Writes ``results.csv``, ``results.md`` and the figures; returns what it wrote, the
+  per-cell statistics and the missing (cell, seed) pairs."""
+  workdir = os.path.abspath(workdir)
+  study = config.study
+  cells = study_runner.selected_cells(study)
+  figures = study_runner.parse_figures(study)
+  metrics = list(study.metrics)
+  rows = collect(config, workdir)
+  table = summarize(rows, cells, metrics)
+  override_keys = study_runner.override_keys(cells)
+  written = []
+  path = os.path.join(workdir, RESULTS_CSV)
+  with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
+    f.write(_csv_text(rows, override_keys, metrics))
+  written.append(path)
+  path = os.path.join(workdir, RESULTS_MD)
+  with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
+    f.write(_markdown(config, rows, cells, table, workdir=workdir,
+                      command=command or study_runner.command_line()))
+  written.append(path)
+  skipped_figures = []
+  for spec in figures:
+    drawn = draw_figure(config, spec, cells, table, os.path.join(workdir, _figure_file(spec)))
+    if drawn:
+      written.append(drawn)
+    else:
+      skipped_figures.append(_figure_file(spec))
+  missing = [[r['cell'], r['seed']] for r in rows if r['status'] != 'finished']
+  print(f'study {study.name}: {len(rows) - len(missing)} of {len(rows)} runs finished; wrote '
+        + ', '.join(os.path.basename(p) for p in written) + f' in {workdir}', flush=True)
+  if skipped_figures:
+    print(f'no finished cells for {", ".join(skipped_figures)} yet: not drawn', flush=True)
+  if missing:
+    print('missing: ' + ', '.join(f'{c} seed {s}' for c, s in missing), flush=True)
+  return {'written': written, 'missing': missing,
+          'results': {c: {m: {k: v for k, v in s.items() if k != 'values'}
+                          for m, s in ms.items()} for c, ms in table.items()}}

@@ -1,0 +1,290 @@
+"""Studies (glf_jax.study.runner, glf_jax.study.aggregate, configs/studies/): the smoke studies
+end to end in process, shards, skipping finished cells, partial aggregation, the statistics on
+synthetic summaries, and the figures."""
+
+import csv
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from glf_jax import config as config_lib
+from glf_jax import main
+from glf_jax import workdir_lock
+from glf_jax.study import aggregate as aggregate_lib
+from glf_jax.study import runner as study_runner
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _study_config(name, arg='smoke', **study_settings):
+  config = study_runner.load_config_file(str(ROOT / 'configs' / 'studies' / f'{name}.py:{arg}'))
+  for key, value in study_settings.items():
+    config.study[key] = value
+  config.lock()
+  return config
+
+
+def _read_csv(path):
+  with open(path, encoding='utf-8') as f:
+    return list(csv.DictReader(f))
+
+
+def _assert_png(path):
+  with open(path, 'rb') as f:
+    assert f.read(8) == PNG_SIGNATURE, path
+  from matplotlib import image  # pylint: disable=g-import-not-at-top
+  pixels = image.imread(path)
+  assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+  assert float(np.ptp(pixels)) > 0  # not a blank canvas
+
+
+def _summary_mtimes(workdir):
+  return {p: p.stat().st_mtime_ns for p in pathlib.Path(workdir, 'cells').glob('*/*/summary.json')}
+
+
+@pytest.mark.slow  # trains 2 cells (~30-60 s): in CI, not in the fast tier
+def test_adc_ablation_smoke_shards_skip_and_partial_aggregation(tmp_path):
+  workdir = tmp_path / 'study'
+  cells = [c.name for c in study_runner.parse_cells(_study_config('adc_ablation').study)]
+  assert len(cells) == 2
+  # Shard 0/2, then 1/2: disjoint runs whose union is the study.
+  first = main.run(_study_config('adc_ablation', shard='0/2'), str(workdir))
+  assert first['status'] == 'finished' and first['skipped'] == []
+  # After one shard the other cell is missing, and the tables are written all the same.
+  assert first['missing'] == [[cells[1], 0]]
+  markdown = (workdir / 'results.md').read_text(encoding='utf-8')
+  assert f'`{cells[1]}`: seed 0 (missing)' in markdown
+  second = main.run(_study_config('adc_ablation', shard='1/2'), str(workdir))
+  ran = {tuple(r) for r in first['ran']} | {tuple(r) for r in second['ran']}
+  assert not {tuple(r) for r in first['ran']} & {tuple(r) for r in second['ran']}
+  assert ran == {(c, 0) for c in cells}
+  assert second['missing'] == []
+  for c in cells:
+    summary = json.loads((workdir / 'cells' / c / 'seed0' / 'summary.json').read_text())
+    assert summary['status'] == 'finished' and 'linear/top1' in summary['pretrained']
+  baseline = json.loads((workdir / 'cells' / 'baseline' / 'seed0' / 'config.json').read_text())
+  assert baseline['objective']['name'] == 'simclr' and 'study' not in baseline
+  assert baseline['mode'] == 'pretrain' and baseline['seed'] == 0
+
+  # A re-run of the whole study trains nothing: every summary.json stays as it was.
+  before = _summary_mtimes(workdir)
+  again = main.run(_study_config('adc_ablation'), str(workdir))
+  assert again['ran'] == [] and sorted(map(tuple, again['skipped'])) == sorted(ran)
+  assert _summary_mtimes(workdir) == before and len(before) == 2
+
+  rows = _read_csv(workdir / 'results.csv')
+  assert [(r['cell'], r['seed'], r['status']) for r in rows] == [(c, '0', 'finished')
+                                                                  for c in cells]
+  assert rows[0]['objective.name'] == 'simclr' and rows[1]['objective.name'] == ''
+  for r in rows:
+    assert 0.0 <= float(r['linear/top1']) <= 1.0 and float(r['train_seconds']) > 0
+  _assert_png(workdir / 'ablation_linear_top1.png')
+
+  # Partial study: a deleted cell is listed as missing; results.md/csv are still written.
+  shutil.rmtree(workdir / 'cells' / 'adc')
+  os.remove(workdir / 'results.md')
+  partial = main.run(_study_config('adc_ablation', aggregate_only=True), str(workdir))
+  assert partial['ran'] == [] and partial['missing'] == [['adc', 0]]
+  assert not (workdir / 'cells' / 'adc').exists()  # aggregate_only trains nothing
+  markdown = (workdir / 'results.md').read_text(encoding='utf-8')
+  assert '`adc`: seed 0 (missing)' in markdown and '1 of 2 runs finished' in markdown
+  rows = _read_csv(workdir / 'results.csv')
+  assert [(r['cell'], r['status'], r['linear/top1']) for r in rows][1] == ('adc', 'missing', '')
+
+
+@pytest.mark.slow
+def test_balanced_grid_smoke_end_to_end(tmp_path):
+  config = _study_config('balanced_grid')
+  summary = main.run(config, str(tmp_path))
+  assert summary['status'] == 'finished' and summary['missing'] == []
+  assert [tuple(r) for r in summary['ran']] == [('ntxent_t0.5', 0), ('a4_l2', 0)]
+  baseline = json.loads((tmp_path / 'cells' / 'ntxent_t0.5' / 'seed0' / 'config.json').read_text())
+  assert baseline['objective']['name'] == 'simclr'
+  assert baseline['objective']['simclr']['temperature'] == 0.5
+  rows = _read_csv(tmp_path / 'results.csv')
+  assert [r['cell'] for r in rows] == ['ntxent_t0.5', 'a4_l2']
+  assert all(r['status'] == 'finished' and r['knn/k20'] for r in rows)
+  _assert_png(tmp_path / 'cells_linear_top1.png')
+
+
+def _synthetic_study(tmp_path, summaries):
+  """The balanced smoke study with a 2x2 (alpha, lam) grid, and fake finished summaries:
+  ``summaries[(cell, seed)] = linear/top1`` (None: no summary)."""
+  config = _study_config('balanced_grid')
+  cells = [study_runner.cell(f'a{a}_l{l}', {'objective.balanced.alpha': float(a),
+                                            'objective.balanced.lam': float(l)},
+                             paper={'linear/top1': 0.9} if (a, l) == (1, 1) else None)
+           for a in (1, 2) for l in (1, 2)]
+  with config.unlocked():
+    config.study.cells = tuple(cells)
+    config.study.seeds = (0, 1, 2)
+    config.study.metrics = ('linear/top1', 'knn/k20')
+    config.study.figures = (
+        study_runner.figure('heatmap', 'linear/top1', x='objective.balanced.alpha',
+                            y='objective.balanced.lam', file='grid.png'),
+        study_runner.figure('line', 'linear/top1', x='objective.balanced.alpha',
+                            series='objective.balanced.lam', log_x=True, file='line.png'),
+        study_runner.figure('bar', 'linear/top1', file='bar.png'))
+  for (name, seed), top1 in summaries.items():
+    directory = pathlib.Path(study_runner.cell_dir(str(tmp_path), name, seed))
+    directory.mkdir(parents=True)
+    (directory / 'summary.json').write_text(json.dumps({
+        'mode': 'pretrain', 'status': 'finished', 'train_seconds': 10.0 + seed,
+        'pretrained': {'linear/top1': top1, 'knn/k20': top1 - 0.1}}))
+  return config
+
+
+def test_aggregate_mean_std_on_synthetic_summaries(tmp_path):
+  values = {('a1_l1', 0): 0.7, ('a1_l1', 1): 0.8, ('a1_l1', 2): 0.9,   # mean 0.8, std 0.1
+            ('a1_l2', 0): 0.5, ('a1_l2', 2): 0.6,                     # n = 2, seed 1 missing
+            ('a2_l1', 1): 0.4}                                        # n = 1: no std
+  config = _synthetic_study(tmp_path, values)
+  # An interrupted cell counts as missing, with its status.
+  interrupted = pathlib.Path(study_runner.cell_dir(str(tmp_path), 'a2_l2', 0))
+  interrupted.mkdir(parents=True)
+  (interrupted / 'summary.json').write_text(json.dumps({'status': 'interrupted', 'step': 3}))
+  result = aggregate_lib.aggregate(config, str(tmp_path), command='python -m glf_jax.main X')
+  stats = result['results']
+  assert stats['a1_l1']['linear/top1']['mean'] == pytest.approx(0.8)
+  assert stats['a1_l1']['linear/top1']['std'] == pytest.approx(0.1)  # ddof = 1 (ddof 0: 0.0816)
+  assert stats['a1_l1']['knn/k20']['mean'] == pytest.approx(0.7)
+  assert stats['a1_l2']['linear/top1']['n'] == 2
+  assert stats['a1_l2']['linear/top1']['std'] == pytest.approx(np.std([0.5, 0.6], ddof=1))
+  assert stats['a2_l1']['linear/top1']['std'] is None
+  assert stats['a2_l2']['linear/top1']['n'] == 0
+  expected_missing = {('a1_l2', 1), ('a2_l1', 0), ('a2_l1', 2), ('a2_l2', 0), ('a2_l2', 1),
+                      ('a2_l2', 2)}
+  assert {tuple(m) for m in result['missing']} == expected_missing
+
+  markdown = (tmp_path / 'results.md').read_text(encoding='utf-8')
+  assert 'python -m glf_jax.main X' in markdown and 'Seeds: 0, 1, 2' in markdown
+  assert ('| `a1_l1` | objective.balanced.alpha=1, objective.balanced.lam=1 | 0.8000 ± 0.1000 | '
+          '0.9000 | 0.7000 ± 0.1000 | 3 |') in markdown
+  assert '0.4000 ± —' in markdown
+  assert '`a2_l2`: seed 0 (interrupted), seed 1 (missing), seed 2 (missing)' in markdown
+  assert '`a1_l2`: seed 1 (missing)' in markdown
+
+  rows = _read_csv(tmp_path / 'results.csv')
+  assert len(rows) == 12  # every planned (cell, seed)
+  row = next(r for r in rows if (r['cell'], r['seed']) == ('a1_l1', '2'))
+  assert (float(row['linear/top1']), float(row['train_seconds']), row['status']) == (0.9, 12.0,
+                                                                                       'finished')
+  assert float(row['objective.balanced.alpha']) == 1.0
+  for name in ('grid.png', 'line.png', 'bar.png'):
+    _assert_png(tmp_path / name)
+
+
+def test_aggregate_draws_nothing_without_finished_cells(tmp_path):
+  config = _synthetic_study(tmp_path, {})
+  result = aggregate_lib.aggregate(config, str(tmp_path), command='x')
+  assert len(result['missing']) == 12
+  assert not list(tmp_path.glob('*.png'))
+  assert (tmp_path / 'results.md').exists() and len(_read_csv(tmp_path / 'results.csv')) == 12
+
+
+def test_interrupted_cell_stops_the_study(tmp_path, monkeypatch):
+  from glf_jax import runner  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def fake_run(config, workdir):
+    calls.append((config.mode, workdir))
+    return {'status': 'interrupted', 'stop_signal': 'SIGTERM'}
+
+  monkeypatch.setattr(runner, 'run', fake_run)
+  summary = study_runner.run_study(_study_config('adc_ablation'), str(tmp_path))
+  assert summary['status'] == 'interrupted' and summary['stop_signal'] == 'SIGTERM'
+  assert len(calls) == 1 and calls[0][0] == 'pretrain'
+  assert calls[0][1].endswith(os.path.join('cells', 'baseline', 'seed0'))
+  assert not (tmp_path / 'results.md').exists()
+
+
+def test_plan_shards_are_disjoint_and_cover_the_study():
+  study = _study_config('adc_ablation', 'mini').study
+  runs = [(c.name, s) for c, s in study_runner.plan(study)]
+  assert len(runs) == len(set(runs)) == 24
+  assert [s for _, s in runs[:8]] == [0] * 8  # seed by seed
+  shards = [[(c.name, s) for c, s in study_runner.shard_of(study_runner.plan(study), f'{i}/3')]
+            for i in range(3)]
+  assert sorted(sum(shards, [])) == sorted(runs)
+  assert all(not set(a) & set(b) for i, a in enumerate(shards) for b in shards[i + 1:])
+
+
+@pytest.mark.parametrize('shard', ['2/2', '1', '-1/2', 'a/b'])
+def test_bad_shard_is_refused(shard):
+  with pytest.raises(ValueError, match='study.shard'):
+    study_runner.parse_shard(shard)
+
+
+def test_bad_cells_are_refused_naming_the_key(tmp_path):
+  config = _study_config('adc_ablation')
+  with config.unlocked():
+    config.study.cells = (study_runner.cell('a', {'objective.adc.nope': 1.0}),)
+  with pytest.raises(ValueError, match='nope'):  # unknown objective term key, before training
+    study_runner.run_study(config, str(tmp_path))
+  with config.unlocked():
+    config.study.cells = (study_runner.cell('a', {'train.nope': 1}),)
+  with pytest.raises(ValueError, match="override 'train.nope'"):
+    study_runner.run_study(config, str(tmp_path))
+  with config.unlocked():
+    config.study.cells = (study_runner.cell('a'), study_runner.cell('a'))
+  with pytest.raises(ValueError, match=r'study.cells\[1\].name'):
+    study_runner.run_study(config, str(tmp_path))
+  with config.unlocked():
+    config.study.cells = (study_runner.cell('a'),)
+    config.study.only_cells = 'b'
+  with pytest.raises(ValueError, match='study.only_cells'):
+    study_runner.run_study(config, str(tmp_path))
+  assert not (tmp_path / 'cells').exists()
+
+
+def test_study_config_round_trips_through_json():
+  config = _study_config('balanced_grid', 'paper')
+  loaded = json.loads(config.to_json_best_effort())
+  assert loaded['study']['cells'] == list(config.study.cells)  # JSON strings, unchanged
+  cells = study_runner.parse_cells(config.study)
+  assert len(cells) == 19 and cells[0].overrides['objective.simclr.temperature'] == 0.5
+
+
+def test_study_config_takes_command_line_overrides(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/studies/adc_ablation.py:smoke',
+       '--config.mode=show_config', '--config.study.shard=1/2', '--config.study.seeds=(3,4)',
+       '--config.study.only_cells=adc', '--config.objective.adc.nu=2.5', f'--workdir={tmp_path}'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT)})
+  assert result.returncode == 0, result.stderr
+  for line in ("study.shard: '1/2'", 'study.seeds: (3, 4)', "study.only_cells: 'adc'",
+               'objective.adc.nu: 2.5'):
+    assert line in result.stdout
+
+
+def test_shards_can_share_the_study_workdir_at_once(tmp_path):
+  config = _study_config('adc_ablation', shard='1/2', aggregate_only=True)
+  with workdir_lock.hold(str(tmp_path)):  # another shard's process, running
+    summary = main.run(config, str(tmp_path))
+  assert summary['status'] == 'finished'
+
+
+def test_finished_cell_is_skipped_unless_its_settings_changed(tmp_path):
+  config = _study_config('adc_ablation', only_cells='baseline')
+  cell_spec = study_runner.parse_cells(config.study)[0]
+  directory = pathlib.Path(study_runner.cell_dir(str(tmp_path), 'baseline', 0))
+  directory.mkdir(parents=True)
+  (directory / 'summary.json').write_text(json.dumps(
+      {'status': 'finished', 'pretrained': {'linear/top1': 0.5}}))
+  saved = json.loads(config_lib.to_json(study_runner.build_cell_config(config, cell_spec, 0)))
+  (directory / 'config.json').write_text(json.dumps(saved))
+  summary = study_runner.run_study(config, str(tmp_path))  # trains nothing
+  assert summary['ran'] == [] and summary['skipped'] == [('baseline', 0)]
+  assert summary['results']['baseline']['linear/top1']['mean'] == 0.5
+  saved['train']['num_steps'] = 99
+  (directory / 'config.json').write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match='train.num_steps'):
+    study_runner.run_study(config, str(tmp_path))
