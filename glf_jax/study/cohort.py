@@ -554,11 +554,11 @@ def train_cohort(config: ml_collections.ConfigDict, workdir: str, *,
   prior_seconds = float(restored_meta.get('train_seconds', 0.0))
   start_step, t_start = step, time.perf_counter()
 
-  def seconds():
-    return prior_seconds + (time.perf_counter() - t_start if step > start_step else 0.0)
+  def seconds(step_now):
+    return prior_seconds + (time.perf_counter() - t_start if step_now > start_step else 0.0)
 
   def save(step_now, force=False):
-    meta_out.update(train_seconds=seconds())
+    meta_out.update(train_seconds=seconds(step_now))
     return ckpt.save(step_now, state, data_state=iterator.get_state(), meta=meta_out,
                      force=force)
 
@@ -578,54 +578,33 @@ def train_cohort(config: ml_collections.ConfigDict, workdir: str, *,
           f'{name} loss {float(ms["loss"]):.4f}' for name, ms in step_metrics.items()),
             flush=True)
 
-  if step % track_every == 0 or step == total_steps:
+  def advance():
+    nonlocal state
+    batch = parallel.to_global_batch(next(iterator), mesh)
+    state, step_metrics = cohort_step(state, batch, prior_states)
+    return step_metrics
+
+  def is_tracked(step_now):
+    return step_now % track_every == 0 or step_now == total_steps
+
+  if is_tracked(step):
     track(step)
-  interrupted = False
-  pending = None
-  with loop._StopFlag(announce=is_chief) as stop:  # pylint: disable=protected-access
-    try:
-      while step < total_steps:
-        batch = parallel.to_global_batch(next(iterator), mesh)
-        state, step_metrics = cohort_step(state, batch, prior_states)
-        step += 1
-        ckpt.check_for_errors()
-        if pending is not None:  # the previous step's metrics: read one step late (async)
-          log(*pending)
-        pending = (step, step_metrics)
-        if step % track_every == 0 or step == total_steps:
-          log(*pending)
-          pending = None
-          track(step)
-        if step % config.checkpoint.every_steps == 0:
-          save(step)
-        if on_step is not None and on_step(step):
-          stop.raised = True
-          stop.signal_name = stop.signal_name or 'SIGTERM'
-        if stop.raised and step < total_steps:
-          if pending is not None:
-            log(*pending)
-            pending = None
-          save(step, force=True)
-          ckpt.wait_until_finished()
-          if is_chief:
-            print(f'{stop.signal_name}: interrupted at step {step}, saved to {ckpt.directory}; '
-                  'run the same command to resume', flush=True)
-          interrupted = True
-          break
-      if pending is not None:
-        log(*pending)
-      if not interrupted:
-        save(step, force=True)
-      ckpt.wait_until_finished()
-    finally:
-      ckpt.close()
+  try:
+    step, stop_signal = loop.run_steps(
+        step=step, total_steps=total_steps, advance=advance, report=log, save=save,
+        every_steps=config.checkpoint.every_steps, ckpt=ckpt, is_chief=is_chief,
+        report_now=is_tracked, after_step=lambda s: track(s) if is_tracked(s) else None,
+        on_step=on_step)
+  finally:
+    ckpt.close()
+  interrupted = stop_signal is not None
 
   records = read_tracks(workdir) if is_chief else []
   final = records[-1] if records else {}
-  train_seconds = seconds()
+  train_seconds = seconds(step)
   summary = {
       'mode': 'cohort', 'status': 'interrupted' if interrupted else 'finished',
-      'stop_signal': stop.signal_name if interrupted else None,
+      'stop_signal': stop_signal,
       'step': step, 'total_steps': total_steps, 'dataset': config.data.name,
       'arch': config.model.arch, 'seed': config.seed,
       'members': {m.name: {'objective': m.config.objective.name, 'shared_with_first': shared[

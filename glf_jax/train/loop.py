@@ -21,7 +21,7 @@ import json
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import jax
@@ -201,6 +201,63 @@ class _StopFlag:
       signal.signal(signum, previous)
 
 
+def run_steps(*, step: int, total_steps: int, advance: Callable[[], Any],
+              report: Callable[[int, Any], None], save: Callable[..., Any], every_steps: int,
+              ckpt: Checkpointer, is_chief: bool, report_now: Callable[[int], bool] | None = None,
+              after_step: Callable[[int], None] | None = None,
+              on_step: Callable[[int], bool | None] | None = None,
+              on_interrupt: Callable[[], None] | None = None) -> tuple[int, str | None]:
+  """The training loop of a run and of a cohort, from ``step`` to ``total_steps``.
+
+  Each step: ``advance()`` trains one step and returns its metrics (device values, not read);
+  ``report(step, metrics)`` reads them one step late, so dispatch stays asynchronous (at once
+  when ``report_now(step)``); ``after_step(step)``; a checkpoint every ``every_steps`` through
+  ``save(step, force=False)``; a failed background save stops the loop. SIGTERM, a first Ctrl-C
+  or ``on_step(step)`` returning True: the metrics are reported, a
+  checkpoint is forced and written, ``on_interrupt()``, and the loop returns. At the end a forced
+  save. Returns ``(step, the stopping signal's name or None when finished)``.
+  """
+  pending = None
+  stopped_by = None
+  with _StopFlag(announce=is_chief) as stop:
+    while step < total_steps:
+      metrics = advance()
+      step += 1
+      ckpt.check_for_errors()  # a failed background save (a full disk) stops the run now
+      if pending is not None:
+        report(*pending)
+      pending = (step, metrics)
+      if report_now is not None and report_now(step):
+        report(*pending)
+        pending = None
+      if after_step is not None:
+        after_step(step)
+      if step % every_steps == 0:
+        save(step)
+      if on_step is not None and on_step(step):
+        stop.raised = True
+        stop.signal_name = stop.signal_name or 'SIGTERM'
+      if stop.raised:  # (also at the last step: the caller stops before evaluating)
+        if pending is not None:
+          report(*pending)
+          pending = None
+        save(step, force=True)
+        ckpt.wait_until_finished()
+        if on_interrupt is not None:
+          on_interrupt()
+        if is_chief:
+          print(f'{stop.signal_name}: interrupted at step {step}, saved to {ckpt.directory}; '
+                'run the same command to resume', flush=True)
+        stopped_by = stop.signal_name
+        break
+    if pending is not None:
+      report(*pending)
+    if stopped_by is None:
+      save(step, force=True)
+    ckpt.wait_until_finished()
+  return step, stopped_by
+
+
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   """Pretrains (or resumes) the run in ``workdir``; see the module docstring.
 
@@ -266,20 +323,21 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   saved_totals = {}  # step -> (train_seconds, images_trained) stored with it this session
   t_start = time.perf_counter()
 
-  def totals():
-    """Training seconds and images of all sessions up to now (a session that trained nothing
-    adds nothing: re-running a finished run reports the original time)."""
-    if step == start_step:
+  def totals(step_now):
+    """Training seconds and images of all sessions up to ``step_now`` (a session that trained
+    nothing adds nothing: re-running a finished run reports the original time)."""
+    if step_now == start_step:
       return prior_seconds, prior_images
     return (prior_seconds + time.perf_counter() - t_start,
-            prior_images + (step - start_step) * images_per_step)
+            prior_images + (step_now - start_step) * images_per_step)
 
-  def save(step, force=False):
-    seconds, images = totals()
+  def save(step_now, force=False):
+    seconds, images = totals(step_now)
     meta_out.update(train_seconds=seconds, images_trained=images)
-    saved = ckpt.save(step, state, data_state=iterator.get_state(), meta=meta_out, force=force)
+    saved = ckpt.save(step_now, state, data_state=iterator.get_state(), meta=meta_out,
+                      force=force)
     if saved:
-      saved_totals[step] = (seconds, images)
+      saved_totals[step_now] = (seconds, images)
     return saved
 
   if is_chief:
@@ -289,9 +347,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   writers = _Writers(workdir, is_chief, start_step=step)
   bar = progress.Progress(total_steps, desc='step', unit='img', scale=images_per_step,
                           initial=step, every=log_every, enabled=is_chief)
-  interrupted = False
   t_window, window_start_step = t_start, step
-  pending = None  # the previous step's metrics: read one step late so dispatch stays async
 
   def terms(metrics):
     values = '  '.join(f'{k} {float(metrics[k]):.4f}' for k in ('loss', *objective.term_names))
@@ -321,44 +377,28 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
                    wall_time=time.time())
     writers.write(step_done, scalars)
 
-  with _StopFlag(announce=is_chief) as stop:
-    try:
-      while step < total_steps:
-        batch = parallel.to_global_batch(next(iterator), mesh)
-        state, metrics = train_step(state, batch, prior_state)
-        step += 1
-        ckpt.check_for_errors()  # a failed background save (a full disk) stops the run now
-        if pending is not None:
-          check(*pending)
-        pending = (step, metrics)
-        if step % config.checkpoint.every_steps == 0:
-          save(step)
-        if stop.raised:
-          check(*pending)
-          pending = None
-          save(step, force=True)
-          ckpt.wait_until_finished()
-          bar.close()
-          if is_chief:
-            print(f'{stop.signal_name}: interrupted at step {step}, saved to {ckpt.directory}; '
-                  'run the same command to resume', flush=True)
-          interrupted = True
-          break
-      if pending is not None:
-        check(*pending)
-      if not interrupted:
-        save(step, force=True)
-      ckpt.wait_until_finished()
-    finally:
-      bar.close()
-      writers.close()
-      ckpt.close()
+  def advance():
+    nonlocal state
+    batch = parallel.to_global_batch(next(iterator), mesh)
+    state, metrics = train_step(state, batch, prior_state)
+    return metrics
+
+  try:
+    step, stop_signal = run_steps(
+        step=step, total_steps=total_steps, advance=advance, report=check, save=save,
+        every_steps=config.checkpoint.every_steps, ckpt=ckpt, is_chief=is_chief,
+        on_interrupt=bar.close)
+  finally:
+    bar.close()
+    writers.close()
+    ckpt.close()
+  interrupted = stop_signal is not None
   session_seconds = time.perf_counter() - t_start
   # The totals stored with the last step (so a re-run reports exactly them), else up to now.
-  seconds, images = saved_totals.get(step) or totals()
+  seconds, images = saved_totals.get(step) or totals(step)
   return Run(eval_graphdef=training.eval_graphdef, state=state, total_steps=total_steps,
              steps_per_epoch=steps_per_epoch, num_classes=num_classes, interrupted=interrupted,
              train_seconds=seconds, images_per_second=images / max(seconds, 1e-9),
              skipped_steps=int(state['nonfinite_total']),
-             stop_signal=stop.signal_name if interrupted else None,
+             stop_signal=stop_signal,
              session_seconds=session_seconds, skipped_files=int(source.num_skipped))
