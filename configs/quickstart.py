@@ -6,17 +6,22 @@ Pretrains, then prints linear probe, kNN, class geometry and alignment/uniformit
 pretrained encoder next to the same network at its random initialisation. Override any field,
 e.g. ``--config.objective.name=balanced+adc`` or ``--config.train.num_steps=100``; unknown keys are
 refused. A second run with the same workdir resumes (or, when finished, just re-evaluates).
+
+``digits_run(objective)`` is this run's data, network, optimiser and views for any objective:
+the digits studies (``configs/studies/digits.py``) start from it.
 """
 
 from glf_jax.config import base_config
 
 
-def get_config():
-  config = base_config('simclr+adc', 'digits', 'resnet_tiny')
+def digits_run(objective='simclr+adc'):
+  """``objective`` on digits with the quickstart's network, optimiser and views; 40 epochs."""
+  config = base_config(objective, 'digits', 'resnet_tiny')
   config.model.width_multiplier = 2
   config.model.projector_hidden_dim = 128
   config.model.projection_dim = 64
-  config.objective.simclr.temperature = 0.2
+  if 'simclr' in config.objective:
+    config.objective.simclr.temperature = 0.2
   config.optim.name = 'adamw'
   config.optim.base_learning_rate = 2e-3
   config.optim.lr_scaling = 'none'
@@ -26,12 +31,17 @@ def get_config():
   config.train.epochs = 40
   config.train.log_every = 25
   config.checkpoint.every_steps = 100
-  config.eval.linear.epochs = 200
-  config.eval.alignment.examples = 256
-  config.eval.compare_random_init = True
   # Digits are 8x8 upscaled to 16x16: keep most of each crop so the digit stays legible.
   for view in (config.augment.view1, config.augment.view2):
     view.crop_scale = (0.5, 1.0)
     view.flip_prob = 0.0          # flipped digits are other symbols
     view.hue = 0.0
+  return config
+
+
+def get_config():
+  config = digits_run('simclr+adc')
+  config.eval.linear.epochs = 200
+  config.eval.alignment.examples = 256
+  config.eval.compare_random_init = True
   return config

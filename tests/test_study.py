@@ -288,3 +288,122 @@ def test_finished_cell_is_skipped_unless_its_settings_changed(tmp_path):
   (directory / 'config.json').write_text(json.dumps(saved))
   with pytest.raises(ValueError, match='train.num_steps'):
     study_runner.run_study(config, str(tmp_path))
+
+
+@pytest.mark.slow  # trains 2 cells with the prototype_bias evaluator (~60 s)
+def test_prototype_bias_smoke_end_to_end(tmp_path):
+  config = _study_config('prototype_bias')
+  summary = main.run(config, str(tmp_path))
+  assert summary['status'] == 'finished' and summary['missing'] == []
+  cutout = json.loads((tmp_path / 'cells' / 'cutout' / 'seed0' / 'config.json').read_text())
+  for view in ('view1', 'view2'):
+    assert cutout['augment'][view]['cutout_prob'] == 0.5
+  rows = _read_csv(tmp_path / 'results.csv')
+  assert [r['cell'] for r in rows] == ['base', 'cutout']
+  for r in rows:
+    assert float(r['prototype_bias/raw']) > float(r['prototype_bias/normalized']) > 0
+  markdown = (tmp_path / 'results.md').read_text(encoding='utf-8')
+  assert '## Correlations' in markdown
+  assert '| linear/top1 vs prototype_bias/normalized | all | 2 | nan |' in markdown  # n < 3
+  _assert_png(tmp_path / 'accuracy_vs_bias_normalized.png')
+
+
+@pytest.mark.slow  # trains 2 cohort cells of 2 members (~50 s)
+def test_cl_vs_nscl_smoke_study_of_cohorts_end_to_end(tmp_path):
+  config = _study_config('cl_vs_nscl')
+  summary = main.run(config, str(tmp_path))
+  assert summary['status'] == 'finished' and summary['missing'] == []
+  t1 = json.loads((tmp_path / 'cells' / 't1' / 'seed0' / 'config.json').read_text())
+  assert t1['mode'] == 'cohort' and 'study' not in t1
+  assert t1['cohort']['members']['cl']['objective']['simclr']['temperature'] == 1.0
+  assert t1['cohort']['members']['nscl']['objective']['nscl']['temperature'] == 1.0
+  tracks = [json.loads(line) for line in
+            (tmp_path / 'cells' / 't1' / 'seed0' / 'tracks.jsonl').read_text().splitlines()]
+  assert [t['step'] for t in tracks] == [0, 2, 4]
+  assert tracks[0]['pair/cl-nscl/cka_h'] == pytest.approx(1.0, abs=1e-6)
+  rows = _read_csv(tmp_path / 'results.csv')
+  assert [r['cell'] for r in rows] == ['main', 't1']
+  for r in rows:  # the last tracked values
+    assert 0 < float(r['pair/cl-nscl/cka_h']) <= 1 + 1e-6
+    assert float(r['pair/cl-nscl/weight_gap_sum']) > 0
+    assert r['pair/ce-cl/cka_h'] == ''  # no CE member in the smoke cells
+  for name in ('temperature_cka_h.png', 'over_training_cka_h.png', 'main_cka_h.png'):
+    _assert_png(tmp_path / name)
+
+
+def test_study_cell_may_add_a_cohort_member_but_not_misspell_a_key():
+  config = _study_config('cl_vs_nscl', arg='mini')
+  main_cell = study_runner.parse_cells(config.study)[0]
+  assert main_cell.name == 'main'
+  run_config = study_runner.build_cell_config(config, main_cell, 3)
+  assert sorted(run_config.cohort.members) == ['ce', 'cl', 'nscl', 'supcon']
+  assert run_config.seed == 3 and run_config.mode == 'cohort' and 'study' not in run_config
+  assert sorted(config.cohort.members) == ['cl', 'nscl']  # the study's own config is untouched
+  bad = study_runner.Cell('bad', {'cohort.member.ce.objective.name': 'ce'}, {}, None, 'cohort')
+  with pytest.raises(ValueError, match="no 'cohort.member'"):
+    study_runner.build_cell_config(config, bad, 0)
+
+
+def _write_summary(tmp_path, name, seed, summary, tracks=()):
+  directory = pathlib.Path(study_runner.cell_dir(str(tmp_path), name, seed))
+  directory.mkdir(parents=True)
+  (directory / 'summary.json').write_text(json.dumps({'status': 'finished', **summary}))
+  if tracks:
+    (directory / 'tracks.jsonl').write_text(''.join(json.dumps(t) + '\n' for t in tracks))
+
+
+def test_scatter_correlations_and_track_figures_on_synthetic_cells(tmp_path):
+  config = _study_config('prototype_bias', arg='mini')
+  names = [c.name for c in study_runner.parse_cells(config.study)]
+  # Recipe cells: accuracy falls exactly linearly with the normalised bias (r = -1), and the
+  # raw bias is its square (Spearman -1, Pearson close to but not -1).
+  bias = {'base': 0.1, 'cutout': 0.2, 'rotation': 0.3, 'noise': 0.4}
+  for name in names:
+    for seed in (0, 1, 2):
+      b = bias.get(name, 0.25) + 0.01 * seed
+      _write_summary(tmp_path, name, seed, {'mode': 'pretrain', 'pretrained': {
+          'linear/top1': 1.0 - b, 'knn/k20': 0.5, 'prototype_bias/raw': 10 * b * b,
+          'prototype_bias/normalized': b}})
+  result = aggregate_lib.aggregate(config, str(tmp_path), command='x')
+  assert result['missing'] == []
+  markdown = (tmp_path / 'results.md').read_text(encoding='utf-8')
+  # 4 recipe cells x 3 seeds; r over runs and over cell means.
+  assert '| linear/top1 vs prototype_bias/normalized | all | 12 | -1.000 | -1.000 | 4 | -1.000 |' \
+      in markdown
+  raw_line = next(l for l in markdown.splitlines() if 'vs prototype_bias/raw' in l)
+  r_raw = float(raw_line.split('|')[4])
+  assert -1.0 < r_raw < -0.95 and raw_line.split('|')[5].strip() == '-1.000'
+  _assert_png(tmp_path / 'accuracy_vs_bias_normalized.png')
+
+  # Track figures read each seed's tracks.jsonl; a cell without tracks draws nothing.
+  cohorts = _study_config('cl_vs_nscl', arg='mini')
+  track_dir = tmp_path / 'cohorts'
+  for seed in (0, 1):
+    _write_summary(track_dir, 'main', seed, {'mode': 'cohort', 'metrics': {
+        'pair/cl-nscl/cka_h': 0.9}}, tracks=[
+            {'step': s, 'pair/cl-nscl/cka_h': 1.0 - 0.001 * s * (seed + 1),
+             'pair/cl-supcon/cka_h': 1.0 - 0.002 * s, 'pair/ce-cl/cka_h': 1.0 - 0.003 * s,
+             'pair/cl-nscl/weight_gap_sum': 0.01 * s} for s in (0, 20, 40)])
+  aggregate_lib.aggregate(cohorts, str(track_dir), command='x')
+  for name in ('over_training_cka_h.png', 'over_training_weight_gap.png', 'main_cka_h.png'):
+    _assert_png(track_dir / name)
+  rows = aggregate_lib.collect(cohorts, str(track_dir))
+  steps, mean, std = aggregate_lib._tracked(rows, 'main', 'pair/cl-nscl/cka_h')  # pylint: disable=protected-access
+  np.testing.assert_allclose(steps, [0, 20, 40])
+  np.testing.assert_allclose(mean, [1.0, 0.97, 0.94])
+  np.testing.assert_allclose(std, np.std([[1.0, 0.98, 0.96], [1.0, 0.96, 0.92]], axis=0, ddof=1))
+  assert aggregate_lib._tracked(rows, 't0.1', 'pair/cl-nscl/cka_h') is None  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('spec, message', [
+    (dict(kind='scatter', metric='linear/top1'), 'x must be a metric name'),
+    (dict(kind='scatter', metric='linear/top1', x='nope/metric'), 'must be one of study.metrics'),
+    (dict(kind='bar', metric='nope/metric'), 'must be one of study.metrics'),
+    (dict(kind='bar', metric='linear/top1', metrics=['a']), 'for a track figure only'),
+])
+def test_bad_figures_are_refused(spec, message):
+  config = _study_config('prototype_bias', arg='mini')
+  with config.unlocked():
+    config.study.figures = (json.dumps(spec),)
+  with pytest.raises(ValueError, match=message):
+    study_runner.parse_figures(config.study)

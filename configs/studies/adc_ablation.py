@@ -30,7 +30,7 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
   SPEC).
 """
 
-from glf_jax.config import base_config, parse_config_arg, tiny
+from glf_jax.config import parse_config_arg
 from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
 
 WEIGHTS = (0.01, 0.1, 1.0, 10.0)       # the ν and υ grid of the paper's ablation
@@ -43,36 +43,15 @@ PAPER_LINEAR_TOP1 = {                  # CIFAR-10, ResNet-18 (SPEC §5)
 }
 
 
-def _digits_base():
-  """SimCLR + ADC on digits with the quickstart's network and optimiser (every number here)."""
-  config = base_config('simclr+adc', 'digits', 'resnet_tiny')
-  config.model.width_multiplier = 2
-  config.model.projector_hidden_dim = 128
-  config.model.projection_dim = 64
-  config.objective.simclr.temperature = 0.2
+def _digits_base(smoke=False):
+  """SimCLR + ADC on digits (``configs/studies/digits.py``) with ADC's settings here."""
+  config = load_config_file('configs/studies/digits.py:simclr+adc' + (',smoke' if smoke else ''))
   config.objective.adc.nu = 0.1
   config.objective.adc.upsilon = 0.1
   config.objective.adc.sigma2 = 0.5
   config.objective.adc.sigma2_prior = 0.5
   config.objective.adc.rho = 5.0
   config.prior.kind = 'pixels'
-  config.optim.name = 'adamw'
-  config.optim.base_learning_rate = 2e-3
-  config.optim.lr_scaling = 'none'
-  config.optim.weight_decay = 1e-4
-  config.optim.warmup_epochs = 1.0
-  config.train.batch_size = 256
-  config.train.epochs = 20
-  config.train.log_every = 25
-  config.checkpoint.every_steps = 100
-  config.eval.evaluators = ('linear', 'knn')
-  config.eval.linear.epochs = 100
-  config.eval.knn.k = (20,)
-  config.eval.compare_random_init = False
-  for view in (config.augment.view1, config.augment.view2):
-    view.crop_scale = (0.5, 1.0)
-    view.flip_prob = 0.0          # flipped digits are other symbols
-    view.hue = 0.0
   return config
 
 
@@ -140,18 +119,8 @@ def get_config(arg=None):
     figures = _sweep_figures(WEIGHTS, RHOS, SIGMA2S)
     seeds = (0, 1, 2)
   else:
-    config = _digits_base()
+    config = _digits_base(smoke=size == 'smoke')
     if size == 'smoke':
-      tiny(config)
-      config.train.num_steps = 3
-      config.train.batch_size = 64
-      config.train.log_every = 1
-      config.train.num_devices = 1        # one device: the smallest program to compile
-      config.optim.warmup_epochs = 0.0
-      config.checkpoint.every_steps = 1000
-      config.eval.linear.epochs = 2
-      config.eval.max_train_examples = 128
-      config.eval.max_test_examples = 64
       cells = [cell('baseline', {'objective.name': 'simclr'}), cell('adc', {})]
       figures = [figure('bar', 'linear/top1', file='ablation_linear_top1.png')]
       seeds = (0,)

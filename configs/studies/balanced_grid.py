@@ -22,40 +22,20 @@ accuracy heatmap over (α, λ) and a bar chart of every cell.
   are ResNet-50 on ImageNet, so no paper column is given for this CIFAR-10 table.
 """
 
-from glf_jax.config import base_config, parse_config_arg, tiny
+from glf_jax.config import parse_config_arg
 from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
 
 NTXENT_BASELINE = {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5,
                    'objective.simclr.similarity': 'cosine'}
 
 
-def _digits_base():
-  """The balanced loss on digits with the quickstart's network and optimiser."""
-  config = base_config('balanced', 'digits', 'resnet_tiny')
-  config.model.width_multiplier = 2
-  config.model.projector_hidden_dim = 128
-  config.model.projection_dim = 64
+def _digits_base(smoke=False):
+  """The balanced loss on digits (``configs/studies/digits.py``), α = 4, λ = 2, cosine."""
+  config = load_config_file('configs/studies/digits.py:balanced' + (',smoke' if smoke else ''))
   config.objective.balanced.alpha = 4.0
   config.objective.balanced.lam = 2.0
   config.objective.balanced.include_positive = False
   config.objective.balanced.similarity = 'cosine'
-  config.optim.name = 'adamw'
-  config.optim.base_learning_rate = 2e-3
-  config.optim.lr_scaling = 'none'
-  config.optim.weight_decay = 1e-4
-  config.optim.warmup_epochs = 1.0
-  config.train.batch_size = 256
-  config.train.epochs = 20
-  config.train.log_every = 25
-  config.checkpoint.every_steps = 100
-  config.eval.evaluators = ('linear', 'knn')
-  config.eval.linear.epochs = 100
-  config.eval.knn.k = (20,)
-  config.eval.compare_random_init = False
-  for view in (config.augment.view1, config.augment.view2):
-    view.crop_scale = (0.5, 1.0)
-    view.flip_prob = 0.0          # flipped digits are other symbols
-    view.hue = 0.0
   return config
 
 
@@ -96,18 +76,8 @@ def get_config(arg=None):
     alphas = lams = (1, 2, 4, 8)
     cells, figures, seeds = _cells(alphas, lams), _figures(alphas, lams), (0, 1, 2)
   else:
-    config = _digits_base()
+    config = _digits_base(smoke=size == 'smoke')
     if size == 'smoke':
-      tiny(config)
-      config.train.num_steps = 3
-      config.train.batch_size = 64
-      config.train.log_every = 1
-      config.train.num_devices = 1        # one device: the smallest program to compile
-      config.optim.warmup_epochs = 0.0
-      config.checkpoint.every_steps = 1000
-      config.eval.linear.epochs = 2
-      config.eval.max_train_examples = 128
-      config.eval.max_test_examples = 64
       cells = [cell('ntxent_t0.5', NTXENT_BASELINE), cell('a4_l2', {})]
       figures = [figure('bar', 'linear/top1', file='cells_linear_top1.png')]
       seeds = (0,)

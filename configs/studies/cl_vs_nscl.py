@@ -1,34 +1,49 @@
-"""A shared-randomness cohort (arXiv 2510.08852 §5): CL, NSCL, SupCon and CE trained in lockstep.
+"""CL vs NSCL under shared randomness (arXiv 2510.08852 §5): a study of cohorts.
 
-    python -m glf_jax.main --config configs/studies/cl_vs_nscl.py:mini \
-        --workdir runs/cohort_mini
-    python -m glf_jax.main --config configs/studies/cl_vs_nscl.py:paper --workdir runs/cohort_c10
-    python -m glf_jax.main --config configs/studies/cl_vs_nscl.py:mini \
+    python -m glf_jax.main --config configs/studies/cl_vs_nscl.py:mini --workdir runs/cl_nscl_mini
+    python -m glf_jax.main --config configs/studies/cl_vs_nscl.py:paper --workdir runs/cl_nscl
+    # one cohort alone (mode 'cohort'), any member setting from the command line:
+    python -m glf_jax.main --config configs/studies/cl_vs_nscl.py:mini,cohort \
         --config.cohort.members.nscl.objective.nscl.temperature=0.2 --workdir runs/cohort_t02
 
-``config.mode = 'cohort'`` (``glf_jax.study.cohort``): the four members start from one parameter
-copy, see the same batches and the same augmentation keys, and differ only in their objective:
-``cl`` (SimCLR, τ = 0.5), ``nscl`` (NSCL, τ = 0.5), ``supcon`` (SupCon, τ = 0.1, its paper's value)
-and ``ce`` (cross-entropy on a linear classifier on ``h``). Every ``cohort.track_every`` steps and at
-step 0: CKA / RSA on ``h`` and ``z`` and the weight gap (sum and mean over the backbone's kernels)
-for every pair, and each member's kNN accuracy, in ``tracks.jsonl`` / ``tracks.png``.
+Every cell is a cohort (``config.mode = 'cohort'``, ``glf_jax.study.cohort``): its members start
+from one parameter copy, see the same batches and the same augmentation keys, and differ only in
+their objective: ``cl`` (SimCLR), ``nscl`` (NSCL), and in the ``main`` cell also ``supcon``
+(SupCon, τ = 0.1, its paper's value) and ``ce`` (cross-entropy on a linear classifier on ``h``).
+Every ``cohort.track_every`` steps and at step 0: CKA / RSA on ``h`` and ``z``, the weight gap
+(sum and mean over the backbone's kernels) for every pair, each member's kNN accuracy
+(``tracks.jsonl`` / ``tracks.png`` in each cell). The study reports the last tracked values
+(mean ± std over seeds) and draws them against the axes and over training.
 
-* ``:smoke`` — 2 members (cl, nscl), 4 steps on digits, a tiny network: the tests.
+Axes (the paper's): CL and NSCL temperature τ (the ``main`` cell is τ = 0.5), batch size with
+the learning rate scaled by ``optim.lr_scaling`` (``sqrt`` here; the reference batch is 256, so
+the ``main`` cell's rate is unchanged) and the number of classes (``data.num_classes_subset``,
+classes chosen by ``data.class_subset_seed``).
+
+* ``:smoke`` — 2 cohort cells (``main``, ``t1``: τ 0.5 and 1.0) of cl + nscl, 4 steps on digits, tiny network,
+  1 seed: the tests.
 * ``:mini`` (default) — scikit-learn's digits (1,347 / 450 images, 16 px) with the quickstart's
-  network and optimiser, 20 epochs (100 steps of 256), tracked every 10 steps on all 450 test
-  images, kNN bank the 1,347 training images. Our choice, for a 2-core CPU.
+  network and optimiser, 100 steps of 256 (20 epochs; the subset cells keep 100 steps), tracked
+  every 20 steps on all 450 test images (kNN bank: the training images), 3 seeds. Cells:
+  ``main`` (τ 0.5, 4 members), ``t0.1``, ``t1`` (τ 1.0), ``b64`` (batch 64, 20 epochs = 420 steps,
+  lr × 0.5), ``c2``, ``c5`` (2- and 5-way class subsets): 6 cohorts × 3 seeds. Our choice, for a
+  2-core CPU.
 * ``:paper`` — CIFAR-10, ResNet-18, ``configs/simclr.py``'s optimiser (LARS, 0.4 · batch / 256,
-  batch 512), τ = 0.5 for CL and NSCL, tracked every 1,000 steps on 10,000 test images (the
-  official code's cap), RSA on their first 5,000, weight gap on the backbone's kernels
-  (``--config.cohort.weight_gap_layers=backbone_bn`` adds BatchNorm's γ as the official script).
-  The epochs are ``configs/simclr.py``'s 1,000; set ``--config.train.epochs`` to the budget.
+  batch 512), tracked every 1,000 steps on 10,000 test images (the official code's cap), RSA on
+  their first 5,000, weight gap on the backbone's kernels (``--config.cohort.weight_gap_layers=
+  backbone_bn`` adds BatchNorm's γ as the official script); τ ∈ {0.1, 0.2, 0.5, 1.0}, batch ∈
+  {128, 256, 512, 1024}, classes ∈ {2, 5, 10} (at a fixed number of epochs: fewer steps with
+  fewer classes); 3 seeds. The epochs are ``configs/simclr.py``'s
+  1,000; set ``--config.train.epochs`` to the budget.
 
-A study over temperature, batch size or number of classes (``configs/studies/``, ``mode='study'``)
-uses :func:`cohort_base` as the base of its ``mode='cohort'`` cells.
+``:<size>,cohort`` is the ``main`` cell alone as a cohort config (``cohort_base``).
 """
 
-from glf_jax.config import base_config, parse_config_arg, tiny
+import json
+
+from glf_jax.config import base_config, parse_config_arg
 from glf_jax.study.cohort import cohort_config
+from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
 
 MEMBERS = (
     ('cl', {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5}),
@@ -39,25 +54,12 @@ MEMBERS = (
 
 
 def _digits(smoke: bool):
-  config = base_config('simclr', 'digits', 'resnet_tiny')
-  config.model.width_multiplier = 2             # the quickstart's network
-  config.model.projector_hidden_dim = 128
-  config.model.projection_dim = 64
-  config.optim.name = 'adamw'
-  config.optim.base_learning_rate = 2e-3
-  config.optim.lr_scaling = 'none'
-  config.optim.weight_decay = 1e-4
-  config.optim.warmup_epochs = 1.0
-  config.train.batch_size = 256
-  config.train.epochs = 20
+  """SimCLR on digits (``configs/studies/digits.py``: the quickstart's network and optimiser,
+  20 epochs); the members set their own objectives."""
+  config = load_config_file('configs/studies/digits.py:simclr' + (',smoke' if smoke else ''))
   config.train.log_every = 10
   config.checkpoint.every_steps = 50
-  for view in (config.augment.view1, config.augment.view2):
-    view.crop_scale = (0.5, 1.0)
-    view.flip_prob = 0.0          # flipped digits are other symbols
-    view.hue = 0.0
   if smoke:
-    tiny(config)
     config.train.batch_size = 32
     config.train.num_steps = 4
     config.train.log_every = 1
@@ -85,20 +87,104 @@ def _cifar10():
   return config
 
 
+SIZES = ('smoke', 'mini', 'paper')
+PAIR = 'pair/cl-nscl'
+TEMPERATURE_KEYS = ('cohort.members.cl.objective.simclr.temperature',
+                    'cohort.members.nscl.objective.nscl.temperature')
+
+
 def cohort_base(arg=None):
-  """The cohort config for ``arg`` (``smoke``, ``mini`` or ``paper``)."""
-  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'paper')),
-                       defaults=dict(size='mini'))
-  size = a['size']
+  """The ``main`` cohort for ``arg`` (``smoke``, ``mini`` or ``paper``): a ``mode='cohort'``
+  config."""
+  size = parse_config_arg(arg, choices=dict(size=SIZES), defaults=dict(size='mini'))['size']
   if size == 'paper':
     return cohort_config(_cifar10(), MEMBERS, track_every=1000, probe_examples=10_000,
                          knn_examples=10_000, rsa_examples=5000, weight_gap_layers='backbone')
   if size == 'smoke':
     return cohort_config(_digits(True), MEMBERS[:2], track_every=2, probe_examples=48,
                          knn_examples=64, rsa_examples=48)
-  return cohort_config(_digits(False), MEMBERS, track_every=10, probe_examples=450,
+  config = _digits(False)
+  config.optim.lr_scaling = 'sqrt'   # x1 at batch 256; the b64 cell's rate follows its batch
+  return cohort_config(config, MEMBERS, track_every=20, probe_examples=450,
                        knn_examples=1347, rsa_examples=450)
 
 
+def _temperature(t):
+  return {key: float(t) for key in TEMPERATURE_KEYS}
+
+
+def _member_overrides(members):
+  """``cohort.members.<name>.<key>`` overrides that add ``members`` to a cell's cohort."""
+  return {f'cohort.members.{name}.{key}': value for name, keys in members
+          for key, value in keys.items()}
+
+
+def _cells(temperatures, batch_sizes, class_counts, *, main_t, main_extra, subset_steps=None):
+  """``main`` (τ = ``main_t``, with the ``main_extra`` members) and one cl + nscl cohort per
+  other value of each axis."""
+  cells = [cell('main', _member_overrides(main_extra), mode='cohort')]
+  cells += [cell(f't{t:g}', _temperature(t), mode='cohort') for t in temperatures if t != main_t]
+  cells += [cell(f'b{b}', {'train.batch_size': b}, mode='cohort') for b in batch_sizes]
+  steps = {'train.num_steps': subset_steps} if subset_steps else {}
+  cells += [cell(f'c{c}', {'data.num_classes_subset': c, **steps}, mode='cohort')
+            for c in class_counts]
+  return cells
+
+
+def _figures(temperature_cells, batch_cells, class_cells):
+  figures = []
+  for metric, name in ((f'{PAIR}/cka_h', 'cka_h'), (f'{PAIR}/rsa_h_pearson', 'rsa_h'),
+                       (f'{PAIR}/weight_gap_sum', 'weight_gap')):
+    figures.append(figure('line', metric, x=TEMPERATURE_KEYS[0], cells=temperature_cells,
+                          log_x=True, file=f'temperature_{name}.png'))
+    figures.append(figure('line', metric, x='train.batch_size', cells=batch_cells, log_x=True,
+                          file=f'batch_{name}.png'))
+    figures.append(figure('line', metric, x='data.num_classes_subset', cells=class_cells,
+                          file=f'classes_{name}.png'))
+  for metric, name in ((f'{PAIR}/cka_h', 'cka_h'), (f'{PAIR}/weight_gap_sum', 'weight_gap')):
+    figures.append(figure('track', metric, file=f'over_training_{name}.png'))
+  # NSCL vs SupCon and CE as CL's neighbours, in the main cell.
+  figures.append(figure('track', f'{PAIR}/cka_h', cells=['main'], file='main_cka_h.png',
+                        metrics=[f'{PAIR}/cka_h', 'pair/cl-supcon/cka_h', 'pair/ce-cl/cka_h']))
+  return figures
+
+
 def get_config(arg=None):
-  return cohort_base(arg)
+  a = parse_config_arg(arg, choices=dict(size=SIZES, flags=('cohort',)),
+                       defaults=dict(size='mini'))
+  size = a['size']
+  config = cohort_base(size)
+  if a['cohort']:
+    return config
+  # The study's base cohort is CL + NSCL; the main cell adds SupCon and CE (the axis cells
+  # compare CL with NSCL only, at a third of the cost).
+  extra = [(name, keys) for name, keys in MEMBERS if name not in ('cl', 'nscl')]
+  with config.unlocked():
+    for name, _ in extra:
+      if name in config.cohort.members:
+        del config.cohort.members[name]
+    # All of digits' / CIFAR-10's 10 classes (the same examples in the same order): the main
+    # cell's point on the class axis.
+    config.data.num_classes_subset = 10
+  if size == 'paper':
+    seeds = (0, 1, 2)
+    cells = _cells((0.1, 0.2, 0.5, 1.0), (128, 256, 1024), (2, 5), main_t=0.5, main_extra=extra)
+  elif size == 'smoke':
+    seeds = (0,)
+    cells = _cells((1.0,), (), (), main_t=0.5, main_extra=())
+  else:
+    seeds = (0, 1, 2)
+    cells = _cells((0.1, 1.0), (64,), (2, 5), main_t=0.5, main_extra=extra, subset_steps=100)
+  names = [json.loads(c)['name'] for c in cells]
+  axis = lambda prefix: ['main'] + [n for n in names if n[0] == prefix and n[1].isdigit()]
+  config.study = default_study_config('cl_vs_nscl' + ('' if size == 'paper' else f'_{size}'))
+  config.study.cells = tuple(cells)
+  config.study.seeds = seeds
+  config.study.metrics = tuple(
+      [f'{PAIR}/{m}' for m in ('cka_h', 'cka_z', 'rsa_h_pearson', 'rsa_h_spearman',
+                               'weight_gap_sum', 'weight_gap_mean')]
+      + ['pair/cl-supcon/cka_h', 'pair/ce-cl/cka_h', 'pair/nscl-supcon/cka_h',
+         'pair/ce-nscl/cka_h', 'member/cl/knn_top1', 'member/nscl/knn_top1'])
+  config.study.figures = tuple(_figures(axis('t'), axis('b'), axis('c')))
+  config.mode = 'study'
+  return config

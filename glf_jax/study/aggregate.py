@@ -162,7 +162,7 @@ def _markdown(config, rows, cells, table, *, command: str, workdir: str) -> str:
     if c.base:
       overrides = f'base {c.base}; {overrides}'
     row = [f'`{c.name}`', overrides]
-    counts = {table[c.name][m]['n'] for m in metrics}
+    counts = {table[c.name][m]['n'] for m in metrics if table[c.name][m]['n']} or {0}
     for m in metrics:
       stats = table[c.name][m]
       text = format_mean_std(stats)
@@ -175,7 +175,64 @@ def _markdown(config, rows, cells, table, *, command: str, workdir: str) -> str:
     row.append(str(max(counts) if counts else 0))
     lines.append('| ' + ' | '.join(row).replace('\n', ' ') + ' |')
   lines.append('')
+  lines += correlation_lines(config, rows, cells, study_runner.parse_figures(study))
   return '\n'.join(lines)
+
+
+def _pearson_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+  """Pearson's and Spearman's r (nan when either side is constant or n < 3)."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    return math.nan, math.nan
+  rank = lambda v: np.argsort(np.argsort(v, kind='stable'), kind='stable').astype(np.float64)
+  pearson = float(np.corrcoef(x, y)[0, 1])
+  spearman = float(np.corrcoef(rank(x), rank(y))[0, 1])  # ties: rare for measured floats
+  return pearson, spearman
+
+
+def scatter_points(config, spec: dict, rows: Sequence[dict], cells) -> dict[str, list[tuple]]:
+  """``{group: [(cell, seed, x, y), ...]}`` of a scatter figure's finished runs; the group is
+  the cell's value of ``series`` (``'all'`` without one)."""
+  chosen = _figure_cells(spec, cells)
+  series = spec.get('series')
+  values = _cell_values(config, chosen, [series]) if series else {}
+  names = {c.name for c in chosen}
+  groups: dict[str, list[tuple]] = {}
+  for r in rows:
+    if r['cell'] not in names or r['status'] != 'finished':
+      continue
+    x, y = r['metrics'].get(spec['x']), r['metrics'].get(spec['metric'])
+    if x is None or y is None:
+      continue
+    group = f'{series}={values[r["cell"]][series]}' if series else 'all'
+    groups.setdefault(group, []).append((r['cell'], r['seed'], x, y))
+  return groups
+
+
+def correlation_lines(config, rows, cells, figures) -> list[str]:
+  """``results.md``'s correlation table: one row per scatter figure and group, over runs and
+  over cell means."""
+  lines = []
+  for spec in figures:
+    if spec['kind'] != 'scatter':
+      continue
+    for group, points in scatter_points(config, spec, rows, cells).items():
+      r_runs, rho_runs = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
+      by_cell: dict[str, list[tuple]] = {}
+      for p in points:
+        by_cell.setdefault(p[0], []).append(p)
+      means = [(np.mean([p[2] for p in ps]), np.mean([p[3] for p in ps]))
+               for ps in by_cell.values()]
+      r_cells, _ = _pearson_spearman([m[0] for m in means], [m[1] for m in means])
+      lines.append(f'| {spec["metric"]} vs {spec["x"]} | {group} | {len(points)} | '
+                   f'{r_runs:.3f} | {rho_runs:.3f} | {len(means)} | {r_cells:.3f} |')
+  if not lines:
+    return []
+  return ['## Correlations', '',
+          "Pearson's r (and Spearman's ρ) over the finished runs (one point per cell and seed), "
+          "and Pearson's r over the cells' means; nan: fewer than 3 points or a constant side.",
+          '', '| metrics | group | runs | r (runs) | ρ (runs) | cells | r (cell means) |',
+          '|---|---|---|---|---|---|---|', *lines, '']
 
 
 def _save_png(fig, path: str) -> str:
@@ -214,7 +271,7 @@ def _figure_cells(spec, cells):
   if spec.get('cells'):
     by_name = {c.name: c for c in cells}
     return [by_name[n] for n in spec['cells'] if n in by_name]
-  if spec['kind'] == 'bar':
+  if spec['kind'] in ('bar', 'scatter', 'track'):
     return list(cells)
   keys = [spec['x']] + ([spec['y']] if spec['kind'] == 'heatmap' else [])
   return [c for c in cells if all(k in c.overrides for k in keys)]
@@ -226,16 +283,85 @@ def _number(value) -> float | None:
   return float(value)
 
 
-def draw_figure(config, spec: dict, cells, table, path: str) -> str | None:
+def _tracked(rows: Sequence[dict], cell_name: str, metric: str):
+  """``(steps, mean, std)`` of a cohort cell's tracked ``metric`` over its finished seeds (the
+  steps every seed tracked); None without data."""
+  from glf_jax.study import cohort  # pylint: disable=g-import-not-at-top  (jax-heavy; only here)
+  per_seed = []
+  for r in rows:
+    if r['cell'] == cell_name and r['status'] == 'finished':
+      points = {t['step']: t[metric] for t in cohort.read_tracks(r['dir'])
+                if isinstance(t.get(metric), (int, float))}
+      if points:
+        per_seed.append(points)
+  if not per_seed:
+    return None
+  steps = sorted(set.intersection(*[set(p) for p in per_seed]))
+  values = np.array([[p[s] for s in steps] for p in per_seed], np.float64)
+  std = values.std(axis=0, ddof=1) if len(per_seed) > 1 else np.zeros(len(steps))
+  return np.array(steps), values.mean(axis=0), std
+
+
+def draw_figure(config, spec: dict, cells, table, path: str,
+                rows: Sequence[dict] = ()) -> str | None:
   """Draws one figure to ``path``; None (nothing written) when no cell has data for it."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top  (headless)
   metric = spec['metric']
-  chosen = [c for c in _figure_cells(spec, cells) if table[c.name][metric]['n']]
-  if not chosen:
-    return None
   title = spec.get('title') or f'{config.study.name}: {metric}'
   fig = Figure(figsize=(6.4, 4.4))
   ax = fig.add_subplot(1, 1, 1)
+  if spec['kind'] == 'track':
+    drawn = False
+    tracked = spec.get('metrics') or [metric]
+    for c in _figure_cells(spec, cells):
+      for m in tracked:
+        curve = _tracked(rows, c.name, m)
+        if curve is None:
+          continue
+        steps, mean, std = curve
+        label = c.name if len(tracked) == 1 else f'{c.name}: {m}'
+        line, = ax.plot(steps, mean, marker='.', label=label)
+        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        drawn = True
+    if not drawn:
+      return None
+    ax.set_xlabel('step')
+    ax.set_ylabel(metric if len(tracked) == 1 else 'tracked value')
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.set_title(title + ' (mean ± std over seeds)', fontsize=10)
+    fig.tight_layout()
+    return _save_png(fig, path)
+  if spec['kind'] == 'scatter':
+    groups = scatter_points(config, spec, rows, cells)
+    if not groups:
+      return None
+    markers = 'osD^v<>'
+    colours = {}
+    for g, (group, points) in enumerate(groups.items()):
+      for cell_name, _, x, y in points:
+        colour = colours.setdefault(cell_name, f'C{len(colours) % 10}')
+        ax.scatter(x, y, color=colour, marker=markers[g % len(markers)], alpha=0.8)
+    for cell_name, colour in colours.items():
+      ax.scatter([], [], color=colour, label=cell_name)
+    for g, group in enumerate(groups):
+      if len(groups) > 1:
+        ax.scatter([], [], color='grey', marker=markers[g % len(markers)], label=group)
+    ax.legend(fontsize=7)
+    ax.set_xlabel(spec['x'])
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    rs = []
+    for group, points in groups.items():
+      r, _ = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
+      rs.append(f'{group}: r = {r:.2f} (n = {len(points)})' if len(groups) > 1
+                else f'r = {r:.2f} (n = {len(points)})')
+    ax.set_title(spec.get('title') or f'{config.study.name}: ' + '; '.join(rs), fontsize=9)
+    fig.tight_layout()
+    return _save_png(fig, path)
+  chosen = [c for c in _figure_cells(spec, cells) if table[c.name][metric]['n']]
+  if not chosen:
+    return None
   if spec['kind'] == 'bar':
     names = [c.name for c in chosen]
     means = [table[n][metric]['mean'] for n in names]
@@ -333,7 +459,8 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
   written.append(path)
   skipped_figures = []
   for spec in figures:
-    drawn = draw_figure(config, spec, cells, table, os.path.join(workdir, _figure_file(spec)))
+    drawn = draw_figure(config, spec, cells, table, os.path.join(workdir, _figure_file(spec)),
+                        rows)
     if drawn:
       written.append(drawn)
     else:

@@ -19,10 +19,12 @@ Cells are JSON strings so that a study round-trips through ``config.json`` and i
 (``--config.study.shard=1/4``, ``--config.train.epochs=50``).
 
 A cell's run config is the study config without ``study`` (or, with ``base``, that config file's
-``get_config``), then the cell's overrides, ``seed`` and ``mode`` (``pretrain``; ``cohort`` keeps
-the ``study`` sub-tree, which the cohort reads). Override keys must exist, except under
+``get_config``), then the cell's overrides, ``seed`` and ``mode`` (``pretrain``, or ``cohort``: then
+the study config's ``cohort`` sub-tree says the members, and a cell's overrides may set
+``cohort.members.<name>.<key>``). Override keys must exist, except under
 ``objective.`` where a term's settings may be added (``objective.simclr.temperature`` on a
-balanced base): ``build_objective`` refuses unknown ones. It runs in
+balanced base): ``build_objective`` refuses unknown ones; and under ``cohort.members.``, where a
+cell may add a member (``cohort.members.ce.objective.name='ce'``). It runs in
 ``<workdir>/cells/<cell>/seed<k>/`` through ``glf_jax.runner.run``, so resume, SIGTERM and
 evaluation work per cell. Runs go seed by seed (every cell of seed 0 first), so a study stopped
 half way has whole comparisons. A cell whose ``summary.json`` says finished (with an evaluation)
@@ -53,15 +55,14 @@ from glf_jax import run_records
 CELLS_DIR = 'cells'
 STUDY_CONFIG = 'study_config.json'
 CELL_MODES = ('pretrain', 'cohort')
-FIGURE_KINDS = ('line', 'heatmap', 'bar')
+FIGURE_KINDS = ('line', 'heatmap', 'bar', 'scatter', 'track')
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.=+-]*$')
 _CELL_KEYS = ('name', 'overrides', 'paper', 'base', 'mode')
-_FIGURE_KEYS = ('kind', 'metric', 'x', 'y', 'cells', 'series', 'log_x', 'file', 'title')
+_FIGURE_KEYS = ('kind', 'metric', 'x', 'y', 'cells', 'series', 'log_x', 'file', 'title',
+                'metrics')
 # Keys that may change between invocations of a study without changing a finished cell: the
-# run-level ones glf_jax.config ignores on resume, and (cohort cells keep ``study``) the study's.
-_IGNORED_ON_SKIP = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags', 'study.name',
-                    'study.cells', 'study.seeds', 'study.metrics', 'study.figures', 'study.shard',
-                    'study.only_cells', 'study.aggregate_only')
+# run-level ones glf_jax.config ignores on resume.
+_IGNORED_ON_SKIP = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags')
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -92,8 +93,12 @@ def figure(kind: str, metric: str, **settings) -> str:
 
   ``line``: ``metric`` against the numeric key ``x`` (mean ± std over seeds), one line per value
   of ``series`` (a key; optional), ``log_x``; ``heatmap``: mean ``metric`` over keys ``x`` and
-  ``y``; ``bar``: mean ± std per cell, the paper's value as a marker. ``cells``: the cells drawn
-  (default: line/heatmap, those whose overrides set ``x``; bar, all). ``file``: the PNG's name.
+  ``y``; ``bar``: mean ± std per cell, the paper's value as a marker; ``scatter``: ``metric``
+  against the metric ``x``, one point per finished (cell, seed), one colour per cell, Pearson's
+  r in the title (and in ``results.md``), per value of ``series`` if given; ``track``: a cohort
+  cell's tracked ``metric`` (or each of ``metrics``) against the training step, mean ± std over
+  seeds, one line per cell. ``cells``: the cells drawn (default: line/heatmap, those whose
+  overrides set ``x``; the others, all). ``file``: the PNG's name.
   """
   return json.dumps({'kind': kind, 'metric': metric, **settings})
 
@@ -171,11 +176,23 @@ def parse_figures(study) -> list[dict]:
                        f'{spec.get("kind")!r}')
     if not isinstance(spec.get('metric'), str):
       raise ValueError(f'{where}.metric must be a metric name, got {spec.get("metric")!r}')
-    needed = {'line': ('x',), 'heatmap': ('x', 'y'), 'bar': ()}[spec['kind']]
+    needed = {'line': ('x',), 'heatmap': ('x', 'y'), 'bar': (), 'scatter': ('x',),
+              'track': ()}[spec['kind']]
     for key in needed:
       if not isinstance(spec.get(key), str):
-        raise ValueError(f'{where}.{key} must be a dotted config key for a {spec["kind"]} '
-                         f'figure, got {spec.get(key)!r}')
+        what = 'a metric name' if spec['kind'] == 'scatter' else 'a dotted config key'
+        raise ValueError(f'{where}.{key} must be {what} for a {spec["kind"]} figure, got '
+                         f'{spec.get(key)!r}')
+    if spec['kind'] != 'track' and spec['metric'] not in study.metrics:
+      raise ValueError(f'{where}.metric {spec["metric"]!r} must be one of study.metrics '
+                       f'{list(study.metrics)}')
+    if spec['kind'] == 'scatter' and spec['x'] not in study.metrics:
+      raise ValueError(f'{where}.x {spec["x"]!r} must be one of study.metrics '
+                       f'{list(study.metrics)}')
+    if 'metrics' in spec and (spec['kind'] != 'track' or not isinstance(spec['metrics'], list)
+                              or not all(isinstance(m, str) for m in spec['metrics'])):
+      raise ValueError(f'{where}.metrics (several tracked metrics) is a list of names, for a '
+                       f'track figure only, got {spec["metrics"]!r}')
     figures.append(spec)
   return figures
 
@@ -228,27 +245,39 @@ def cell_dir(workdir: str, cell_name: str, seed: int) -> str:
   return os.path.join(workdir, CELLS_DIR, cell_name, f'seed{seed}')
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """``get_config(arg)`` of ``path[:arg]``; a relative path is tried from the working directory,
-  then from the repository root."""
-  path, _, arg = spec.partition(':')
+def load_config_module(path: str):
+  """The config file ``path`` as a module (its helpers, e.g. ``configs/quickstart.py``'s
+  ``digits_run``); a relative path is tried from the working directory, then from the
+  repository root."""
   if not os.path.isabs(path) and not os.path.exists(path):
     path = os.path.join(_REPO_ROOT, path)
   if not os.path.isfile(path):
-    raise ValueError(f'study cell base {spec!r}: no config file {path}')
+    raise ValueError(f'no config file {path}')
   module_spec = importlib.util.spec_from_file_location(
-      f'_glf_study_base_{abs(hash(path))}', path)
+      f'_glf_config_{abs(hash(path))}', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of ``path[:arg]`` (path as :func:`load_config_module`)."""
+  path, _, arg = spec.partition(':')
+  try:
+    module = load_config_module(path)
+  except ValueError as e:
+    raise ValueError(f'config {spec!r}: {e}') from None
   return module.get_config(arg) if arg else module.get_config()
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any],
                     where: str) -> None:
-  """Sets each dotted key; only keys under ``objective.`` may be new (term settings)."""
+  """Sets each dotted key; only keys under ``objective.`` (term settings) and
+  ``cohort.members.`` (a member added to a cohort cell) may be new."""
   for key, value in overrides.items():
     parts = key.split('.')
-    may_add = parts[0] == 'objective' and len(parts) >= 2
+    may_add = ((parts[0] == 'objective' and len(parts) >= 2)
+               or (parts[:2] == ['cohort', 'members'] and len(parts) >= 4))
     node = config
     for depth, part in enumerate(parts[:-1]):
       if part not in node:
@@ -278,9 +307,10 @@ def build_cell_config(config: ml_collections.ConfigDict, cell_spec: Cell,
     run_config = load_config_file(cell_spec.base)
   else:
     run_config = copy.deepcopy(config)
-    if cell_spec.mode != 'cohort':
-      with run_config.unlocked():
-        del run_config['study']
+    with run_config.unlocked():
+      del run_config['study']
+      if cell_spec.mode != 'cohort' and 'cohort' in run_config:
+        del run_config['cohort']
   apply_overrides(run_config, cell_spec.overrides, f'study cell {cell_spec.name!r}')
   with run_config.unlocked():
     run_config.seed = seed
@@ -340,6 +370,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> dict:
     config_lib.validate(run_config)
     if cell_spec.mode == 'pretrain':
       methods.build_objective(run_config.objective)  # unknown term keys, out-of-range values
+    else:
+      from glf_jax.study import cohort  # pylint: disable=g-import-not-at-top  (cycle)
+      cohort.check_cohort_config(run_config)
+      for name in cohort.member_names(run_config):  # (the classes are the data's at training)
+        member = cohort.member_config(run_config, name, num_classes=2)
+        methods.build_objective(member.objective)
     configs[cell_spec.name, seed] = run_config
   ran, skipped = [], []
   if not study.aggregate_only:

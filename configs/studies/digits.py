@@ -1,0 +1,42 @@
+"""One run of the digits studies: ``configs/quickstart.py``'s run for 20 epochs, studies' eval.
+
+    python -m glf_jax.main --config configs/studies/digits.py:balanced --workdir runs/digits_bal
+
+The ``:mini`` sizes of ``adc_ablation``, ``balanced_grid``, ``prototype_bias`` and
+``cl_vs_nscl`` start from this (the argument: the objective, default ``simclr+adc``):
+scikit-learn's digits (1,347 train / 450 test images, 8x8 upscaled to 16 px), the quickstart's
+small ResNet (width x2), AdamW at 2e-3, batch 256, 20 epochs (100 steps), then a linear probe
+(100 epochs) and kNN (k = 20) on the pretrained encoder only. ``:smoke`` words after a comma
+shrink it for the tests (``configs/studies/digits.py:simclr,smoke``): a tiny network, 3 steps
+of 64 on one device, a linear probe of 2 epochs on 128 / 64 images.
+"""
+
+from glf_jax.config import tiny
+from glf_jax.study.runner import load_config_module
+
+
+def get_config(arg=None):
+  words = [w.strip() for w in (arg or '').split(',') if w.strip()]
+  objective = next((w for w in words if w != 'smoke'), 'simclr+adc')
+  smoke = 'smoke' in words
+  if len(words) > 1 + smoke:
+    raise ValueError(f'configs/studies/digits.py takes an objective and optionally "smoke", got '
+                     f'{arg!r}')
+  config = load_config_module('configs/quickstart.py').digits_run(objective)
+  config.train.epochs = 20
+  config.eval.evaluators = ('linear', 'knn')
+  config.eval.linear.epochs = 100
+  config.eval.knn.k = (20,)
+  config.eval.compare_random_init = False
+  if smoke:
+    tiny(config)
+    config.train.num_steps = 3
+    config.train.batch_size = 64
+    config.train.log_every = 1
+    config.train.num_devices = 1        # one device: the smallest program to compile
+    config.optim.warmup_epochs = 0.0
+    config.checkpoint.every_steps = 1000
+    config.eval.linear.epochs = 2
+    config.eval.max_train_examples = 128
+    config.eval.max_test_examples = 64
+  return config

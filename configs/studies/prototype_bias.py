@@ -1,0 +1,107 @@
+"""Prototype representation bias against accuracy (arXiv 2510.10572 §5): augmentation recipes,
+and uniform vs long-tailed classes.
+
+    python -m glf_jax.main --config configs/studies/prototype_bias.py:mini --workdir runs/pbias_mini
+    python -m glf_jax.main --config configs/studies/prototype_bias.py:paper --workdir runs/pbias
+
+Each cell pretrains, then evaluates a linear probe, kNN and the ``prototype_bias`` evaluator
+(``glf_jax/evaluate/prototype_bias.py``: ``K`` augmentations of each test image drawn with the
+cell's own view recipe; the bias on raw ``h`` — the paper's units, 36.72 for its base recipe —
+and on l2-normalised ``h``).
+
+Cells (both views get the recipe):
+
+* ``base`` — the base SimCLR recipe (crop, colour jitter, grayscale, ...; NT-Xent, τ = 0.5);
+  ``cutout`` (+ a cutout of half the side, p = 0.5), ``rotation`` (+ a rotation of up to ±30°,
+  p = 0.5), ``noise`` (+ Gaussian noise, σ = 0.1, p = 0.5): the paper's claim is that each
+  addition raises the bias and lowers the accuracy. The strengths are this file's choice (the
+  paper's are not in the SPEC). Figures: accuracy against the bias (raw and normalised), one point
+  per run, Pearson's r in the title and in ``results.md``.
+* ``balanced`` — the balanced loss (α = 4, λ = 2) on the base recipe; ``base_lt10`` and
+  ``balanced_lt10`` — the same two on a long-tailed training split (``data.long_tail_ratio =
+  10``: class counts fall exponentially from the first class to a tenth for the last, Cao et al.
+  2019; the linear probe also trains on it, the test split stays balanced).
+
+* ``:smoke`` — 2 cells (base, cutout), 1 seed, 3 steps on digits, K = 2 on 32 images: the tests.
+* ``:mini`` (default) — digits (``configs/studies/digits.py``: the quickstart's network and
+  optimiser) for 100 steps of 256 in every cell (20 epochs of the uniform split; the long-tailed
+  one has 531 images, so more epochs, the same steps), K = 8 views of all 450 test images,
+  3 seeds: 7 cells, 21 runs.
+* ``:paper`` — CIFAR-10, ResNet-18, ``configs/simclr.py`` (NT-Xent, τ = 0.5), K = 8 on 10,000
+  test images, 3 seeds. The paper's numbers (base recipe: bias 36.72, linear top-1 65.98 %) are
+  for its own dataset and network, so no paper column is given.
+"""
+
+from glf_jax.config import parse_config_arg
+from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
+
+VIEWS = ('augment.view1', 'augment.view2')
+RECIPES = {                        # additions to the base recipe, on both views
+    'base': {},
+    'cutout': {'cutout_prob': 0.5, 'cutout_size': 0.5},
+    'rotation': {'rotation_prob': 0.5, 'rotation_max_degrees': 30.0},
+    'noise': {'noise_prob': 0.5, 'noise_std': 0.1},
+}
+BALANCED = {'objective.name': 'balanced', 'objective.balanced.alpha': 4.0,
+            'objective.balanced.lam': 2.0, 'objective.balanced.include_positive': False,
+            'objective.balanced.similarity': 'cosine'}
+LONG_TAIL = {'data.long_tail_ratio': 10.0}
+METRICS = ('linear/top1', 'knn/k20', 'prototype_bias/raw', 'prototype_bias/normalized')
+
+
+def _recipe(name):
+  return {f'{view}.{key}': value for view in VIEWS for key, value in RECIPES[name].items()}
+
+
+def _cells(recipes, long_tail_arm=True):
+  cells = [cell(name, _recipe(name)) for name in recipes]
+  if long_tail_arm:
+    cells += [cell('balanced', BALANCED), cell('base_lt10', LONG_TAIL),
+              cell('balanced_lt10', {**BALANCED, **LONG_TAIL})]
+  return cells
+
+
+def _figures(recipes):
+  return [
+      figure('scatter', 'linear/top1', x='prototype_bias/normalized', cells=list(recipes),
+             file='accuracy_vs_bias_normalized.png'),
+      figure('scatter', 'linear/top1', x='prototype_bias/raw', cells=list(recipes),
+             file='accuracy_vs_bias_raw.png'),
+      figure('bar', 'prototype_bias/normalized', file='bias_normalized.png'),
+      figure('bar', 'linear/top1', file='linear_top1.png'),
+  ]
+
+
+def get_config(arg=None):
+  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'paper')),
+                       defaults=dict(size='mini'))
+  size = a['size']
+  if size == 'paper':
+    config = load_config_file('configs/simclr.py')   # CIFAR-10, ResNet-18, 1000 epochs
+    config.objective.simclr.temperature = 0.5
+    config.eval.prototype_bias.examples = 10_000
+    recipes, seeds = tuple(RECIPES), (0, 1, 2)
+    cells = _cells(recipes)
+  else:
+    config = load_config_file('configs/studies/digits.py:simclr'
+                              + (',smoke' if size == 'smoke' else ''))
+    config.objective.simclr.temperature = 0.5
+    if size == 'smoke':
+      config.eval.prototype_bias.augmentations = 2
+      config.eval.prototype_bias.examples = 32
+      recipes, seeds = ('base', 'cutout'), (0,)
+      cells = _cells(recipes, long_tail_arm=False)
+    else:
+      config.train.num_steps = 100      # every cell, also the smaller long-tailed split
+      config.eval.prototype_bias.examples = 450
+      recipes, seeds = tuple(RECIPES), (0, 1, 2)
+      cells = _cells(recipes)
+  config.eval.evaluators = ('linear', 'knn', 'prototype_bias')
+  config.eval.prototype_bias.view = 'view1'
+  config.study = default_study_config('prototype_bias' + ('' if size == 'paper' else f'_{size}'))
+  config.study.cells = tuple(cells)
+  config.study.seeds = seeds
+  config.study.metrics = METRICS
+  config.study.figures = tuple(_figures(recipes))
+  config.mode = 'study'
+  return config
