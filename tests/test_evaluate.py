@@ -377,7 +377,8 @@ def test_feature_cache_is_keyed_by_the_encoder_and_the_data(tmp_path):
 def test_format_table():
   table = report.format_table({'random init': {'knn/k20': 0.1, 'steps': 3,
                                                'finetune/epochs': 2.0},
-                               'pretrained': {'knn/k20': 0.9, 'x': 1.0}})
+                               'pretrained': {'knn/k20': 0.9, 'x': 1.0,
+                                              'prototype_bias/num_images': 450.0}})
   lines = table.splitlines()
   assert lines[0].split() == ['metric', 'better', 'random', 'init', 'pretrained']
   assert set(lines[1]) == {'-', ' '}
@@ -385,10 +386,11 @@ def test_format_table():
   assert lines[3].split() == ['steps', '3', '-']  # counts as counts, no direction
   assert lines[4].split() == ['finetune/epochs', '2', '-']
   assert lines[5].split() == ['x', '-', '1.0000']
-  assert len(lines) == 6
+  assert lines[6].split() == ['prototype_bias/num_images', '-', '450']
+  assert len(lines) == 7
   assert [report.better(n) for n in ('linear/top1', 'geometry/ratio', 'alignment/uniformity',
                                      'geometry/separability_min')] == [
                                          'higher', 'lower', 'lower', 'higher']
   # Right-aligned columns: every value ends where its header ends.
   assert len({len(line) for line in lines[:3]}) == 1
-  assert lines[5].endswith('1.0000') and len(lines[5]) == len(lines[0])
+  assert lines[5].endswith('1.0000') and len(lines[5]) == len(lines[6])

@@ -17,7 +17,7 @@ _BETTER = {'top1': 'higher', 'top5': 'higher', 'separability_mean': 'higher',
            'separability_min': 'higher', 'compactness': 'lower', 'ratio': 'lower',
            'alignment': 'lower', 'uniformity': 'lower', 'train_loss': 'lower'}
 # Counts, printed without decimals.
-_COUNTS = ('epochs', 'steps', 'num_augmentations', 'num_samples', 'examples')
+_COUNTS = ('epochs', 'steps', 'num_augmentations', 'num_images', 'num_samples', 'examples')
 
 
 def better(name: str) -> str:
