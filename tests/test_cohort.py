@@ -92,7 +92,11 @@ def test_same_objective_members_stay_bit_identical_others_diverge(tmp_path):
   assert written['tracked_steps'] == [0, 2, 4] and written['mode'] == 'cohort'
 
 
-def test_cohort_stopped_by_sigterm_resumes_exactly(tmp_path):
+class _Killed(Exception):
+  """Stands for SIGKILL: the process stops where it is, nothing more is saved."""
+
+
+def test_cohort_stopped_by_sigterm_or_killed_resumes_exactly(tmp_path):
   members = [('cl', {'objective.simclr.temperature': 0.5}), ('nscl', {'objective.name': 'nscl'})]
   config = _config(members, steps=6)
   reference, ref_state = cohort.train_cohort(config, str(tmp_path / 'reference'))
@@ -116,6 +120,23 @@ def test_cohort_stopped_by_sigterm_resumes_exactly(tmp_path):
   assert [r['step'] for r in tracks] == [0, 2, 4, 6]
   assert tracks[-1]['pair/cl-nscl/cka_h'] == pytest.approx(
       reference['metrics']['pair/cl-nscl/cka_h'], abs=1e-6)
+
+  # Killed at step 5, after the periodic checkpoint of step 4 (no forced save): the same command
+  # resumes from step 4 and ends bit-identical to the uninterrupted run.
+  killed = tmp_path / 'killed'
+  def kill_at_5(step):
+    if step == 5:
+      raise _Killed()
+  with pytest.raises(_Killed):
+    cohort.train_cohort(config, str(killed), on_step=kill_at_5)
+  assert not (killed / 'summary.json').exists()
+  steps_run = []
+  third, state = cohort.train_cohort(config, str(killed), on_step=steps_run.append)
+  assert steps_run == [5, 6]  # resumed from the step-4 checkpoint, not from scratch
+  assert third['status'] == 'finished' and third['step'] == 6
+  _assert_identical(ref_state, state)
+  assert [r['step'] for r in _tracks(killed)] == [0, 2, 4, 6]
+
   # A changed config is refused on resume.
   changed = _config([members[0], ('nscl', {'objective.name': 'nscl',
                                            'objective.nscl.temperature': 0.2})], steps=6)
