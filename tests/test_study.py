@@ -126,6 +126,7 @@ def _synthetic_study(tmp_path, summaries):
     config.study.cells = tuple(cells)
     config.study.seeds = (0, 1, 2)
     config.study.metrics = ('linear/top1', 'knn/k20')
+    config.study.compare_to = None
     config.study.figures = (
         study_runner.figure('heatmap', 'linear/top1', x='objective.balanced.alpha',
                             y='objective.balanced.lam', file='grid.png'),
@@ -223,7 +224,7 @@ def test_bad_shard_is_refused(shard):
 
 
 def test_bad_cells_are_refused_naming_the_key(tmp_path):
-  config = _study_config('adc_ablation')
+  config = _study_config('adc_ablation', compare_to=None)
   with config.unlocked():
     config.study.cells = (study_runner.cell('a', {'objective.adc.nope': 1.0}),)
   with pytest.raises(ValueError, match='nope'):  # unknown objective term key, before training
@@ -303,7 +304,8 @@ def test_prototype_bias_smoke_end_to_end(tmp_path):
   for r in rows:
     assert float(r['prototype_bias/raw']) > float(r['prototype_bias/normalized']) > 0
   markdown = (tmp_path / 'results.md').read_text(encoding='utf-8')
-  assert '## Correlations' in markdown
+  assert '## Correlations' in markdown and '## Paired differences from `base`' in markdown
+  assert len((tmp_path / 'commands.txt').read_text().splitlines()) == 1  # what ran the cells
   assert '| linear/top1 vs prototype_bias/normalized | all | 2 | nan |' in markdown  # n < 3
   _assert_png(tmp_path / 'accuracy_vs_bias_normalized.png')
 
@@ -407,3 +409,26 @@ def test_bad_figures_are_refused(spec, message):
     config.study.figures = (json.dumps(spec),)
   with pytest.raises(ValueError, match=message):
     study_runner.parse_figures(config.study)
+
+
+def test_paired_differences_from_the_reference_cell(tmp_path):
+  values = {('a1_l1', 0): 0.70, ('a1_l1', 1): 0.80, ('a1_l1', 2): 0.90,
+            ('a1_l2', 0): 0.72, ('a1_l2', 1): 0.83, ('a1_l2', 2): 0.91,
+            ('a2_l1', 1): 0.75}                    # one seed in common with the reference
+  config = _synthetic_study(tmp_path, values)
+  with config.unlocked():
+    config.study.compare_to = 'a1_l1'
+  aggregate_lib.aggregate(config, str(tmp_path), command='x')
+  markdown = (tmp_path / 'results.md').read_text(encoding='utf-8')
+  assert '## Paired differences from `a1_l1`' in markdown
+  diffs = [0.02, 0.03, 0.01]
+  line = next(l for l in markdown.splitlines() if l.startswith('| `a1_l2` |') and '[' in l)
+  assert (f'+{np.mean(diffs):.4f} ± {np.std(diffs, ddof=1):.4f} (n=3) '
+          '[+0.0200, +0.0300, +0.0100]') in line
+  line = next(l for l in markdown.splitlines() if l.startswith('| `a2_l1` |') and '[' in l)
+  assert '-0.0500 ± — (n=1) [-0.0500]' in line
+  assert '| `a2_l2` | — | — |' in markdown   # no finished seed
+  with config.unlocked():
+    config.study.compare_to = 'nope'
+  with pytest.raises(ValueError, match='study.compare_to must name a cell'):
+    aggregate_lib.aggregate(config, str(tmp_path), command='x')

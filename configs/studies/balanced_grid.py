@@ -88,6 +88,7 @@ def get_config(arg=None):
   config.study = default_study_config('balanced_grid' + ('' if size == 'paper' else f'_{size}'))
   config.study.cells = tuple(cells)
   config.study.seeds = seeds
+  config.study.compare_to = 'ntxent_t0.5'   # paired per-seed differences in results.md
   config.study.metrics = ('linear/top1', 'knn/k20')
   config.study.figures = tuple(figures)
   config.mode = 'study'

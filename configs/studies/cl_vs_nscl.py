@@ -180,6 +180,7 @@ def get_config(arg=None):
   config.study = default_study_config('cl_vs_nscl' + ('' if size == 'paper' else f'_{size}'))
   config.study.cells = tuple(cells)
   config.study.seeds = seeds
+  config.study.compare_to = 'main'   # paired per-seed differences in results.md
   config.study.metrics = tuple(
       [f'{PAIR}/{m}' for m in ('cka_h', 'cka_z', 'rsa_h_pearson', 'rsa_h_spearman',
                                'weight_gap_sum', 'weight_gap_mean')]

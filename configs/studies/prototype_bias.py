@@ -101,6 +101,7 @@ def get_config(arg=None):
   config.study = default_study_config('prototype_bias' + ('' if size == 'paper' else f'_{size}'))
   config.study.cells = tuple(cells)
   config.study.seeds = seeds
+  config.study.compare_to = 'base'   # paired per-seed differences in results.md
   config.study.metrics = METRICS
   config.study.figures = tuple(_figures(recipes))
   config.mode = 'study'

@@ -7,7 +7,9 @@
   ``train_seconds``;
 * ``results.md``: per cell, each metric's mean ± sample std (ddof = 1; ``—`` for one seed) over
   its finished seeds, n, and the paper's value beside it where the cell gives one; a header with
-  the command, the seeds and which (cell, seed) runs are missing;
+  the command, the seeds and which (cell, seed) runs are missing; with ``study.compare_to``, each
+  cell's paired per-seed differences from that cell; for each ``scatter`` figure, Pearson's and
+  Spearman's r over runs and Pearson's r over cell means;
 * the PNG figures of ``study.figures`` (matplotlib's ``Figure``, no display needed).
 
 A partial study (a shard, an interrupted run, a deleted cell) aggregates what exists and lists
@@ -122,12 +124,18 @@ def _markdown(config, rows, cells, table, *, command: str, workdir: str) -> str:
   metrics = list(study.metrics)
   seeds = study_runner.check_seeds(study)
   with_paper = [m for m in metrics if any(c.paper.get(m) is not None for c in cells)]
+  trained_by = study_runner.read_commands(workdir)
+  if trained_by and command not in trained_by:  # an aggregate-only run: say both
+    made_by = ['Cells run by: ' + '; '.join(f'`{c}`' for c in trained_by) + '  ',
+               f'Tables written by: `{command}`  ']
+  else:
+    made_by = [f'Made by: `{command}`  ']
   not_done = [r for r in rows if r['status'] != 'finished']
   finished = len(rows) - len(not_done)
   lines = [
       f'# Study `{study.name}`',
       '',
-      f'Made by: `{command}`  ',
+      *made_by,
       f'Regenerate from the cells: the same command with `--config.study.aggregate_only=True`  ',
       f'Workdir: `{workdir}`  ',
       f'Seeds: {", ".join(str(s) for s in seeds)}; {len(cells)} cells; {finished} of {len(rows)} '
@@ -175,8 +183,45 @@ def _markdown(config, rows, cells, table, *, command: str, workdir: str) -> str:
     row.append(str(max(counts) if counts else 0))
     lines.append('| ' + ' | '.join(row).replace('\n', ' ') + ' |')
   lines.append('')
+  lines += paired_lines(rows, cells, metrics, study_runner.check_compare_to(study))
   lines += correlation_lines(config, rows, cells, study_runner.parse_figures(study))
   return '\n'.join(lines)
+
+
+def paired_differences(rows: Sequence[dict], cell_name: str, reference: str,
+                       metric: str) -> list[float]:
+  """``metric`` of ``cell_name`` minus that of ``reference``, per seed both finished."""
+  value = {(r['cell'], r['seed']): r['metrics'].get(metric) for r in rows
+           if r['status'] == 'finished'}
+  seeds = sorted({r['seed'] for r in rows})
+  return [value[cell_name, s] - value[reference, s] for s in seeds
+          if value.get((cell_name, s)) is not None and value.get((reference, s)) is not None]
+
+
+def paired_lines(rows, cells, metrics, reference: str | None) -> list[str]:
+  """``results.md``'s table of paired differences from ``reference`` (none without one)."""
+  if reference is None:
+    return []
+  lines = [f'## Paired differences from `{reference}`', '',
+           f'Each cell minus `{reference}` seed by seed (a seed gives every cell the same initial '
+           'parameters and batch order), mean ± sample std over the seeds both finished, n; the '
+           'per-seed values in brackets.', '',
+           '| cell | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
+  for c in cells:
+    if c.name == reference:
+      continue
+    row = [f'`{c.name}`']
+    for m in metrics:
+      diffs = paired_differences(rows, c.name, reference, m)
+      if not diffs:
+        row.append(DASH)
+        continue
+      mean, std = mean_std(diffs)
+      std_text = DASH if std is None else f'{std:.4f}'
+      row.append(f'{mean:+.4f} ± {std_text} (n={len(diffs)}) ['
+                 + ', '.join(f'{d:+.4f}' for d in diffs) + ']')
+    lines.append('| ' + ' | '.join(row) + ' |')
+  return lines + ['']
 
 
 def _pearson_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:

@@ -13,6 +13,9 @@ config plus ``config.study``::
     shard           'i/n' (0 <= i < n): run only every n-th (seed, cell); None: all
     only_cells      comma-separated cell names to run and report; None: all
     aggregate_only  True: write the tables and figures from the cells' summaries, train nothing
+    compare_to      a cell name: results.md adds each cell's paired differences from it, seed
+                    by seed (one seed: the same initial parameters and batch order in every
+                    cell), mean ± std over the seeds both finished; None: no such table
 
 Cells are JSON strings so that a study round-trips through ``config.json`` and its scalar fields
 (seeds, shard, the base config's keys) stay settable on the command line
@@ -54,6 +57,7 @@ from glf_jax import run_records
 
 CELLS_DIR = 'cells'
 STUDY_CONFIG = 'study_config.json'
+COMMANDS = 'commands.txt'
 CELL_MODES = ('pretrain', 'cohort')
 FIGURE_KINDS = ('line', 'heatmap', 'bar', 'scatter', 'track')
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.=+-]*$')
@@ -114,6 +118,7 @@ def default_study_config(name: str) -> ml_collections.ConfigDict:
       shard=config_dict.placeholder(str),
       only_cells=config_dict.placeholder(str),
       aggregate_only=False,
+      compare_to=config_dict.placeholder(str),
   ))
 
 
@@ -227,6 +232,15 @@ def check_seeds(study) -> list[int]:
   if len(set(seeds)) != len(seeds):
     raise ValueError(f'study.seeds has repeated seeds: {study.seeds!r}')
   return seeds
+
+
+def check_compare_to(study) -> str | None:
+  """``study.compare_to``: None or the name of one of the study's cells."""
+  name = study.get('compare_to')
+  if name is not None and name not in [c.name for c in parse_cells(study)]:
+    raise ValueError(f'study.compare_to must name a cell, got {name!r}; cells: '
+                     f'{[c.name for c in parse_cells(study)]}')
+  return name
 
 
 def plan(study) -> list[tuple[Cell, int]]:
@@ -348,9 +362,24 @@ def _check_finished_config(run_config, directory: str, where: str) -> None:
 
 
 def _write_study_config(config, workdir: str) -> None:
+  """``study_config.json``, and this command appended to ``commands.txt`` (what trained the
+  cells, for ``results.md``; an aggregate-only run adds nothing)."""
   if jax.process_index() == 0:
     with fileio.atomic_write(os.path.join(workdir, STUDY_CONFIG), 'w', encoding='utf-8') as f:
       f.write(config_lib.to_json(config))
+    commands = read_commands(workdir)
+    if command_line() not in commands:
+      with open(os.path.join(workdir, COMMANDS), 'a', encoding='utf-8') as f:
+        f.write(command_line() + '\n')
+
+
+def read_commands(workdir: str) -> list[str]:
+  """The commands that ran the study's cells (``commands.txt``), first first."""
+  path = os.path.join(workdir, COMMANDS)
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    return [line.strip() for line in f if line.strip()]
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -377,6 +406,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> dict:
         member = cohort.member_config(run_config, name, num_classes=2)
         methods.build_objective(member.objective)
     configs[cell_spec.name, seed] = run_config
+  check_compare_to(study)
   ran, skipped = [], []
   if not study.aggregate_only:
     _write_study_config(config, workdir)
