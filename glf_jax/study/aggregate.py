@@ -217,6 +217,7 @@ def paired_lines(rows, cells, metrics, reference: str | None) -> list[str]:
         row.append(DASH)
         continue
       mean, std = mean_std(diffs)
+      mean = round(mean, 12) + 0.0  # a float sum's -1e-17 is +0.0000, not -0.0000
       std_text = DASH if std is None else f'{std:.4f}'
       row.append(f'{mean:+.4f} ± {std_text} (n={len(diffs)}) ['
                  + ', '.join(f'{d:+.4f}' for d in diffs) + ']')
