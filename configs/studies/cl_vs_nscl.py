@@ -142,9 +142,12 @@ def _figures(temperature_cells, batch_cells, class_cells):
     figures.append(figure('line', metric, x='data.num_classes_subset', cells=class_cells,
                           file=f'classes_{name}.png'))
   for metric, name in ((f'{PAIR}/cka_h', 'cka_h'), (f'{PAIR}/weight_gap_sum', 'weight_gap')):
-    figures.append(figure('track', metric, file=f'over_training_{name}.png'))
+    # Against the step: the cells of one schedule (the batch cells train other step counts).
+    same_steps = list(dict.fromkeys(temperature_cells + class_cells))
+    figures.append(figure('track', metric, cells=same_steps, file=f'over_training_{name}.png'))
   # NSCL vs SupCon and CE as CL's neighbours, in the main cell.
   figures.append(figure('track', f'{PAIR}/cka_h', cells=['main'], file='main_cka_h.png',
+                        title="CKA (h) of CL with NSCL, SupCon and CE (main cell)",
                         metrics=[f'{PAIR}/cka_h', 'pair/cl-supcon/cka_h', 'pair/ce-cl/cka_h']))
   return figures
 
