@@ -240,20 +240,25 @@ def _pretrain(config, workdir):
   run_records.log_evaluation(workdir, key, step, {c.replace(' ', '_'): r
                                                   for c, r in columns.items()})
   summary = run_records.record_pretraining(workdir, summary)
-  _draw(workdir, {name: c.features('test') for name, c in contexts.items()}, seed=config.seed)
+  embedding = ({name: c.features('test') for name, c in contexts.items()}
+               if config.eval.embedding_examples else None)
+  _draw(workdir, embedding, seed=config.seed, max_points=config.eval.embedding_examples)
   return summary
 
 
-def _draw(workdir: str, embedding_columns=None, seed: int = 0) -> None:
-  """``curves.png`` and (given test features) ``embedding.png``; after the results are
-  recorded, and a failure is a warning: a picture never costs a run its results."""
+def _draw(workdir: str, embedding_columns=None, seed: int = 0,
+          max_points: int | None = None) -> None:
+  """``curves.png`` and (given test features) ``embedding.png`` of at most ``max_points`` test
+  images per column; after the results are recorded, and a failure is a warning: a picture
+  never costs a run its results."""
   if jax.process_index() != 0:
     return
   from glf_jax import plots  # pylint: disable=g-import-not-at-top  (matplotlib: only here)
   try:
     written = [plots.draw_curves(workdir)]
     if embedding_columns:
-      written.append(plots.save_embedding(workdir, embedding_columns, seed=seed))
+      written.append(plots.save_embedding(workdir, embedding_columns, seed=seed,
+                                          max_points=max_points or plots.MAX_POINTS))
   except (OSError, ValueError, RuntimeError) as e:
     logging.warning('could not draw the pictures of %s: %s: %s', workdir, type(e).__name__, e)
     return

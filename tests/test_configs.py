@@ -130,6 +130,7 @@ def test_changed_config_is_reported_by_key():
     ('method.ema_base', 1.5, 'ema_base'),
     ('eval.evaluators', ('linear', 'magic'), 'magic'),
     ('augment.view1.flip_prob', 2.0, 'flip_prob'),
+    ('eval.embedding_examples', -1, 'eval.embedding_examples'),
 ])
 def test_bad_run_settings_are_rejected(field, value, message):
   config = config_lib.base_config('byol', 'digits')

@@ -220,6 +220,7 @@ def test_pretraining_on_a_class_subset_trains_and_evaluates(tmp_path):
   config.eval.linear.epochs = 2
   config.eval.compare_random_init = False
   config.eval.evaluators = ('linear', 'knn')
+  config.eval.embedding_examples = 0  # no t-SNE picture
   summary = main.run(config, str(tmp_path / 'run'))
   assert summary['step'] == 2 and summary['skipped_steps'] == 0
   assert np.isfinite(summary['last_metrics']['probe/loss'])  # the online probe has 3 outputs

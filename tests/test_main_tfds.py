@@ -42,6 +42,7 @@ def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(cifar_root, tmp
       'data.data_dir': data_dir, 'model.arch': 'resnet_tiny', 'model.projector_hidden_dim': 32,
       'model.projection_dim': 16, 'train.batch_size': 32, 'train.num_steps': 3,
       'eval.linear.epochs': 5, 'eval.alignment.examples': 32, 'eval.batch_size': 64,
+      'eval.embedding_examples': 0,  # no t-SNE picture
       'optim.name': 'sgd', 'optim.base_learning_rate': 0.1,
   }
   env = _env()

@@ -125,7 +125,8 @@ def test_tool_writes_a_runs_features_and_a_run_trains_with_them(tmp_path):
   from configs import quickstart  # pylint: disable=g-import-not-at-top
   encoder_run = tmp_path / 'encoder'
   config = quickstart.get_config()
-  config.train.num_steps, config.train.batch_size, config.train.eval_after = 2, 64, False
+  # 4 steps: the train step of test_train_loop's digits_config() (compiled once a session).
+  config.train.num_steps, config.train.batch_size, config.train.eval_after = 4, 64, False
   main.run(config, str(encoder_run))
 
   out = tmp_path / 'prior.safetensors'

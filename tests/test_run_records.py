@@ -24,6 +24,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def _digits_config(**train):
   config = train_loop_tests.digits_config(**train)
   config.eval.linear.epochs = 5
+  # 90 of the 450 test digits (evenly spaced, every class): an evaluated run's t-SNE map of the
+  # test features (glf_jax.plots.embed_2d) otherwise takes most of a test's time.
+  config.eval.max_test_examples = 90
   return config
 
 
@@ -113,19 +116,21 @@ def test_evaluation_metrics_go_to_metrics_jsonl_once_per_key(tmp_path):
 
 
 def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
-  config = _digits_config(num_steps=2)
+  # 4 then 6 steps at learning rate 0.5: the two train steps of test_train_loop's
+  # test_changed_config_is_refused_on_resume_unless_allowed (compiled once a session).
+  config = _digits_config(num_steps=4)
   main.run(config, str(tmp_path))
   original = (tmp_path / 'config.json').read_text()
-  changed = _digits_config(num_steps=3)
+  changed = _digits_config(num_steps=6)
   changed.optim.base_learning_rate = 0.5
   changed.allow_config_change = True
   main.run(changed, str(tmp_path))
   assert (tmp_path / 'config.json').read_text() == original
   (change,) = [json.loads(line) for line in
                (tmp_path / 'config_changes.jsonl').read_text().splitlines()]
-  assert change['step'] == 2
+  assert change['step'] == 4
   assert change['changes']['optim.base_learning_rate'][1] == 0.5
-  assert change['changes']['train.num_steps'] == [2, 3]
+  assert change['changes']['train.num_steps'] == [4, 6]
 
 
 def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path):

@@ -19,7 +19,7 @@ from glf_jax.losses import glf
 from glf_jax.train import loop
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TOTAL_STEPS = 40
+TOTAL_STEPS = 20  # the kill comes at step 10, after the checkpoint of step 8
 
 
 def _cifar_overrides(root, **extra):
@@ -29,6 +29,7 @@ def _cifar_overrides(root, **extra):
       'train.num_steps': TOTAL_STEPS, 'train.log_every': 2, 'checkpoint.every_steps': 4,
       'eval.linear.epochs': 20, 'eval.alignment.examples': 32, 'eval.batch_size': 64,
       'optim.name': 'sgd', 'optim.base_learning_rate': 0.1, 'optim.warmup_epochs': 0.5,
+      'eval.embedding_examples': 0,  # no t-SNE picture: these tests are about the run
   }
   settings.update(extra)
   return [f'--config.{k}={v}' for k, v in settings.items()]
@@ -44,6 +45,10 @@ def _env():
   env['JAX_PLATFORMS'] = 'cpu'
   env['PYTHONPATH'] = str(ROOT)
   env.setdefault('GLF_JAX_TEST_CACHE', str(ROOT / '.jax_cache'))
+  # The session's persistent compilation cache: a run's second and later invocations (the
+  # reference, the killed run and its resume) reuse the first one's compiled steps.
+  env.setdefault('JAX_COMPILATION_CACHE_DIR', env['GLF_JAX_TEST_CACHE'])
+  env.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
   return env
 
 
@@ -192,14 +197,18 @@ def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path):
 
 
 def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
-  config = digits_config(num_steps=6, eval_after=True)
+  # 4 steps: the train step of digits_config() (and of the tests below), compiled once a session.
+  config = digits_config(num_steps=4, eval_after=True)
   config.eval.linear.epochs = 10
+  config.eval.max_test_examples = 90  # 90 of the 450 test digits (evenly spaced, every class)
+  config.eval.embedding_examples = 0  # no t-SNE map (tests/test_run_records.py draws one)
   summary = main.run(config, str(tmp_path))
   saved = json.loads((tmp_path / 'summary.json').read_text())
-  assert saved['status'] == 'finished' and saved['step'] == 6
+  assert saved['status'] == 'finished' and saved['step'] == 4
   for column in (summary['random_init'], summary['pretrained']):
     assert 0.0 <= column['linear/top1'] <= 1.0 and 0.0 <= column['knn/k20'] <= 1.0
   assert saved['random_init'] != saved['pretrained']
+  assert (tmp_path / 'curves.png').exists() and not (tmp_path / 'embedding.png').exists()
 
 
 @pytest.mark.parametrize('override,message', [

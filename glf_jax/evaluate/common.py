@@ -138,8 +138,8 @@ def default_eval_config(info) -> ml_collections.ConfigDict:
   the evaluation data (``data.name`` None: the pretraining data; set: that dataset, its unset
   fields taken from the dataset's defaults and ``data_dir`` from the pretraining data), the splits,
   limits (None: all rows), the transform (the encoder's input: the dataset table's size and
-  statistics; ImageNet-family data is centre-cropped to 0.875 first), ``compare_random_init``
-  and ``checkpoint_dir`` (eval modes: the run to load; None: the workdir).
+  statistics; ImageNet-family data is centre-cropped to 0.875 first), ``compare_random_init``,
+  ``embedding_examples`` (the t-SNE picture's size; 0: none) and ``checkpoint_dir`` (eval modes: the run to load; None: the workdir).
   """
   # Imported here: the evaluator modules register themselves and import this module.
   from glf_jax.evaluate import alignment, finetune, geometry, knn, linear_probe, prototype_bias  # pylint: disable=g-import-not-at-top
@@ -159,6 +159,9 @@ def default_eval_config(info) -> ml_collections.ConfigDict:
           image_size=info.image_size, mean=tuple(info.mean), std=tuple(info.std),
           crop_fraction=0.875 if info.family == 'imagenet' else 1.0)),
       compare_random_init=False,
+      # embedding.png after pretraining: a t-SNE map of at most this many test images per
+      # column (seconds on a CPU for a few thousand); 0: no map.
+      embedding_examples=2000,
       checkpoint_dir=config_dict.placeholder(str),
   ))
   for name, make in sorted(_DEFAULT_SETTINGS.items()):
@@ -173,6 +176,10 @@ def validate_eval_config(eval_config: ml_collections.ConfigDict) -> None:
                      f'{sorted(EVALUATORS)}')
   if eval_config.batch_size < 1:
     raise ValueError(f'eval.batch_size must be >= 1, got {eval_config.batch_size!r}')
+  examples = eval_config.get('embedding_examples', 0)
+  if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
+    raise ValueError(f'eval.embedding_examples must be an int >= 0 (0: no embedding.png), got '
+                     f'{examples!r}')
   if not 0.0 < eval_config.transform.crop_fraction <= 1.0:
     raise ValueError(f'eval.transform.crop_fraction must be in (0, 1], got '
                      f'{eval_config.transform.crop_fraction!r}')
