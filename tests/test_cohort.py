@@ -96,6 +96,7 @@ class _Killed(Exception):
   """Stands for SIGKILL: the process stops where it is, nothing more is saved."""
 
 
+@pytest.mark.slow  # three cohort runs (~60 s): in CI, not in the fast tier
 def test_cohort_stopped_by_sigterm_or_killed_resumes_exactly(tmp_path):
   members = [('cl', {'objective.simclr.temperature': 0.5}), ('nscl', {'objective.name': 'nscl'})]
   config = _config(members, steps=6)
@@ -200,6 +201,7 @@ def _gflop(compiled):
   return float(cost['flops'])
 
 
+@pytest.mark.slow  # four compilations (~45 s): in CI, not in the fast tier
 def test_cohort_step_computes_the_shared_views_once():
   """Every member's step gets member 0's key and step, so XLA computes the two views once: the
   compiled 2-member step has two separate steps' operations minus (about) one two_views."""
