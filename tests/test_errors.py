@@ -67,6 +67,7 @@ def _quickstart():
 # The command line: one line, printed once, exit status 1, no traceback
 
 
+@pytest.mark.slow  # subprocesses or a trained run (5-10 s each): in CI, not in the fast tier
 @pytest.mark.parametrize('args,expected', [
     (['--config.train.batch_sise=64'],
      'error: unknown config key train.batch_sise; did you mean train.batch_size?'),
@@ -90,12 +91,14 @@ def test_missing_config_file_names_the_available_ones(tmp_path):
   assert 'configs/nope.py not found' in line and 'quickstart.py' in line and 'byol.py' in line
 
 
+@pytest.mark.slow  # subprocesses or a trained run (5-10 s each): in CI, not in the fast tier
 def test_traceback_on_request(tmp_path):
   result = _cli('--config', QUICKSTART, '--workdir', tmp_path, '--config.train.batch_sise=64',
                 env=_env(GLF_JAX_TRACEBACK='1'))
   assert result.returncode != 0 and 'Traceback' in result.stderr
 
 
+@pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
 def test_run_time_config_error_is_one_line_and_leaves_no_workdir(tmp_path):
   # objective.name switched to a method whose settings and heads the config lacks.
   result = _cli('--config', QUICKSTART, '--workdir', tmp_path / 'run',
@@ -110,6 +113,7 @@ def test_run_time_config_error_is_one_line_and_leaves_no_workdir(tmp_path):
   assert f'{a_file} is a file' in line and a_file.read_text() == 'user data'
 
 
+@pytest.mark.slow  # subprocesses or a trained run (5-10 s each): in CI, not in the fast tier
 def test_show_config_prints_every_key_and_touches_nothing(tmp_path):
   result = _cli('--config', QUICKSTART, '--workdir', tmp_path / 'run',
                 '--config.mode=show_config', '--config.train.batch_size=64')
@@ -384,6 +388,7 @@ def test_read_only_and_missing_tfds_folder_notices_are_dropped(tmp_path):
   assert f'Given directory is a different thing={tmp_path}' in records.messages
 
 
+@pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
 def test_resuming_prints_no_read_only_notice(tmp_path):
   # The run to resume is trained in process: test_train_loop's digits_config() (the quickstart
   # with 4 steps at batch 64, no evaluation), whose train step the session has compiled already.

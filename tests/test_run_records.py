@@ -115,6 +115,7 @@ def test_evaluation_metrics_go_to_metrics_jsonl_once_per_key(tmp_path):
   assert [json.loads(line)['pretrained']['knn/k20'] for line in history] == [0.5, 0.7]
 
 
+@pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
 def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
   # 4 then 6 steps at learning rate 0.5: the two train steps of test_train_loop's
   # test_changed_config_is_refused_on_resume_unless_allowed (compiled once a session).
@@ -133,6 +134,7 @@ def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
   assert change['changes']['train.num_steps'] == [4, 6]
 
 
+@pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
 def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path):
   config = _digits_config(num_steps=4, eval_after=True)
   config.eval.compare_random_init = False
@@ -175,6 +177,7 @@ def _write_folder(root, value_of, splits=(('train', 12), ('test', 6))):
         Image.fromarray(pixels).save(folder / f'{i}.png')
 
 
+@pytest.mark.slow  # subprocesses or a trained run (5-10 s each): in CI, not in the fast tier
 def test_changed_images_recompute_cached_features(tmp_path):
   data = tmp_path / 'data'
   _write_folder(data, lambda c, i: 40 + 120 * c + 3 * i)

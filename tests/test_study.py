@@ -253,6 +253,7 @@ def test_study_config_round_trips_through_json():
   assert len(cells) == 19 and cells[0].overrides['objective.simclr.temperature'] == 0.5
 
 
+@pytest.mark.slow  # subprocesses or a trained run (5-10 s each): in CI, not in the fast tier
 def test_study_config_takes_command_line_overrides(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/studies/adc_ablation.py:smoke',
