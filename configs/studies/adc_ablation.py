@@ -31,7 +31,7 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
 """
 
 from glf_jax.config import parse_config_arg
-from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
+from glf_jax.study.runner import as_study, cell, figure, load_config_file
 
 WEIGHTS = (0.01, 0.1, 1.0, 10.0)       # the ν and υ grid of the paper's ablation
 MINI_WEIGHTS = (0.1, 1.0, 10.0)        # :mini: the range of the paper's stability claim
@@ -128,11 +128,6 @@ def get_config(arg=None):
       cells = _ablation_cells('simclr') + _sweeps(MINI_WEIGHTS)
       figures = _sweep_figures(MINI_WEIGHTS)
       seeds = (0, 1, 2)
-  config.study = default_study_config('adc_ablation' + ('' if size == 'paper' else f'_{size}'))
-  config.study.cells = tuple(cells)
-  config.study.seeds = seeds
-  config.study.compare_to = 'baseline'   # paired per-seed differences in results.md
-  config.study.metrics = ('linear/top1', 'knn/k20')
-  config.study.figures = tuple(figures)
-  config.mode = 'study'
-  return config
+  name = 'adc_ablation' + ('' if size == 'paper' else f'_{size}')
+  return as_study(config, name, cells=cells, seeds=seeds,
+                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='baseline')

@@ -23,7 +23,7 @@ accuracy heatmap over (α, λ) and a bar chart of every cell.
 """
 
 from glf_jax.config import parse_config_arg
-from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
+from glf_jax.study.runner import as_study, cell, figure, load_config_file
 
 NTXENT_BASELINE = {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5,
                    'objective.simclr.similarity': 'cosine'}
@@ -85,11 +85,6 @@ def get_config(arg=None):
       alphas, lams = (1, 4, 16), (1, 2)
       cells = _cells(alphas, lams, similarities=('neg_sq_euclidean',))
       figures, seeds = _figures(alphas, lams), (0, 1, 2)
-  config.study = default_study_config('balanced_grid' + ('' if size == 'paper' else f'_{size}'))
-  config.study.cells = tuple(cells)
-  config.study.seeds = seeds
-  config.study.compare_to = 'ntxent_t0.5'   # paired per-seed differences in results.md
-  config.study.metrics = ('linear/top1', 'knn/k20')
-  config.study.figures = tuple(figures)
-  config.mode = 'study'
-  return config
+  name = 'balanced_grid' + ('' if size == 'paper' else f'_{size}')
+  return as_study(config, name, cells=cells, seeds=seeds,
+                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='ntxent_t0.5')

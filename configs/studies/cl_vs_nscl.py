@@ -41,9 +41,9 @@ classes chosen by ``data.class_subset_seed``).
 
 import json
 
-from glf_jax.config import base_config, parse_config_arg
+from glf_jax.config import parse_config_arg
 from glf_jax.study.cohort import cohort_config
-from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
+from glf_jax.study.runner import as_study, cell, figure, load_config_file
 
 MEMBERS = (
     ('cl', {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5}),
@@ -69,20 +69,10 @@ def _digits(smoke: bool):
 
 
 def _cifar10():
-  config = base_config('simclr', 'cifar10', 'resnet18')
-  config.train.batch_size = 512
-  config.train.epochs = 1000
+  """``configs/simclr.py`` (CIFAR-10, ResNet-18, LARS, batch 512, 1000 epochs); the members set
+  their own objectives."""
+  config = load_config_file('configs/simclr.py')
   config.train.log_every = 50
-  config.optim.name = 'lars'
-  config.optim.base_learning_rate = 0.4
-  config.optim.lr_scaling = 'linear'
-  config.optim.weight_decay = 1e-5
-  config.optim.momentum = 0.9
-  config.optim.lars_eta = 0.02
-  config.optim.warmup_epochs = 10.0
-  config.model.projector_layers = 2
-  config.model.projector_hidden_dim = 2048
-  config.model.projection_dim = 256
   config.checkpoint.every_steps = 1000
   return config
 
@@ -180,15 +170,11 @@ def get_config(arg=None):
     cells = _cells((0.1, 1.0), (64,), (2, 5), main_t=0.5, main_extra=extra, subset_steps=100)
   names = [json.loads(c)['name'] for c in cells]
   axis = lambda prefix: ['main'] + [n for n in names if n[0] == prefix and n[1].isdigit()]
-  config.study = default_study_config('cl_vs_nscl' + ('' if size == 'paper' else f'_{size}'))
-  config.study.cells = tuple(cells)
-  config.study.seeds = seeds
-  config.study.compare_to = 'main'   # paired per-seed differences in results.md
-  config.study.metrics = tuple(
-      [f'{PAIR}/{m}' for m in ('cka_h', 'cka_z', 'rsa_h_pearson', 'rsa_h_spearman',
-                               'weight_gap_sum', 'weight_gap_mean')]
-      + ['pair/cl-supcon/cka_h', 'pair/ce-cl/cka_h', 'pair/nscl-supcon/cka_h',
-         'pair/ce-nscl/cka_h', 'member/cl/knn_top1', 'member/nscl/knn_top1'])
-  config.study.figures = tuple(_figures(axis('t'), axis('b'), axis('c')))
-  config.mode = 'study'
-  return config
+  metrics = ([f'{PAIR}/{m}' for m in ('cka_h', 'cka_z', 'rsa_h_pearson', 'rsa_h_spearman',
+                                        'weight_gap_sum', 'weight_gap_mean')]
+             + ['pair/cl-supcon/cka_h', 'pair/ce-cl/cka_h', 'pair/nscl-supcon/cka_h',
+                'pair/ce-nscl/cka_h', 'member/cl/knn_top1', 'member/nscl/knn_top1'])
+  name = 'cl_vs_nscl' + ('' if size == 'paper' else f'_{size}')
+  return as_study(config, name, cells=cells, seeds=seeds,
+                  metrics=metrics, figures=_figures(axis('t'), axis('b'), axis('c')),
+                  compare_to='main')

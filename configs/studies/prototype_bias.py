@@ -33,7 +33,7 @@ Cells (both views get the recipe):
 """
 
 from glf_jax.config import parse_config_arg
-from glf_jax.study.runner import cell, default_study_config, figure, load_config_file
+from glf_jax.study.runner import as_study, cell, figure, load_config_file
 
 VIEWS = ('augment.view1', 'augment.view2')
 RECIPES = {                        # additions to the base recipe, on both views
@@ -98,11 +98,6 @@ def get_config(arg=None):
       cells = _cells(recipes)
   config.eval.evaluators = ('linear', 'knn', 'prototype_bias')
   config.eval.prototype_bias.view = 'view1'
-  config.study = default_study_config('prototype_bias' + ('' if size == 'paper' else f'_{size}'))
-  config.study.cells = tuple(cells)
-  config.study.seeds = seeds
-  config.study.compare_to = 'base'   # paired per-seed differences in results.md
-  config.study.metrics = METRICS
-  config.study.figures = tuple(_figures(recipes))
-  config.mode = 'study'
-  return config
+  name = 'prototype_bias' + ('' if size == 'paper' else f'_{size}')
+  return as_study(config, name, cells=cells, seeds=seeds,
+                  metrics=METRICS, figures=_figures(recipes), compare_to='base')

@@ -122,6 +122,20 @@ def default_study_config(name: str) -> ml_collections.ConfigDict:
   ))
 
 
+def as_study(config: ml_collections.ConfigDict, name: str, *, cells, seeds, metrics, figures,
+             compare_to: str | None = None) -> ml_collections.ConfigDict:
+  """``config`` (a run config, modified and returned) as the study ``name``: ``mode='study'``
+  and ``config.study`` with these fields over :func:`default_study_config`'s."""
+  study = default_study_config(name)
+  study.cells, study.seeds = tuple(cells), tuple(seeds)
+  study.metrics, study.figures = tuple(metrics), tuple(figures)
+  study.compare_to = compare_to
+  with config.unlocked():
+    config.study = study
+    config.mode = 'study'
+  return config
+
+
 def _json_object(text, where: str) -> dict:
   if isinstance(text, dict):
     return dict(text)
