@@ -72,7 +72,6 @@ from glf_jax import methods
 from glf_jax import metrics as metrics_lib
 from glf_jax import parallel
 from glf_jax import run_records
-from glf_jax.checkpoint import Checkpointer, check_format, checkpoint_dir, read_meta
 from glf_jax.data import augment, make_loader, make_source
 from glf_jax.evaluate.knn import knn_accuracy
 from glf_jax.train import loop
@@ -497,27 +496,11 @@ def train_cohort(config: ml_collections.ConfigDict, workdir: str, *,
   state = jax.device_put(state, replicated)
   prior_states = jax.device_put({m.name: m.prior_state for m in members}, replicated)
 
-  meta = read_meta(checkpoint_dir(workdir))
-  if meta is not None:
-    check_format(meta, checkpoint_dir(workdir))
-    changed = config_lib.config_differences(meta['config'], config)
-    if changed and not config.allow_config_change:
-      raise loop.ConfigChangedError(
-          f'{workdir} holds a cohort with a different config; differing keys: {changed}. Use a '
-          'new --workdir, or pass --config.allow_config_change=True to resume anyway.')
-  ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
-                      async_save=config.checkpoint.async_save)
-  iterator = iter(loader)
-  restored_meta = {}
-  if meta is not None:
-    restored = ckpt.restore(state)
-    if restored is not None:
-      _, state, data_state, restored_meta = restored
-      iterator.set_state(data_state)
   first = members[0].name
+  ckpt, state, iterator, restored_meta = loop.open_checkpoint(
+      workdir, config, state, loader, what='cohort',
+      step_of=lambda s: s['members'][first]['step'])
   step = int(state['members'][first]['step'])
-  run_records.write_config(workdir, config, step=step,
-                           saved_json=meta['config'] if meta is not None else None)
   cohort_step = jax.jit(make_cohort_step(members), donate_argnums=0)
   tracker = Tracker(config, members)
   track_every = int(config.cohort.track_every)

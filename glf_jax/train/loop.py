@@ -258,6 +258,38 @@ def run_steps(*, step: int, total_steps: int, advance: Callable[[], Any],
   return step, stopped_by
 
 
+def open_checkpoint(workdir: str, config: ml_collections.ConfigDict, state, loader, *,
+                    what: str = 'run', step_of: Callable[[Any], Any] = lambda s: s['step']):
+  """Opens ``workdir``'s checkpoints for ``config``: a saved run with another config is refused
+  (``ConfigChangedError``, unless ``allow_config_change``, then logged), its latest state and
+  data position restored, and ``config.json`` written (the original kept, allowed changes
+  logged beside it). Returns ``(Checkpointer, state, data iterator, the restored checkpoint's
+  meta — {} when starting)``; ``step_of(state)`` is the state's step (``what``: the messages'
+  noun)."""
+  meta = read_meta(checkpoint_dir(workdir))
+  if meta is not None:
+    check_format(meta, checkpoint_dir(workdir))
+    changed = config_lib.config_differences(meta['config'], config)
+    if changed and not config.allow_config_change:
+      raise ConfigChangedError(
+          f'{workdir} holds a {what} with a different config; differing keys: {changed}. Use a '
+          'new --workdir, or pass --config.allow_config_change=True to resume anyway.')
+    if changed:
+      logging.warning('resuming with a changed config (allow_config_change): %s', changed)
+  ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
+                      async_save=config.checkpoint.async_save)
+  iterator = iter(loader)
+  restored_meta = {}  # the totals of the sessions before this one (none in older checkpoints)
+  if meta is not None:
+    restored = ckpt.restore(state)
+    if restored is not None:
+      _, state, data_state, restored_meta = restored
+      iterator.set_state(data_state)
+  run_records.write_config(workdir, config, step=int(step_of(state)),
+                           saved_json=meta['config'] if meta is not None else None)
+  return ckpt, state, iterator, restored_meta
+
+
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   """Pretrains (or resumes) the run in ``workdir``; see the module docstring.
 
@@ -284,29 +316,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   state = jax.device_put(training.state, replicated)
   prior_state = jax.device_put(prior_state, replicated)
 
-  meta = read_meta(checkpoint_dir(workdir))
-  if meta is not None:
-    check_format(meta, checkpoint_dir(workdir))
-    changed = config_lib.config_differences(meta['config'], config)
-    if changed and not config.allow_config_change:
-      raise ConfigChangedError(
-          f'{workdir} holds a run with a different config; differing keys: {changed}. Use a new '
-          f'--workdir, or pass --config.allow_config_change=True to resume anyway.')
-    if changed:
-      logging.warning('resuming with a changed config (allow_config_change): %s', changed)
-  ckpt = Checkpointer(checkpoint_dir(workdir), keep=config.checkpoint.keep,
-                      async_save=config.checkpoint.async_save)
-  iterator = iter(loader)
-  restored_meta = {}  # the totals of the sessions before this one (none in older checkpoints)
-  if meta is not None:
-    restored = ckpt.restore(state)
-    if restored is not None:
-      _, state, data_state, restored_meta = restored
-      iterator.set_state(data_state)
-  # The original config.json is kept; allowed changes are logged beside it.
-  run_records.write_config(workdir, config, step=int(state['step']),
-                           saved_json=meta['config'] if meta is not None else None)
-
+  ckpt, state, iterator, restored_meta = open_checkpoint(workdir, config, state, loader)
   train_step = jax.jit(training.train_step(prior_apply), donate_argnums=0)
 
   meta_out = {'config': config_lib.to_json(config), 'steps_per_epoch': steps_per_epoch,
