@@ -119,7 +119,7 @@ def format_mean_std(stats: dict[str, Any]) -> str:
   return f'{stats["mean"]:.4f} ± {std}'
 
 
-def _markdown(config, rows, cells, table, *, command: str, workdir: str) -> str:
+def _markdown(config, rows, cells, table, figures, *, command: str, workdir: str) -> str:
   study = config.study
   metrics = list(study.metrics)
   seeds = study_runner.check_seeds(study)
@@ -184,7 +184,7 @@ def _markdown(config, rows, cells, table, *, command: str, workdir: str) -> str:
     lines.append('| ' + ' | '.join(row).replace('\n', ' ') + ' |')
   lines.append('')
   lines += paired_lines(rows, cells, metrics, study_runner.check_compare_to(study))
-  lines += correlation_lines(config, rows, cells, study_runner.parse_figures(study))
+  lines += correlation_lines(config, rows, cells, figures)
   return '\n'.join(lines)
 
 
@@ -500,7 +500,7 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
   written.append(path)
   path = os.path.join(workdir, RESULTS_MD)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
-    f.write(_markdown(config, rows, cells, table, workdir=workdir,
+    f.write(_markdown(config, rows, cells, table, figures, workdir=workdir,
                       command=command or study_runner.command_line()))
   written.append(path)
   skipped_figures = []

@@ -136,15 +136,20 @@ def as_study(config: ml_collections.ConfigDict, name: str, *, cells, seeds, metr
   return config
 
 
-def _json_object(text, where: str) -> dict:
+def _json_object(text, where: str, allowed: tuple[str, ...]) -> dict:
+  """``text`` (a JSON object string, or a dict) as a dict whose keys are all ``allowed``."""
   if isinstance(text, dict):
-    return dict(text)
-  try:
-    value = json.loads(text)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f'{where} must be a JSON object string, got {text!r} ({e})') from None
+    value = dict(text)
+  else:
+    try:
+      value = json.loads(text)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f'{where} must be a JSON object string, got {text!r} ({e})') from None
   if not isinstance(value, dict):
     raise ValueError(f'{where} must be a JSON object, got {value!r}')
+  unknown = sorted(set(value) - set(allowed))
+  if unknown:
+    raise ValueError(f'{where}: unknown key(s) {unknown}; allowed: {list(allowed)}')
   return value
 
 
@@ -155,10 +160,7 @@ def parse_cells(study) -> list[Cell]:
   cells, seen = [], set()
   for i, text in enumerate(study.cells):
     where = f'study.cells[{i}]'
-    spec = _json_object(text, where)
-    unknown = sorted(set(spec) - set(_CELL_KEYS))
-    if unknown:
-      raise ValueError(f'{where}: unknown key(s) {unknown}; allowed: {list(_CELL_KEYS)}')
+    spec = _json_object(text, where, _CELL_KEYS)
     name = spec.get('name')
     if not isinstance(name, str) or not _NAME.match(name):
       raise ValueError(f'{where}.name must be a file-name-safe string ([A-Za-z0-9_.=+-]), got '
@@ -186,10 +188,7 @@ def parse_figures(study) -> list[dict]:
   figures = []
   for i, text in enumerate(study.figures):
     where = f'study.figures[{i}]'
-    spec = _json_object(text, where)
-    unknown = sorted(set(spec) - set(_FIGURE_KEYS))
-    if unknown:
-      raise ValueError(f'{where}: unknown key(s) {unknown}; allowed: {list(_FIGURE_KEYS)}')
+    spec = _json_object(text, where, _FIGURE_KEYS)
     if spec.get('kind') not in FIGURE_KINDS:
       raise ValueError(f'{where}.kind must be one of {list(FIGURE_KINDS)}, got '
                        f'{spec.get("kind")!r}')
@@ -251,9 +250,10 @@ def check_seeds(study) -> list[int]:
 def check_compare_to(study) -> str | None:
   """``study.compare_to``: None or the name of one of the study's cells."""
   name = study.get('compare_to')
-  if name is not None and name not in [c.name for c in parse_cells(study)]:
-    raise ValueError(f'study.compare_to must name a cell, got {name!r}; cells: '
-                     f'{[c.name for c in parse_cells(study)]}')
+  if name is not None:
+    names = [c.name for c in parse_cells(study)]
+    if name not in names:
+      raise ValueError(f'study.compare_to must name a cell, got {name!r}; cells: {names}')
   return name
 
 
