@@ -226,14 +226,14 @@ def paired_lines(rows, cells, metrics, reference: str | None) -> list[str]:
 
 
 def _pearson_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-  """Pearson's and Spearman's r (nan when either side is constant or n < 3)."""
+  """Pearson's and Spearman's r (ties share their average rank; nan when either side is
+  constant or n < 3)."""
+  import scipy.stats  # pylint: disable=g-import-not-at-top  (only the correlation tables)
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
     return math.nan, math.nan
-  rank = lambda v: np.argsort(np.argsort(v, kind='stable'), kind='stable').astype(np.float64)
-  pearson = float(np.corrcoef(x, y)[0, 1])
-  spearman = float(np.corrcoef(rank(x), rank(y))[0, 1])  # ties: rare for measured floats
-  return pearson, spearman
+  return (float(scipy.stats.pearsonr(x, y).statistic),
+          float(scipy.stats.spearmanr(x, y).statistic))
 
 
 def scatter_points(config, spec: dict, rows: Sequence[dict], cells) -> dict[str, list[tuple]]:
