@@ -4,9 +4,11 @@ The device count must be set before JAX initialises its backends, so it happens 
 before any test module runs.
 """
 
+import faulthandler
 import os
 import pathlib
 import tarfile
+import tempfile
 
 import pytest
 
@@ -66,6 +68,42 @@ SLOW_MODULES = ('test_train_loop', 'test_launch', 'test_main_tfds', 'test_benchm
 
 def pytest_configure(config):
   config.addinivalue_line('markers', 'slow: not in the fast tier (-m "not slow")')
+  if not hasattr(config, 'workerinput'):  # the controller (or a run without xdist)
+    # Where a test near pytest-timeout's limit dumps every thread's stack (see _hang_dump): the
+    # xdist workers inherit the variable; pytest_terminal_summary prints what was dumped.
+    os.environ.setdefault('GLF_JAX_HANG_DUMPS', tempfile.mkdtemp(prefix='glf_jax_hangs_'))
+
+
+@pytest.fixture(autouse=True)
+def _hang_dump(request):
+  """Dumps every thread's stack to a file 20 s before pytest-timeout stops a hung test.
+
+  pytest-timeout's own dump goes to the worker's captured stderr, which xdist drops with the
+  crashed worker; this file survives it, and the controller prints it at the end."""
+  limit = request.config.getini('timeout')
+  folder = os.environ.get('GLF_JAX_HANG_DUMPS')
+  if not folder or not limit or float(limit) <= 30:
+    yield
+    return
+  with open(os.path.join(folder, f'{os.getpid()}.txt'), 'a', encoding='utf-8') as dump:
+    dump.write(f'--- {request.node.nodeid} still running after {float(limit) - 20:.0f} s\n')
+    dump.flush()
+    faulthandler.dump_traceback_later(float(limit) - 20, file=dump)
+    try:
+      yield
+    finally:
+      faulthandler.cancel_dump_traceback_later()
+      dump.seek(0)
+      dump.truncate()  # finished in time: nothing to report
+
+
+def pytest_terminal_summary(terminalreporter):
+  folder = os.environ.get('GLF_JAX_HANG_DUMPS')
+  for dump in sorted(pathlib.Path(folder).glob('*.txt')) if folder else ():
+    text = dump.read_text(encoding='utf-8', errors='replace').strip()
+    if text:
+      terminalreporter.write_sep('=', f'stacks of a hung test (process {dump.stem})')
+      terminalreporter.write_line(text)
 
 
 def pytest_collection_modifyitems(items):

@@ -42,7 +42,7 @@ def test_train_throughput_benchmark_quick(tmp_path):
   proc = subprocess.run([sys.executable, str(_TRAIN_SCRIPT), '--quick', '--steps', '2',
                          '--methods', 'simclr,simclr+adc,simclr+adc:features,mocov3',
                          '--json', str(out)], cwd=tmp_path, capture_output=True, text=True,
-                        timeout=600, check=False)
+                        timeout=400, check=False)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert '| objective | arch | dtype | batch | ms/step |' in proc.stdout
   result = json.loads(out.read_text())

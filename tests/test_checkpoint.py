@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import jax
@@ -308,6 +309,8 @@ def test_sigkill_while_saving_leaves_a_consistent_latest(tmp_path):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': _REPO}
   child = subprocess.Popen([sys.executable, '-c', _CHILD, str(tmp_path)], cwd=_REPO, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  watchdog = threading.Timer(120, child.kill)  # a child that hangs ends its output: no hang here
+  watchdog.start()
   try:
     deadline = time.monotonic() + 40
     started = 0
@@ -317,6 +320,7 @@ def test_sigkill_while_saving_leaves_a_consistent_latest(tmp_path):
       started = int(line)
     os.kill(child.pid, signal.SIGKILL)  # while step 3 (or a later one) is being written
   finally:
+    watchdog.cancel()
     child.kill()
     child.wait()
   abstract = {'w': jax.ShapeDtypeStruct((1 << 21,), jnp.float32,

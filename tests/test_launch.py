@@ -5,7 +5,9 @@ a single process over two devices step for step, and only process 0 writes logs 
 """
 
 import json
+import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -35,23 +37,35 @@ def _losses(workdir):
   return {row['step']: row['loss'] for row in map(json.loads, lines) if 'evaluation' not in row}
 
 
+def _run(command, timeout, **kwargs):
+  """subprocess.run in a session of its own: on a timeout the whole group (the launcher *and* the
+  training processes it started) is killed, and the test fails within pytest-timeout's limit."""
+  with subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, **kwargs) as proc:
+    try:
+      out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, signal.SIGKILL)
+      out, err = proc.communicate()
+      raise AssertionError(f'{command[:3]} still running after {timeout} s:\n{err[-3000:]}')
+  return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_path):
   config = 'configs/simclr.py:adc'
   multi = tmp_path / 'multi'
   env = {k: v for k, v in _env().items() if k != 'XLA_FLAGS'}  # one CPU device per process
-  launched = subprocess.run(
+  launched = _run(
       ['bash', 'launch/multiprocess_cpu.sh', '2', config, str(multi), *_overrides(cifar_root)],
-      cwd=ROOT, env={**env, 'GLF_JAX_PORT': str(_free_port())}, capture_output=True, text=True,
-      timeout=900)
+      timeout=240, cwd=ROOT, env={**env, 'GLF_JAX_PORT': str(_free_port())})
   logs = {i: pathlib.Path(f'{multi}.process{i}.log').read_text() for i in (0, 1)}
   assert launched.returncode == 0, logs[0][-3000:] + logs[1][-3000:]
 
   single = tmp_path / 'single'
-  one = subprocess.run(
+  one = _run(
       [sys.executable, '-m', 'glf_jax.main', '--config', config, '--workdir', str(single),
        *_overrides(cifar_root), '--config.train.eval_after=False'],  # its losses only
-      cwd=ROOT, capture_output=True, text=True, timeout=900,
-      env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+      timeout=240, cwd=ROOT, env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
   assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
 
   multi_losses, single_losses = _losses(multi), _losses(single)

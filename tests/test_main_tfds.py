@@ -50,7 +50,7 @@ def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(cifar_root, tmp
   result = subprocess.run(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/simclr.py',
        '--workdir', str(workdir), *[f'--config.{k}={v}' for k, v in overrides.items()]],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
   summary = json.loads((workdir / 'summary.json').read_text())

@@ -7,6 +7,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -57,13 +58,24 @@ def _final_params(workdir):
   return step, [np.asarray(x) for x in jax.tree.leaves((params, batch_stats))]
 
 
+def _lines(proc, limit_s=200):
+  """``proc``'s output lines as they come; a child still running after ``limit_s`` is killed (its
+  output then ends), so a child that hangs fails the test instead of blocking the suite."""
+  watchdog = threading.Timer(limit_s, proc.kill)
+  watchdog.start()
+  try:
+    yield from proc.stdout
+  finally:
+    watchdog.cancel()
+
+
 def _run_and_kill(workdir, overrides, sig, after_line):
   """Starts the job, sends ``sig`` as soon as a progress line starts with ``after_line``."""
   proc = subprocess.Popen(_command(workdir, overrides), cwd=ROOT, env=_env(), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   output = []
   sent = False
-  for line in proc.stdout:
+  for line in _lines(proc):
     output.append(line)
     if not sent and line.startswith(after_line):
       proc.send_signal(sig)
@@ -78,7 +90,7 @@ def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
   # Uninterrupted reference (no evaluation, to save time).
   reference = tmp_path / 'reference'
   done = subprocess.run(_command(reference, overrides + ['--config.train.eval_after=False']),
-                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
   assert done.returncode == 0, done.stdout + done.stderr
 
   # SIGKILL in the middle of training, then the same command again.
@@ -87,7 +99,7 @@ def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
   assert code == -signal.SIGKILL, output
   assert not (resumed / 'summary.json').exists()
   again = subprocess.run(_command(resumed, overrides), cwd=ROOT, env=_env(), capture_output=True,
-                         text=True, timeout=600)
+                         text=True, timeout=240)
   assert again.returncode == 0, again.stdout + again.stderr
   assert 'resumed from step' in again.stderr + again.stdout or 'step 12/' not in again.stdout
 
@@ -139,7 +151,7 @@ def test_second_ctrl_c_aborts_at_once_without_a_traceback(cifar_root, tmp_path):
   proc = subprocess.Popen(_command(tmp_path / 'run', overrides), cwd=ROOT, env=_env(), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   output = []
-  for line in proc.stdout:
+  for line in _lines(proc):
     output.append(line)
     if line.startswith(f'step 4/{TOTAL_STEPS}'):
       proc.send_signal(signal.SIGINT)
