@@ -3,6 +3,7 @@
     python benchmarks/cohort_step.py          # the quickstart's network on digits, batch 256
     python benchmarks/cohort_step.py --arch resnet18 --dataset cifar10 --batch-size 128
     python benchmarks/cohort_step.py --quick  # tiny model, batch 64: smoke run
+    python benchmarks/cohort_step.py --vmap   # also: the members' encoders vmapped, or not
 
 The cohort step (one jit: every member's train step on one batch with one augmentation key, the
 views computed once by XLA's common-subexpression elimination) is timed against the two members'
@@ -12,6 +13,12 @@ which goes first), so drift hits both sides alike; the ratio is the median over 
 ``cohort / (separate a + separate b)``. Host-side data loading, which a cohort also shares, is not
 in either side. XLA's operation count (``cost_analysis``) of each compiled step is printed as
 well: it shows how much work the shared views save, independent of timing noise.
+
+``--vmap`` adds the alternative the issue allowed for members of one architecture: both members'
+encoder forward and backward passes (on the same views; a stand-in contrastive loss per member) as
+one ``jax.vmap`` over the stacked parameters, against the two passes one after the other, both
+jitted, in paired rounds as above. Under ``vmap`` every convolution after the first becomes a
+grouped convolution (``feature_group_count`` = members).
 """
 
 from __future__ import annotations
@@ -84,6 +91,76 @@ def build(args):
   return config, members, cohort_fn, separate, states, batch, priors, flops
 
 
+def vmap_rounds(members, image_shape, rounds: int, warmup: int) -> dict:
+  """Milliseconds of the two members' encoder forward + backward passes, one after the other
+  against ``jax.vmap`` over their stacked parameters (see the module docstring)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  graphdef = members[0].training.train_graphdef
+  params = [m.training.state['params'] for m in members]
+  stats = [m.training.state['batch_stats'] for m in members]
+  if any(jax.tree.structure(p) != jax.tree.structure(params[0]) for p in params):
+    raise SystemExit('--vmap needs members with the same parameter structure')
+  n, h, w, c = image_shape
+  views = jax.random.normal(jax.random.key(0), (2 * n, h, w, c))  # both views of a batch
+  temperatures = [0.5 + 0.5 * i for i in range(len(members))]
+
+  def forward(p, s, v):
+    model = nnx.merge(graphdef, p, jax.tree.map(lambda x: x, s))
+    return model(v)['z'], nnx.state(model, nnx.BatchStat)
+
+  def loss_of(z, t):  # a stand-in contrastive loss: each member its own temperature
+    z = z / jnp.linalg.norm(z, axis=1, keepdims=True)
+    return jnp.mean(jax.nn.logsumexp(z @ z.T / t, axis=1))
+
+  def one_after_the_other(params, stats):
+    out = []
+    for p, s, t in zip(params, stats, temperatures):
+      def f(p, s=s, t=t):
+        z, new_stats = forward(p, s, views)
+        return loss_of(z, t), new_stats
+      out.append(jax.value_and_grad(f, has_aux=True)(p))
+    return out
+
+  def vmapped(params, stats):
+    def f(params):
+      z, new_stats = jax.vmap(forward, in_axes=(0, 0, None))(params, stats, views)
+      return sum(loss_of(z[i], t) for i, t in enumerate(temperatures)), new_stats
+    return jax.value_and_grad(f, has_aux=True)(params)
+
+  stack = lambda trees: jax.tree.map(lambda *x: jnp.stack(x), *trees)  # noqa: E731
+  sides = {'one after the other': (jax.jit(one_after_the_other), (params, stats)),
+           'vmapped': (jax.jit(vmapped), (stack(params), stack(stats)))}
+  separate = sum(float(loss) for (loss, _), _ in sides['one after the other'][0](params, stats))
+  (together, _), _ = sides['vmapped'][0](*sides['vmapped'][1])
+  if not np.isclose(separate, float(together), rtol=1e-5):  # the same computation, batched
+    raise SystemExit(f'vmapped loss {float(together)} != {separate}')
+
+  def run(which):
+    fn, args = sides[which]
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t
+
+  for _ in range(warmup):
+    for which in sides:
+      run(which)
+  times = {which: [] for which in sides}
+  ratios = []
+  for r in range(rounds):
+    got = {which: run(which) for which in (sides if r % 2 == 0 else reversed(list(sides)))}
+    for which, seconds in got.items():
+      times[which].append(seconds)
+    ratios.append(got['vmapped'] / got['one after the other'])
+  ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+  print('\n| encoders, forward + backward | ms (median) |\n|---|---:|')
+  for which, value in ms.items():
+    print(f'| {which} | {value:.1f} |')
+  print(f'\nvmapped / one after the other: {statistics.median(ratios):.3f} (median of paired '
+        f'rounds; range {min(ratios):.3f}-{max(ratios):.3f})')
+  return {'ms': ms, 'ratio_median': statistics.median(ratios), 'ratios': ratios}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--dataset', default='digits', help="'digits' (default) or a TFDS name "
@@ -94,6 +171,8 @@ def main(argv=None):
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--xla-cpu-flags', default='fast')
   parser.add_argument('--quick', action='store_true', help='tiny model, batch 64, 3 rounds')
+  parser.add_argument('--vmap', action='store_true',
+                      help="also time the members' encoders vmapped over stacked parameters")
   parser.add_argument('--json', default='benchmarks/results/cohort_step.json')
   args = parser.parse_args(argv)
   if args.quick:
@@ -145,6 +224,8 @@ def main(argv=None):
             'ratios': ratios, 'times': times, 'args': vars(args),
             'jax': jax.__version__, 'backend': jax.default_backend(),
             'machine': platform.machine(), 'cpus': os.cpu_count()}
+  if args.vmap:
+    result['vmap'] = vmap_rounds(members, batch['image'].shape, args.rounds, args.warmup)
   if args.json:
     os.makedirs(os.path.dirname(args.json) or '.', exist_ok=True)
     with open(args.json, 'w', encoding='utf-8') as f:
