@@ -1,4 +1,5 @@
-"""Test set-up: 8 simulated CPU devices and a persistent compilation cache.
+"""Test set-up: 8 simulated CPU devices, a persistent compilation cache, and XLA's code generation
+at its lowest optimisation level for the computations tests run in process.
 
 The device count must be set before JAX initialises its backends, so it happens here, at import,
 before any test module runs.
@@ -21,6 +22,12 @@ _CACHE = os.environ.get('GLF_JAX_TEST_CACHE',
                         str(pathlib.Path(__file__).resolve().parent.parent / '.jax_cache'))
 jax.config.update('jax_compilation_cache_dir', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+# Most in-process tests compile a program and run it a few times on small inputs: compiling is
+# their cost, and XLA's backend optimisations (LLVM's passes) halve a step test's time when off.
+# The graph-level (HLO) passes still run, so what is computed is the same. Subprocess runs (the
+# CLI, the launchers, the benchmark scripts) keep the optimisations a user gets: this is not
+# passed to them through the environment.
+jax.config.update('jax_disable_most_optimizations', True)
 
 
 # Real CIFAR-10 JPEGs for the end-to-end tests (../shared/data; always present in CI).
