@@ -26,7 +26,8 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 # their cost, and XLA's backend optimisations (LLVM's passes) halve a step test's time when off.
 # The graph-level (HLO) passes still run, so what is computed is the same. Subprocess runs (the
 # CLI, the launchers, the benchmark scripts) keep the optimisations a user gets: this is not
-# passed to them through the environment.
+# passed to them through the environment. Tests that run much more than they compile are marked
+# ``optimized`` and run with the optimisations on (see _xla_optimizations).
 jax.config.update('jax_disable_most_optimizations', True)
 
 
@@ -75,10 +76,24 @@ SLOW_MODULES = ('test_train_loop', 'test_launch', 'test_main_tfds', 'test_benchm
 
 def pytest_configure(config):
   config.addinivalue_line('markers', 'slow: not in the fast tier (-m "not slow")')
+  config.addinivalue_line('markers', "optimized: compiled with XLA's backend optimisations (a "
+                          'test that runs far longer than it compiles)')
   if not hasattr(config, 'workerinput'):  # the controller (or a run without xdist)
     # Where a test near pytest-timeout's limit dumps every thread's stack (see _hang_dump): the
     # xdist workers inherit the variable; pytest_terminal_summary prints what was dumped.
     os.environ.setdefault('GLF_JAX_HANG_DUMPS', tempfile.mkdtemp(prefix='glf_jax_hangs_'))
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimizations(request):
+  if request.node.get_closest_marker('optimized') is None:
+    yield
+    return
+  jax.config.update('jax_disable_most_optimizations', False)
+  try:
+    yield
+  finally:
+    jax.config.update('jax_disable_most_optimizations', True)
 
 
 @pytest.fixture(autouse=True)

@@ -68,6 +68,7 @@ def test_blockwise_backward_never_holds_an_m_by_m_buffer(name):
   assert _compiled_temp_bytes(fn, m, d, block_size=256) < min(16 * block_bytes, matrix_bytes / 2)
 
 
+@pytest.mark.optimized  # runs far longer than it compiles
 def test_blockwise_runs_at_m_32768():
   """Dense forward+backward would need ~8.6 GB of M x M buffers here; blockwise runs in < 1 GB."""
   m, d = 32768, 16

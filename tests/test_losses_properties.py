@@ -316,6 +316,7 @@ def test_no_nan_or_inf(name, case):
     assert LOSS_OF_VIEWS[name](z1, z2)[0].dtype == jnp.float32
 
 
+@pytest.mark.optimized  # runs far longer than it compiles
 @pytest.mark.parametrize('w_size', [2, 4, 8])
 def test_wmse_rank_deficient_sub_batches(w_size):
   """``w_size <= D``: a singular covariance; the ridge keeps values and gradients finite and smooth."""

@@ -159,6 +159,7 @@ def test_tool_writes_a_runs_features_and_a_run_trains_with_them(tmp_path):
     main.run(config, str(tmp_path / 'mismatch'))
 
 
+@pytest.mark.optimized  # runs far longer than it compiles
 @pytest.mark.slow
 def test_tool_accepts_a_torchvision_file(tmp_path):
   from glf_jax.models import torchvision as tv  # pylint: disable=g-import-not-at-top

@@ -49,6 +49,7 @@ def _summary_mtimes(workdir):
   return {p: p.stat().st_mtime_ns for p in pathlib.Path(workdir, 'cells').glob('*/*/summary.json')}
 
 
+@pytest.mark.optimized  # runs far longer than it compiles
 @pytest.mark.slow  # trains 2 cells (~30-60 s): in CI, not in the fast tier
 def test_adc_ablation_smoke_shards_skip_and_partial_aggregation(tmp_path):
   workdir = tmp_path / 'study'
@@ -311,6 +312,7 @@ def test_prototype_bias_smoke_end_to_end(tmp_path):
   _assert_png(tmp_path / 'accuracy_vs_bias_normalized.png')
 
 
+@pytest.mark.optimized  # runs far longer than it compiles
 @pytest.mark.slow  # trains 2 cohort cells of 2 members (~50 s)
 def test_cl_vs_nscl_smoke_study_of_cohorts_end_to_end(tmp_path):
   config = _study_config('cl_vs_nscl')

@@ -376,6 +376,7 @@ def _load_config(name):
   return module.get_config()
 
 
+@pytest.mark.optimized  # runs far longer than it compiles
 def test_torchvision_file_in_the_knn_mode(tmp_path):
   sd = random_state_dict('resnet18', 'cifar')
   path = str(tmp_path / 'resnet18.safetensors')
@@ -481,6 +482,7 @@ def test_export_refuses_models_without_a_torchvision_counterpart(tmp_path):
     runner.run(config, str(tmp_path / 'out'))
 
 
+@pytest.mark.optimized  # runs far longer than it compiles
 @pytest.mark.slow
 def test_torchvision_file_in_the_finetune_mode(tmp_path):
   path = str(tmp_path / 'resnet18.safetensors')
