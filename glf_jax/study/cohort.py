@@ -72,7 +72,7 @@ from glf_jax import methods
 from glf_jax import metrics as metrics_lib
 from glf_jax import parallel
 from glf_jax import run_records
-from glf_jax.data import augment, make_loader, make_source
+from glf_jax.data import augment, make_source
 from glf_jax.evaluate.knn import knn_accuracy
 from glf_jax.train import loop
 from glf_jax.train import prior as prior_lib
@@ -483,10 +483,7 @@ def train_cohort(config: ml_collections.ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
   mesh = parallel.make_mesh(config.train.num_devices)
-  source = make_source(config.data, 'train')
-  num_classes = int(source.num_classes)
-  loader = make_loader(source, seed=config.seed, global_batch_size=config.train.batch_size,
-                       worker_count=config.train.worker_count)
+  source, num_classes, loader = loop.open_training_data(config)
   steps_per_epoch = loader.steps_per_epoch
   members = build_members(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes,
                           source=source)

@@ -290,6 +290,15 @@ def open_checkpoint(workdir: str, config: ml_collections.ConfigDict, state, load
   return ckpt, state, iterator, restored_meta
 
 
+def open_training_data(config: ml_collections.ConfigDict):
+  """``(source, num_classes, loader)`` of a run's (or a cohort's) training split: the loader reads
+  this process's share of every global batch, in the order ``config.seed`` fixes."""
+  source = make_source(config.data, 'train')
+  loader = make_loader(source, seed=config.seed, global_batch_size=config.train.batch_size,
+                       worker_count=config.train.worker_count)
+  return source, int(source.num_classes), loader
+
+
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   """Pretrains (or resumes) the run in ``workdir``; see the module docstring.
 
@@ -300,13 +309,10 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   is_chief = jax.process_index() == 0
   mesh = parallel.make_mesh(config.train.num_devices)
 
-  source = make_source(config.data, 'train')
-  num_classes = int(source.num_classes)
+  source, num_classes, loader = open_training_data(config)
   if config.model.num_classes and config.model.num_classes != num_classes:
     raise ValueError(f'model.num_classes is {config.model.num_classes} but the training data has '
                      f'{num_classes} classes; set --config.model.num_classes={num_classes}')
-  loader = make_loader(source, seed=config.seed, global_batch_size=config.train.batch_size,
-                       worker_count=config.train.worker_count)
   steps_per_epoch = loader.steps_per_epoch
   training = build_training(config, steps_per_epoch=steps_per_epoch, num_classes=num_classes)
   total_steps, objective = training.total_steps, training.objective
