@@ -66,7 +66,7 @@ def cifar_root(tmp_path_factory):
   return root
 
 
-# The fast tier, for the edit-test loop: python -m pytest tests -m "not slow" -n 2 (2.5 minutes
+# The fast tier, for the edit-test loop: python -m pytest tests -m "not slow" -n 2 (2 minutes
 # on 2 cores). "slow": the end-to-end runs in subprocesses, the benchmark smoke runs, and the
 # exhaustive numerical sweeps (each loss is still checked against its reference in the fast tier).
 SLOW_MODULES = ('test_train_loop', 'test_launch', 'test_main_tfds', 'test_benchmarks',
