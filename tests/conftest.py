@@ -8,6 +8,7 @@ before any test module runs.
 import faulthandler
 import os
 import pathlib
+import shutil
 import tarfile
 import tempfile
 
@@ -24,7 +25,8 @@ jax.config.update('jax_compilation_cache_dir', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 # Most in-process tests compile a program and run it a few times on small inputs: compiling is
 # their cost, and XLA's backend optimisations (LLVM's passes) halve a step test's time when off.
-# The graph-level (HLO) passes still run, so what is computed is the same. Subprocess runs (the
+# The graph-level (HLO) passes still run: the same computation, and the suite passes either way
+# (tolerances, and bit-identity only ever between two runs compiled alike). Subprocess runs (the
 # CLI, the launchers, the benchmark scripts) keep the optimisations a user gets: this is not
 # passed to them through the environment. Tests that run much more than they compile are marked
 # ``optimized`` and run with the optimisations on (see _xla_optimizations).
@@ -78,10 +80,18 @@ def pytest_configure(config):
   config.addinivalue_line('markers', 'slow: not in the fast tier (-m "not slow")')
   config.addinivalue_line('markers', "optimized: compiled with XLA's backend optimisations (a "
                           'test that runs far longer than it compiles)')
-  if not hasattr(config, 'workerinput'):  # the controller (or a run without xdist)
-    # Where a test near pytest-timeout's limit dumps every thread's stack (see _hang_dump): the
-    # xdist workers inherit the variable; pytest_terminal_summary prints what was dumped.
-    os.environ.setdefault('GLF_JAX_HANG_DUMPS', tempfile.mkdtemp(prefix='glf_jax_hangs_'))
+  if not hasattr(config, 'workerinput') and 'GLF_JAX_HANG_DUMPS' not in os.environ:
+    # The controller (or a run without xdist): where a test near pytest-timeout's limit dumps
+    # every thread's stack (see _hang_dump). The xdist workers inherit the variable;
+    # pytest_terminal_summary prints what was dumped; pytest_unconfigure removes the folder.
+    config.hang_dumps = tempfile.mkdtemp(prefix='glf_jax_hangs_')
+    os.environ['GLF_JAX_HANG_DUMPS'] = config.hang_dumps
+
+
+def pytest_unconfigure(config):
+  if getattr(config, 'hang_dumps', None):
+    shutil.rmtree(config.hang_dumps, ignore_errors=True)
+    os.environ.pop('GLF_JAX_HANG_DUMPS', None)
 
 
 @pytest.fixture(autouse=True)

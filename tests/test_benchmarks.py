@@ -83,3 +83,22 @@ def test_cpu_conv_layers_benchmark_quick(tmp_path):
   totals = result['totals']
   assert set(totals) == {'lax', 'shifted_dot', 'winograd'}
   assert totals['lax']['gflop'] == totals['winograd']['gflop'] > 0
+
+
+_COHORT_SCRIPT = _SCRIPT.parent / 'cohort_step.py'
+
+
+def test_cohort_step_benchmark_quick(tmp_path):
+  out = tmp_path / 'cohort.json'
+  proc = subprocess.run(
+      [sys.executable, str(_COHORT_SCRIPT), '--quick', '--vmap', '--json', str(out)],
+      cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert 'cohort / two separate steps:' in proc.stdout
+  assert 'vmapped / one after the other:' in proc.stdout  # (the script checks the losses agree)
+  result = json.loads(out.read_text())
+  assert set(result['ms']) == {'cohort', 'cl', 'nscl'}
+  assert all(v > 0 for v in result['ms'].values())
+  # The shared views: the cohort's XLA operations are fewer than the two separate steps' sum.
+  assert result['gflop']['cohort'] < result['gflop']['cl'] + result['gflop']['nscl']
+  assert len(result['vmap']['ratios']) == 3 and result['vmap']['ratio_median'] > 0  # --quick
