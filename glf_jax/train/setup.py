@@ -37,7 +37,8 @@ class Training:
   state: dict  # concrete, or jax.ShapeDtypeStructs with abstract=True
 
   def train_step(self, prior_apply: Callable | None = None) -> Callable:
-    """The pure ``train_step(state, batch, prior_state) -> (state, metrics)`` (not jitted)."""
+    """The pure ``train_step(state, batch, prior_state, views=None) -> (state, metrics)`` (not
+    jitted; see :func:`glf_jax.train.step.make_train_step`)."""
     return step_lib.make_train_step(
         train_graphdef=self.train_graphdef, method=self.method, run=self.run,
         objective=self.objective, tx=self.tx, probe_tx=self.probe_tx,

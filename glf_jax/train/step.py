@@ -45,11 +45,31 @@ def _select(pred, new, old):
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
+def _step_key(state) -> jax.Array:
+  return jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
+
+
+def make_views(augment_config: ml_collections.ConfigDict) -> Callable:
+  """The pure ``views_of(state, batch) -> [2B, H, W, 3]``: the step's two views of
+  ``batch['image']`` (first views, then second views), drawn from ``fold_in(state['rng'],
+  state['step'])`` (only those two entries of ``state`` are read)."""
+
+  def views_of(state, batch):
+    view_key, = jax.random.split(_step_key(state), 1)  # kept: it fixes every run's random stream
+    v1, v2 = augment.two_views(view_key, batch['image'], augment_config)
+    return jnp.concatenate([v1, v2])
+
+  return views_of
+
+
 def make_train_step(*, train_graphdef, method: Method, run: RunInfo, objective: Callable,
                     tx: optax.GradientTransformation, probe_tx: optax.GradientTransformation,
                     augment_config: ml_collections.ConfigDict, learning_rate: optax.Schedule,
                     prior_apply: Callable | None):
-  """Returns the pure ``train_step(state, batch, prior_state) -> (state, metrics)`` (not jitted).
+  """Returns the pure ``train_step(state, batch, prior_state, views=None) -> (state, metrics)``
+  (not jitted). ``views`` (optional) are the step's views when already computed by
+  :func:`make_views` from the same ``rng`` and ``step`` (a cohort computes them once for all its
+  members); the result is then the same as without them.
 
   ``batch`` holds ``image`` (uint8 ``[B, H, W, 3]``), ``label`` (int32 ``[B]``) and, where the
   prior looks features up by example, ``index`` (int32 ``[B]``). ``metrics``
@@ -68,14 +88,15 @@ def make_train_step(*, train_graphdef, method: Method, run: RunInfo, objective: 
     out = model(views) if apply is None else apply(model, views)
     return out, nnx.state(model, nnx.BatchStat)
 
-  def train_step(state, batch, prior_state):
+  views_of = make_views(augment_config)
+
+  def train_step(state, batch, prior_state, views=None):
     step = state['step']
-    key = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), step)
-    view_key, = jax.random.split(key, 1)  # kept as it is: it fixes every run's random stream
+    key = _step_key(state)
     images, labels = batch['image'], batch['label']
-    v1, v2 = augment.two_views(view_key, images, augment_config)
+    if views is None:
+      views = views_of(state, batch)
     n = images.shape[0]
-    views = jnp.concatenate([v1, v2])
 
     side, method_state = method.side_outputs(state, views, forward, run)
     if 'prior1' in objective.needs:
