@@ -166,6 +166,8 @@ def test_member_config_overrides_and_json_round_trip():
     cohort.member_config(_config([('x', {'objective.simclr.temprature': 0.1})]), 'x')
   with pytest.raises(ValueError, match='probe_examples'):
     cohort.check_cohort_config(_config([('x', {})], probe_examples=10_001))
+  with pytest.raises(ValueError, match="cohort.dispatch must be one of \\('split', 'fused'\\)"):
+    cohort.check_cohort_config(_config([('x', {})], dispatch='vmap'))
 
 
 def test_initial_state_copies_shared_parts_and_layer_gaps():
@@ -221,3 +223,38 @@ def test_cohort_step_computes_the_shared_views_once():
   views = _gflop(jax.jit(lambda k, x: augment.two_views(k, x, config.augment)).lower(
       jax.random.key(0), batch['image']).compile())
   assert apart - together > 0.8 * views, (apart, together, views)
+
+
+@pytest.mark.slow  # five compilations (~40 s): in CI, not in the fast tier
+def test_split_and_fused_cohort_steps_equal_each_member_trained_alone():
+  """Both dispatches of a cohort step give every member the very state (bit for bit) its own train
+  step gives it (what a separate run executes) from the same state and batches, over two steps."""
+  config = _config([('cl', {'objective.simclr.temperature': 0.5}),
+                    ('nscl', {'objective.name': 'nscl'})])
+  source = cohort.make_source(config.data, 'train')
+  members = cohort.build_members(config, steps_per_epoch=10, num_classes=10, source=source)
+  state, _ = cohort.initial_state(members)
+  rng = np.random.default_rng(0)
+  batches = [{'image': rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
+              'label': rng.integers(0, 10, (32,), dtype=np.int32)} for _ in range(2)]
+  priors = {m.name: None for m in members}
+  copy = lambda tree: jax.tree.map(lambda x: x.copy(), tree)  # noqa: E731  (steps donate)
+  got = {}
+  for dispatch in cohort.DISPATCH:
+    step_fn, s = cohort.cohort_step_program(members, dispatch), copy(state)
+    for batch in batches:
+      s, step_metrics = step_fn(s, batch, priors)
+    got[dispatch] = (s, step_metrics)
+  for m in members:
+    alone_fn, s = jax.jit(m.training.train_step(None)), copy(state['members'][m.name])
+    for batch in batches:
+      s, alone_metrics = alone_fn(s, batch, None)
+    assert int(s['step']) == 2
+    for dispatch, (cohort_state, cohort_metrics) in got.items():
+      for x, y in zip(_leaves(cohort_state['members'][m.name]), _leaves(s)):
+        np.testing.assert_array_equal(x, y, err_msg=f"{dispatch} {m.name}")
+      assert float(cohort_metrics[m.name]['loss']) == pytest.approx(
+          float(alone_metrics['loss']), rel=1e-5)
+  # The members moved apart (different objectives), so the comparison above is not vacuous.
+  assert not np.allclose(_leaves(got['split'][0]['members']['cl']['params'])[0],
+                         _leaves(got['split'][0]['members']['nscl']['params'])[0])

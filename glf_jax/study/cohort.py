@@ -1,4 +1,4 @@
-"""Shared-randomness cohorts (arXiv 2510.08852 §5): R members trained in lockstep in one program.
+"""Shared-randomness cohorts (arXiv 2510.08852 §5): R members trained in lockstep, in one process.
 
 A cohort is a normal run config (the *base*: data, model, augmentation, schedule, seed) plus
 ``config.cohort``::
@@ -20,8 +20,13 @@ A cohort is a normal run config (the *base*: data, model, augmentation, schedule
     weight_gap_layers  'backbone' (conv kernels: the paper's Σ over weight tensors) or
                        'backbone_bn' (also BatchNorm's γ, as the official
                        scripts/weight_space_coupling.py)
+    dispatch           'split' (default): the views by one program, then each member's train
+                       step as its own program on them; 'fused': every member's step in one
+                       program (XLA computes the shared views once). The same numbers either
+                       way; which is faster depends on the network and the device
+                       (benchmarks/cohort_step.py)
 
-Why one program: the members must see *the same* randomness — one initial parameter copy, the same
+Why in lockstep: the members must see *the same* randomness — one initial parameter copy, the same
 batches in the same order, the same augmentation keys — so that their differences come from the
 objectives alone. Here that holds by construction:
 
@@ -31,8 +36,9 @@ objectives alone. Here that holds by construction:
 * **batches**: one loader, one batch per step, fed to every member;
 * **augmentation keys**: the train step (``glf_jax.train.step``) draws the views from
   ``fold_in(state['rng'], state['step'])``; the cohort step hands every member member 0's ``rng``
-  and ``step`` (equal by construction), so all members' views are the same traced computation on
-  the same inputs, which XLA's common-subexpression elimination computes once.
+  and ``step`` (equal by construction), so all members' views are the same computation on the
+  same inputs, computed once (by its own program, or by XLA's common-subexpression elimination
+  when ``dispatch='fused'``).
 
 The state (checkpointed whole with orbax, with the loader's position) is a pytree::
 
@@ -76,12 +82,15 @@ from glf_jax.data import augment, make_source
 from glf_jax.evaluate.knn import knn_accuracy
 from glf_jax.train import loop
 from glf_jax.train import prior as prior_lib
+from glf_jax.train import step as step_lib
 from glf_jax.train.setup import Training, build_training
 
 TRACKS_FILE = 'tracks.jsonl'
 TRACKS_PLOT = 'tracks.png'
 METRICS_FILE = 'metrics.jsonl'
 WEIGHT_GAP_LAYERS = ('backbone', 'backbone_bn')
+# How a cohort step runs: each member its own program ('split'), or all in one ('fused').
+DISPATCH = ('split', 'fused')
 MAX_PROBE_EXAMPLES = 10_000
 # Encoder parts copied from member 0 into every member whose part has the same structure.
 SHARED_PARTS = ('backbone', 'projector', 'predictor', 'prototypes', 'classifier')
@@ -105,6 +114,7 @@ def default_cohort_config() -> ml_collections.ConfigDict:
       knn_k=20,
       rsa_examples=2000,
       weight_gap_layers='backbone',
+      dispatch='split',
   ))
 
 
@@ -169,6 +179,8 @@ def check_cohort_config(config: ml_collections.ConfigDict) -> None:
                      f'{c.probe_examples}')
   if c.rsa_examples < 3:
     raise ValueError(f'cohort.rsa_examples must be >= 3, got {c.rsa_examples}')
+  if c.get('dispatch') not in DISPATCH:
+    raise ValueError(f'cohort.dispatch must be one of {DISPATCH}, got {c.get("dispatch")!r}')
   if c.weight_gap_layers not in WEIGHT_GAP_LAYERS:
     raise ValueError(f'cohort.weight_gap_layers must be one of {WEIGHT_GAP_LAYERS}, got '
                      f'{c.weight_gap_layers!r}')
@@ -315,6 +327,38 @@ def make_cohort_step(members: Sequence[Member]) -> Callable:
     return {'members': new}, metrics
 
   return cohort_step
+
+
+def make_split_cohort_step(members: Sequence[Member]) -> Callable:
+  """``cohort_step(state, batch, prior_states) -> (state, metrics)`` as separate programs: the
+  views by one jitted program (from member 0's ``rng`` and ``step``), then each member's own
+  jitted train step on those views, donating that member's state. Each member runs the program a
+  separate run of it would (less the augmentation), so a member costs what it costs alone;
+  :func:`make_cohort_step` under one ``jax.jit`` lets XLA schedule all members together, which on
+  CPU made ResNet-18's cohort step slower than two separate steps
+  (``benchmarks/cohort_step.py``). Already jitted; the state is the same pytree."""
+  views_of = jax.jit(step_lib.make_views(members[0].training.config.augment))
+  steps = {m.name: jax.jit(m.training.train_step(m.prior_apply), donate_argnums=0)
+           for m in members}
+  first = members[0].name
+
+  def cohort_step(state, batch, prior_states):
+    ref = state['members'][first]
+    # Every member's rng and step equal member 0's by construction (initial_state, lockstep).
+    views = views_of({'rng': ref['rng'], 'step': ref['step']}, batch)
+    new, metrics = {}, {}
+    for name, step_fn in steps.items():
+      new[name], metrics[name] = step_fn(state['members'][name], batch, prior_states[name], views)
+    return {'members': new}, metrics
+
+  return cohort_step
+
+
+def cohort_step_program(members: Sequence[Member], dispatch: str) -> Callable:
+  """The jitted cohort step of ``config.cohort.dispatch`` (one of :data:`DISPATCH`)."""
+  if dispatch == 'split':
+    return make_split_cohort_step(members)
+  return jax.jit(make_cohort_step(members), donate_argnums=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -498,7 +542,7 @@ def train_cohort(config: ml_collections.ConfigDict, workdir: str, *,
       workdir, config, state, loader, what='cohort',
       step_of=lambda s: s['members'][first]['step'])
   step = int(state['members'][first]['step'])
-  cohort_step = jax.jit(make_cohort_step(members), donate_argnums=0)
+  cohort_step = cohort_step_program(members, config.cohort.dispatch)
   tracker = Tracker(config, members)
   track_every = int(config.cohort.track_every)
   log_every = max(1, int(config.train.log_every))
