@@ -5,14 +5,15 @@
     python benchmarks/cohort_step.py --quick  # tiny model, batch 64: smoke run
     python benchmarks/cohort_step.py --vmap   # also: the members' encoders vmapped, or not
 
-The cohort step (one jit: every member's train step on one batch with one augmentation key, the
-views computed once by XLA's common-subexpression elimination) is timed against the two members'
-own jitted steps (``glf_jax.train.step``, what two separate runs execute), on the same batch, in
-paired rounds: each round times the cohort step and both separate steps back to back (alternating
-which goes first), so drift hits both sides alike; the ratio is the median over rounds of
-``cohort / (separate a + separate b)``. Host-side data loading, which a cohort also shares, is not
-in either side. XLA's operation count (``cost_analysis``) of each compiled step is printed as
-well: it shows how much work the shared views save, independent of timing noise.
+The cohort step, in both of its dispatches (``cohort.dispatch``: ``split``, the views by one
+program and then each member's train step as its own program on them; ``fused``, every member's
+step in one jit, the views computed once by XLA's common-subexpression elimination), is timed
+against the two members' own jitted steps (``glf_jax.train.step``, what two separate runs
+execute), on the same batch, in paired rounds: each round times every side back to back
+(alternating the order), so drift hits all sides alike; a dispatch's ratio is the median over
+rounds of ``cohort / (separate a + separate b)``. Host-side data loading, which a cohort also
+shares, is not in either side. XLA's operation count (``cost_analysis``) of each compiled program
+is printed as well: it shows how much work the shared views save, independent of timing noise.
 
 ``--vmap`` adds the alternative the issue allowed for members of one architecture: both members'
 encoder forward and backward passes (on the same views; a stand-in contrastive loss per member) as
@@ -39,6 +40,8 @@ import numpy as np  # noqa: E402
 
 from glf_jax import config as config_lib  # noqa: E402
 from glf_jax import xla_cpu  # noqa: E402
+from glf_jax.study import cohort  # noqa: E402
+from glf_jax.train import step as step_lib  # noqa: E402
 
 
 def _gflop(compiled) -> float | None:
@@ -50,7 +53,6 @@ def _gflop(compiled) -> float | None:
 
 def build(args):
   from glf_jax.data import make_source  # pylint: disable=g-import-not-at-top
-  from glf_jax.study import cohort  # pylint: disable=g-import-not-at-top
   if args.dataset == 'digits':
     config = config_lib.base_config('simclr', 'digits', 'resnet_tiny')
     config.model.width_multiplier = 2  # the quickstart's network
@@ -79,16 +81,42 @@ def build(args):
            'index': np.arange(args.batch_size, dtype=np.int32)}
   batch = jax.device_put(batch)
   priors = {m.name: m.prior_state for m in members}
-  cohort_fn = jax.jit(cohort.make_cohort_step(members), donate_argnums=0)
-  separate = {m.name: jax.jit(m.training.train_step(m.prior_apply), donate_argnums=0)
-              for m in members}
   copy = lambda tree: jax.tree.map(lambda x: x.copy(), tree)  # noqa: E731
-  states = {'cohort': state, **{m.name: copy(state['members'][m.name]) for m in members}}
-  flops = {'cohort': _gflop(cohort_fn.lower(state, batch, priors).compile())}
+  # One jitted program per side: (state, batch, prior) -> (state, outputs), donating the state.
+  programs, states, flops = {}, {}, {}
+  for dispatch in cohort.DISPATCH:
+    programs[f'cohort {dispatch}'] = cohort.cohort_step_program(members, dispatch)
+    states[f'cohort {dispatch}'] = copy(state)
   for m in members:
-    flops[m.name] = _gflop(separate[m.name].lower(states[m.name], batch,
-                                                  m.prior_state).compile())
-  return config, members, cohort_fn, separate, states, batch, priors, flops
+    programs[m.name] = jax.jit(m.training.train_step(m.prior_apply), donate_argnums=0)
+    states[m.name] = copy(state['members'][m.name])
+    flops[m.name] = _gflop(programs[m.name].lower(states[m.name], batch, m.prior_state).compile())
+  flops['cohort fused'] = _gflop(programs['cohort fused'].lower(state, batch, priors).compile())
+  views_fn = jax.jit(step_lib.make_views(config.augment))
+  views = views_fn(state['members'][members[0].name], batch)
+  split = [_gflop(views_fn.lower(state['members'][members[0].name], batch).compile())]
+  split += [_gflop(programs[m.name].lower(states[m.name], batch, m.prior_state, views).compile())
+            for m in members]  # each member's step on given views
+  flops['cohort split'] = None if None in split else sum(split)
+  priors_of = {m.name: m.prior_state for m in members}
+  priors_of.update({f'cohort {d}': priors for d in cohort.DISPATCH})
+  return config, members, programs, states, batch, priors_of, flops
+
+
+def paired_rounds(run, sides, rounds: int, warmup: int) -> tuple[dict, list[dict]]:
+  """Times ``run(side)`` for every side, ``warmup`` rounds untimed, then ``rounds`` rounds with the
+  order reversed every other round. Returns ``({side: [seconds]}, [{side: seconds} per round])``."""
+  sides = list(sides)
+  for _ in range(warmup):
+    for side in sides:
+      run(side)
+  times, per_round = {side: [] for side in sides}, []
+  for r in range(rounds):
+    got = {side: run(side) for side in (sides if r % 2 == 0 else reversed(sides))}
+    for side, seconds in got.items():
+      times[side].append(seconds)
+    per_round.append(got)
+  return times, per_round
 
 
 def vmap_rounds(members, image_shape, rounds: int, warmup: int) -> dict:
@@ -142,16 +170,8 @@ def vmap_rounds(members, image_shape, rounds: int, warmup: int) -> dict:
     jax.block_until_ready(fn(*args))
     return time.perf_counter() - t
 
-  for _ in range(warmup):
-    for which in sides:
-      run(which)
-  times = {which: [] for which in sides}
-  ratios = []
-  for r in range(rounds):
-    got = {which: run(which) for which in (sides if r % 2 == 0 else reversed(list(sides)))}
-    for which, seconds in got.items():
-      times[which].append(seconds)
-    ratios.append(got['vmapped'] / got['one after the other'])
+  times, per_round = paired_rounds(run, sides, rounds, warmup)
+  ratios = [got['vmapped'] / got['one after the other'] for got in per_round]
   ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
   print('\n| encoders, forward + backward | ms (median) |\n|---|---:|')
   for which, value in ms.items():
@@ -178,34 +198,22 @@ def main(argv=None):
   if args.quick:
     args.batch_size, args.rounds, args.warmup = min(args.batch_size, 64), 3, 1
   xla_cpu.configure(args.xla_cpu_flags)
-  config, members, cohort_fn, separate, states, batch, priors, flops = build(args)
+  config, members, programs, states, batch, priors, flops = build(args)
   names = [m.name for m in members]
+  cohorts = [f'cohort {d}' for d in cohort.DISPATCH]
 
   def run(which):
     t = time.perf_counter()
-    if which == 'cohort':
-      states['cohort'], out = cohort_fn(states['cohort'], batch, priors)
-    else:
-      states[which], out = separate[which](states[which], batch, priors[which])
+    states[which], out = programs[which](states[which], batch, priors[which])
     jax.block_until_ready((states[which], out))
     return time.perf_counter() - t
 
-  for _ in range(args.warmup):
-    for which in ('cohort', *names):
-      run(which)
-  times = {which: [] for which in ('cohort', *names)}
-  ratios = []
-  for r in range(args.rounds):
-    order = ('cohort', *names) if r % 2 == 0 else (*names, 'cohort')
-    got = {which: run(which) for which in order}
-    for which, seconds in got.items():
-      times[which].append(seconds)
-    ratios.append(got['cohort'] / sum(got[n] for n in names))
+  times, per_round = paired_rounds(run, (*cohorts, *names), args.rounds, args.warmup)
+  ratios = {c: [got[c] / sum(got[n] for n in names) for got in per_round] for c in cohorts}
   ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
   two = sum(ms[n] for n in names)
-  ratio = statistics.median(ratios)
   gflop_two = (sum(flops[n] for n in names) if all(flops[n] for n in names) else None)
-  rows = [('cohort (cl + nscl, one jit)', ms['cohort'], flops['cohort'])]
+  rows = [(f'{c} (cl + nscl)', ms[c], flops[c]) for c in cohorts]
   rows += [(f'separate {n} ({m.config.objective.name})', ms[n], flops[n])
            for n, m in zip(names, members)]
   rows.append(('separate, both', two, gflop_two))
@@ -216,10 +224,11 @@ def main(argv=None):
   for name, value, gflop in rows:
     print(f'| {name} | {value:.1f} | {gflop:.3f} |' if gflop is not None else
           f'| {name} | {value:.1f} | - |')
-  spread = (min(ratios), max(ratios))
-  print(f'\ncohort / two separate steps: {ratio:.3f} (median of paired rounds; range '
-        f'{spread[0]:.3f}-{spread[1]:.3f}); in XLA operations '
-        + (f'{flops["cohort"] / gflop_two:.3f}' if gflop_two and flops['cohort'] else 'n/a'))
+  ratio = {c: statistics.median(r) for c, r in ratios.items()}
+  for c in cohorts:
+    print(f'\n{c} / two separate steps: {ratio[c]:.3f} (median of paired rounds; range '
+          f'{min(ratios[c]):.3f}-{max(ratios[c]):.3f})'
+          + (f'; in XLA operations {flops[c] / gflop_two:.3f}' if gflop_two and flops[c] else ''))
   result = {'label': label, 'ms': ms, 'gflop': flops, 'ratio_median': ratio,
             'ratios': ratios, 'times': times, 'args': vars(args),
             'jax': jax.__version__, 'backend': jax.default_backend(),

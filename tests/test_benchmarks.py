@@ -94,11 +94,14 @@ def test_cohort_step_benchmark_quick(tmp_path):
       [sys.executable, str(_COHORT_SCRIPT), '--quick', '--vmap', '--json', str(out)],
       cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert 'cohort / two separate steps:' in proc.stdout
+  assert 'cohort split / two separate steps:' in proc.stdout
+  assert 'cohort fused / two separate steps:' in proc.stdout
   assert 'vmapped / one after the other:' in proc.stdout  # (the script checks the losses agree)
   result = json.loads(out.read_text())
-  assert set(result['ms']) == {'cohort', 'cl', 'nscl'}
+  assert set(result['ms']) == {'cohort split', 'cohort fused', 'cl', 'nscl'}
   assert all(v > 0 for v in result['ms'].values())
-  # The shared views: the cohort's XLA operations are fewer than the two separate steps' sum.
-  assert result['gflop']['cohort'] < result['gflop']['cl'] + result['gflop']['nscl']
+  assert set(result['ratio_median']) == {'cohort split', 'cohort fused'}
+  # The shared views: each dispatch's XLA operations are fewer than the two separate steps' sum.
+  for dispatch in ('cohort split', 'cohort fused'):
+    assert result['gflop'][dispatch] < result['gflop']['cl'] + result['gflop']['nscl'], dispatch
   assert len(result['vmap']['ratios']) == 3 and result['vmap']['ratio_median'] > 0  # --quick
