@@ -138,9 +138,13 @@ def flatten(tree, prefix: str = '') -> dict:
   return out
 
 
+# Keys a resumed run (or a finished study cell) may change: what it evaluates and how it executes
+# (cohort.dispatch gives bit-identical members either way), not what it trains.
+IGNORED_ON_RESUME = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags', 'cohort.dispatch')
+
+
 def config_differences(saved_json: str, config: ml_collections.ConfigDict,
-                       ignore=('allow_config_change', 'mode', 'eval',
-                               'xla_cpu_flags')) -> list[str]:
+                       ignore=IGNORED_ON_RESUME) -> list[str]:
   """Keys whose values differ between a saved run's config and ``config`` (dotted names)."""
   old = flatten(json.loads(saved_json))
   new = flatten(json.loads(to_json(config)))

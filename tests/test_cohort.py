@@ -122,8 +122,9 @@ def test_cohort_stopped_by_sigterm_or_killed_resumes_exactly(tmp_path):
   assert tracks[-1]['pair/cl-nscl/cka_h'] == pytest.approx(
       reference['metrics']['pair/cl-nscl/cka_h'], abs=1e-6)
 
-  # Killed at step 5, after the periodic checkpoint of step 4 (no forced save): the same command
-  # resumes from step 4 and ends bit-identical to the uninterrupted run.
+  # Killed at step 5, after the periodic checkpoint of step 4 (no forced save): the command
+  # resumes from step 4 and ends bit-identical to the uninterrupted run, even with the other
+  # dispatch (how the step executes, not what it computes: no config change).
   killed = tmp_path / 'killed'
   def kill_at_5(step):
     if step == 5:
@@ -132,7 +133,9 @@ def test_cohort_stopped_by_sigterm_or_killed_resumes_exactly(tmp_path):
     cohort.train_cohort(config, str(killed), on_step=kill_at_5)
   assert not (killed / 'summary.json').exists()
   steps_run = []
-  third, state = cohort.train_cohort(config, str(killed), on_step=steps_run.append)
+  fused = _config(members, steps=6, dispatch='fused')
+  assert config.cohort.dispatch == 'split'
+  third, state = cohort.train_cohort(fused, str(killed), on_step=steps_run.append)
   assert steps_run == [5, 6]  # resumed from the step-4 checkpoint, not from scratch
   assert third['status'] == 'finished' and third['step'] == 6
   _assert_identical(ref_state, state)

@@ -66,7 +66,6 @@ _FIGURE_KEYS = ('kind', 'metric', 'x', 'y', 'cells', 'series', 'log_x', 'file', 
                 'metrics')
 # Keys that may change between invocations of a study without changing a finished cell: the
 # run-level ones glf_jax.config ignores on resume.
-_IGNORED_ON_SKIP = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags')
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -369,7 +368,7 @@ def _check_finished_config(run_config, directory: str, where: str) -> None:
     return
   with open(path, encoding='utf-8') as f:
     saved = f.read()
-  differing = config_lib.config_differences(saved, run_config, ignore=_IGNORED_ON_SKIP)
+  differing = config_lib.config_differences(saved, run_config)
   if differing and not run_config.get('allow_config_change', False):
     raise ValueError(f'{where} in {directory} finished with other settings ({", ".join(differing)})'
                      '; delete that directory to rerun it, or use another --workdir')
