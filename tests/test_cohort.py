@@ -206,19 +206,25 @@ def _gflop(compiled):
   return float(cost['flops'])
 
 
-@pytest.mark.slow  # four compilations (~45 s): in CI, not in the fast tier
-def test_cohort_step_computes_the_shared_views_once():
-  """Every member's step gets member 0's key and step, so XLA computes the two views once: the
-  compiled 2-member step has two separate steps' operations minus (about) one two_views."""
-  from glf_jax.data import augment  # pylint: disable=g-import-not-at-top
+def _cl_nscl_members_and_batches(n: int):
+  """A CL + NSCL cohort's config, members, initial state, and ``n`` random digit-sized batches."""
   config = _config([('cl', {'objective.simclr.temperature': 0.5}),
                     ('nscl', {'objective.name': 'nscl'})])
   source = cohort.make_source(config.data, 'train')
   members = cohort.build_members(config, steps_per_epoch=10, num_classes=10, source=source)
   state, _ = cohort.initial_state(members)
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
-           'label': rng.integers(0, 10, (32,), dtype=np.int32)}
+  batches = [{'image': rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
+              'label': rng.integers(0, 10, (32,), dtype=np.int32)} for _ in range(n)]
+  return config, members, state, batches
+
+
+@pytest.mark.slow  # four compilations (~45 s): in CI, not in the fast tier
+def test_cohort_step_computes_the_shared_views_once():
+  """Every member's step gets member 0's key and step, so XLA computes the two views once: the
+  compiled 2-member step has two separate steps' operations minus (about) one two_views."""
+  from glf_jax.data import augment  # pylint: disable=g-import-not-at-top
+  config, members, state, (batch,) = _cl_nscl_members_and_batches(1)
   priors = {m.name: None for m in members}
   together = _gflop(jax.jit(cohort.make_cohort_step(members)).lower(state, batch, priors).compile())
   apart = sum(_gflop(jax.jit(m.training.train_step(None)).lower(
@@ -232,14 +238,7 @@ def test_cohort_step_computes_the_shared_views_once():
 def test_split_and_fused_cohort_steps_equal_each_member_trained_alone():
   """Both dispatches of a cohort step give every member the very state (bit for bit) its own train
   step gives it (what a separate run executes) from the same state and batches, over two steps."""
-  config = _config([('cl', {'objective.simclr.temperature': 0.5}),
-                    ('nscl', {'objective.name': 'nscl'})])
-  source = cohort.make_source(config.data, 'train')
-  members = cohort.build_members(config, steps_per_epoch=10, num_classes=10, source=source)
-  state, _ = cohort.initial_state(members)
-  rng = np.random.default_rng(0)
-  batches = [{'image': rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
-              'label': rng.integers(0, 10, (32,), dtype=np.int32)} for _ in range(2)]
+  _, members, state, batches = _cl_nscl_members_and_batches(2)
   priors = {m.name: None for m in members}
   copy = lambda tree: jax.tree.map(lambda x: x.copy(), tree)  # noqa: E731  (steps donate)
   got = {}
