@@ -1,4 +1,4 @@
-"""A 2-member cohort step against two separate members' steps (glf_jax.study.cohort).
+"""A 2-member cohort step against two separate members' steps (glf_jax.cohort).
 
     python benchmarks/cohort_step.py          # the quickstart's network on digits, batch 256
     python benchmarks/cohort_step.py --arch resnet18 --dataset cifar10 --batch-size 128
@@ -39,8 +39,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from glf_jax import config as config_lib  # noqa: E402
-from glf_jax import xla_cpu  # noqa: E402
-from glf_jax.study import cohort  # noqa: E402
+from glf_jax.runtime import xla_cpu  # noqa: E402
+from glf_jax import cohort  # noqa: E402
 from glf_jax.train import step as step_lib  # noqa: E402
 
 

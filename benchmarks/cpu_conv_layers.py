@@ -59,7 +59,7 @@ FORMULATIONS = ('lax', 'shifted_dot', 'winograd')
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--variant', default='fast',
-                 help="'fast' (glf_jax.xla_cpu preset), or names from "
+                 help="'fast' (glf_jax.runtime.xla_cpu preset), or names from "
                       "benchmarks/cpu_resnet_step.py --list joined by ','")
   p.add_argument('--batch', type=int, default=64, help='source images; 2 × batch views')
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
@@ -79,7 +79,7 @@ def parse_args(argv=None):
 def xla_flags_for(variant: str) -> list[str]:
   if variant == 'fast':
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-    from glf_jax import xla_cpu  # noqa: E402  (does not import jax)
+    from glf_jax.runtime import xla_cpu  # noqa: E402  (does not import jax)
     return list(xla_cpu.PRESETS['fast'])
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
   from cpu_resnet_step import resolve_variant  # noqa: E402

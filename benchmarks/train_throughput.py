@@ -38,9 +38,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from glf_jax import config as config_lib  # noqa: E402
-from glf_jax import parallel, prior_features, xla_cpu  # noqa: E402
+from glf_jax import prior as prior_lib  # noqa: E402
+from glf_jax.prior import features_file  # noqa: E402
+from glf_jax.runtime import devices, xla_cpu  # noqa: E402
 from glf_jax.data.source_base import ImageSource  # noqa: E402
-from glf_jax.train import prior as prior_lib  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 from glf_jax.train.setup import build_training  # noqa: E402
@@ -78,7 +79,7 @@ def build_step(config, batch_size: int):
     table = np.random.default_rng(0).standard_normal((FEATURES_ROWS, FEATURES_DIM), np.float32)
     with tempfile.TemporaryDirectory() as tmp:
       config.prior.path = os.path.join(tmp, 'prior.safetensors')
-      prior_features.write(config.prior.path, table, source=source)
+      features_file.write(config.prior.path, table, source=source)
       prior_apply, prior_state = prior_lib.build_prior(config, training.objective, source)
   else:
     prior_apply, prior_state = prior_lib.build_prior(config, training.objective)
@@ -112,13 +113,13 @@ class Timed:
   """One (config, batch size): its compiled step, state and a fixed batch; ``run()`` times one step."""
 
   def __init__(self, config, batch_size: int, warmup: int):
-    mesh = parallel.make_mesh()
+    mesh = devices.make_mesh()
     train_step, state, prior_state = build_step(config, batch_size)
-    self.state = jax.device_put(state, parallel.replicated(mesh))
-    self.prior_state = jax.device_put(prior_state, parallel.replicated(mesh))
+    self.state = jax.device_put(state, devices.replicated(mesh))
+    self.prior_state = jax.device_put(prior_state, devices.replicated(mesh))
     self.image_size = config.augment.view1.image_size
     rng = np.random.default_rng(0)
-    self.batch = parallel.to_global_batch({
+    self.batch = devices.to_global_batch({
         'image': rng.integers(0, 256, (batch_size, self.image_size, self.image_size, 3),
                               dtype=np.uint8),
         'label': rng.integers(0, 10, (batch_size,), dtype=np.int32),
@@ -170,7 +171,7 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=5, help='timed rounds (interleaved)')
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--xla-cpu-flags', default='fast',
-                      help="glf_jax.xla_cpu preset on CPU ('fast', as glf_jax.main uses; 'none')")
+                      help="glf_jax.runtime.xla_cpu preset on CPU ('fast', as glf_jax.main uses; 'none')")
   parser.add_argument('--quick', action='store_true', help='tiny model and batch: smoke run')
   parser.add_argument('--json', default='benchmarks/results/train_throughput.json')
   args = parser.parse_args(argv)

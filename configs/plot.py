@@ -5,7 +5,7 @@
 writes ``curves.png`` (loss and its terms, online probe accuracy, learning rate against the step)
 from the workdir's ``metrics.jsonl`` and ``embedding.png`` (t-SNE of test-set features by class,
 random init next to pretrained) from its ``embedding.npz``, whichever of the two exists
-(``glf_jax.plots.redraw``). Pretraining and evaluation draw them too; this mode redraws them, e.g.
+(``glf_jax.plots.run.redraw``). Pretraining and evaluation draw them too; this mode redraws them, e.g.
 while a run is still training or after a change to the plotting code.
 """
 

@@ -3,45 +3,27 @@
     python -m glf_jax.main --config configs/wmse.py --workdir runs/c10_wmse
     python -m glf_jax.main --config configs/wmse.py:cifar100,adc --workdir runs/c100_wmse_adc
     python -m glf_jax.main --config configs/wmse.py:imagenet100,resnet50 --workdir runs/in100_wmse
+    python -m glf_jax.main --config configs/wmse.py:tiny --workdir /tmp/wmse_tiny   # a minute, offline
 
-The argument (comma-separated, any order): the dataset — ``cifar10`` (default), ``cifar100``,
-``imagenet100`` —, ``resnet50`` (default ResNet-18) and ``adc`` (adds ADC, ν = υ = 0.1, with the
-pixel prior, as the ADC paper's runs). Every number of the run is set below; the rest (data,
-checkpoints, evaluation) are ``glf_jax.config.base_config``'s defaults.
+Words after ``:`` (``glf_jax.config.method_config``): a dataset (``cifar10``, the default,
+``cifar100``, ``imagenet100``, ``digits``), ``resnet50``, ``adc`` (ADC as its paper runs it) and
+``tiny`` (the small-run switch; digits unless a dataset is named). The experiment's numbers are
+below; the method's own (loss, heads) are its definition in ``glf_jax/methods/wmse.py``.
 
 solo-learn's CIFAR W-MSE: Adam(W) 2e-3 · batch / 256, projector 1024 → 64, whitening sub-batches of
 128, one partition per step, random crops of at least 20% of the image.
 """
 
-from glf_jax.config import base_config, parse_config_arg
+from glf_jax.config import finish_method_config, method_config
 
 
 def get_config(arg=None):
-  a = parse_config_arg(arg, choices=dict(dataset=('cifar10', 'cifar100', 'imagenet100'),
-                                         arch=('resnet18', 'resnet50'), flags=('adc',)),
-                       defaults=dict(dataset='cifar10', arch='resnet18'))
-  imagenet = a['dataset'] == 'imagenet100'
-  config = base_config('wmse' + ('+adc' if a['adc'] else ''), a['dataset'], a['arch'])
-
+  config, words = method_config('wmse', arg)
+  imagenet = words['imagenet']
   config.train.batch_size = 256 if imagenet else 512
   config.train.epochs = 400 if imagenet else 1000
-  config.optim.name = 'adamw'
-  config.optim.base_learning_rate = 2e-3    # peak = 2e-3 · batch / 256
-  config.optim.lr_scaling = 'linear'
-  config.optim.weight_decay = 1e-6
-  config.optim.warmup_epochs = 10.0
-  config.model.projector_layers = 2
-  config.model.projector_hidden_dim = 1024
-  config.model.projection_dim = 64
-  config.objective.wmse.w_size = 128
-  config.objective.wmse.w_iter = 1
+  config.optim.update(name='adamw', base_learning_rate=2e-3, weight_decay=1e-6,
+                      warmup_epochs=10.0)
   for view in (config.augment.view1, config.augment.view2):
     view.crop_scale = (0.2, 1.0)
-  if a['adc']:
-    config.objective.adc.nu = 0.1             # DCM weight
-    config.objective.adc.upsilon = 0.1        # LPM weight
-    config.objective.adc.sigma2 = 0.5
-    config.objective.adc.rho = 5.0
-    config.prior.kind = 'pixels'              # the paper's identity prior
-  config.eval.transform.crop_fraction = 0.875 if imagenet else 1.0
-  return config
+  return finish_method_config(config, words)

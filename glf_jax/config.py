@@ -1,10 +1,12 @@
 """The config of a run: every sub-tree with its defaults, built from a method and a dataset.
 
 ``base_config(method, dataset, arch)`` gives a complete run: the dataset table's sizes and
-statistics (``glf_jax.data.datasets``), the method's heads, view recipe, settings and its recipe
-for the dataset's family (``glf_jax.methods``), and the defaults of every other part. The config
-files in ``configs/`` start from it and state every number of their experiment. Sub-trees (each
-module reads only its own)::
+statistics (``glf_jax.data.datasets``), the method's heads, view recipe and settings
+(``glf_jax.methods``), and the defaults every other part exposes. The config files in
+``configs/`` start from it and state every number of their experiment: a method's file through
+:func:`method_config` (the words of its argument: dataset, ``resnet50``, ``adc`` — ADC's paper
+setting, :func:`adc_paper_setting` — and ``tiny``, the small-run switch, :func:`small_run`).
+Sub-trees (each module reads only its own)::
 
     data        the training data (glf_jax.data.sources)
     augment     the two views' recipes (glf_jax.data.recipes)
@@ -12,7 +14,7 @@ module reads only its own)::
     objective   name '<method>[+<constraint>...]' and each term's hyperparameters
     method      the method's own settings (e.g. ema_base), absent keys for methods without any
     optim       optimiser and learning-rate schedule (glf_jax.train.optim)
-    prior       ADC's prior encoder (glf_jax.train.prior)
+    prior       ADC's prior encoder (glf_jax.prior)
     train       batch size, length, logging, the online probe, the NaN guard, data workers
     checkpoint  orbax checkpoints
     eval        evaluators and their settings, the evaluation data and transform
@@ -21,21 +23,28 @@ module reads only its own)::
 plus ``mode``, ``seed``, ``allow_config_change`` and ``xla_cpu_flags``. A value that may be "not
 set" is ``None`` (a typed placeholder that the command line can set), never ``''``, ``0`` or
 ``-1``. :func:`validate` checks a run's config once, when a run starts.
+
+This module assembles defaults the layers below expose; none of them imports it back. Imports:
+methods, data, models, train (optimiser defaults), prior, evaluate, run (the saved config).
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
+import os
 
 import ml_collections
 from ml_collections import config_dict
 
+from glf_jax import evaluate
 from glf_jax import methods
 from glf_jax.data import datasets, recipes, sources
-from glf_jax.evaluate import common as eval_common
+from glf_jax.losses import checks
 from glf_jax.models import default_model_config
+from glf_jax.prior import default_prior_config
+# Re-exported: what a saved config is compared with (glf_jax.run.saved_config).
+from glf_jax.run.saved_config import IGNORED_ON_RESUME, config_differences, flatten, to_json  # noqa: F401
 from glf_jax.train.optim import default_optim_config
-from glf_jax.train.prior import default_prior_config
 
 # 'show_config' prints the resolved config and exits (glf_jax.main); 'plot' redraws a run's plots.
 MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune', 'export', 'plot', 'show_config',
@@ -58,8 +67,8 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
   c.xla_cpu_flags = 'fast'
 
   c.data = sources.default_data_config(dataset)
-  c.augment = recipes.RECIPES[record.augment](info.image_size, mean=info.mean, std=info.std,
-                                              family=info.family)
+  c.augment = recipes.RECIPES[record.augment].views(info.image_size, mean=info.mean,
+                                                    std=info.std, family=info.family)
   c.model = default_model_config(arch, stem='cifar' if info.family == 'cifar' else 'imagenet',
                                  **record.heads)
   if record.classifier:
@@ -69,8 +78,6 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
   c.method = ml_collections.ConfigDict(dict(record.settings))
   c.optim = default_optim_config('lars')
   c.prior = default_prior_config()
-  for section, values in record.recipes.get(info.family, {}).items():
-    (c.objective[record.name] if section == 'objective' else c[section]).update(values)
 
   c.train = ml_collections.ConfigDict(dict(
       batch_size=512,             # global: per process x processes
@@ -84,7 +91,7 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       eval_after=True,            # evaluate the encoder when pretraining ends
   ))
   c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, async_save=True))
-  c.eval = eval_common.default_eval_config(info)
+  c.eval = evaluate.default_eval_config(info)
   # num_processes: None = one process; N = explicit (with coordinator_address and process_id);
   # auto_detect = jax.distributed.initialize() finds the cluster (SLURM, TPU pod, Open MPI).
   c.distributed = ml_collections.ConfigDict(dict(
@@ -110,10 +117,6 @@ def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-def to_json(config: ml_collections.ConfigDict) -> str:
-  return config.to_json_best_effort(sort_keys=True)
-
-
 def describe(config: ml_collections.ConfigDict) -> str:
   """Every key of ``config`` with its value, sorted, one ``key: value`` a line (values as the
   command line takes them: ``--config.<key>=<value>``)."""
@@ -125,43 +128,6 @@ def describe(config: ml_collections.ConfigDict) -> str:
       else:
         yield f'{prefix}{key}', value
   return '\n'.join(f'{key}: {value!r}' for key, value in items(config.to_dict(), ''))
-
-
-def flatten(tree, prefix: str = '') -> dict:
-  out = {}
-  for key, value in tree.items():
-    name = f'{prefix}{key}'
-    if isinstance(value, dict):
-      out.update(flatten(value, name + '.'))
-    else:
-      out[name] = value
-  return out
-
-
-# Keys a resumed run (or a finished study cell) may change: what it evaluates and how it executes
-# (cohort.dispatch gives bit-identical members either way), not what it trains.
-IGNORED_ON_RESUME = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags', 'cohort.dispatch')
-
-
-def config_differences(saved_json: str, config: ml_collections.ConfigDict,
-                       ignore=IGNORED_ON_RESUME) -> list[str]:
-  """Keys whose values differ between a saved run's config and ``config`` (dotted names)."""
-  old = flatten(json.loads(saved_json))
-  new = flatten(json.loads(to_json(config)))
-  def ignored(key):
-    return any(key == i or key.startswith(i + '.') for i in ignore)
-  keys = sorted(k for k in set(old) | set(new) if not ignored(k))
-  # A key absent on one side and None (not set) on the other is no difference: a key added to
-  # the config since the run started, with its feature off, does not block a resume.
-  return [k for k in keys if old.get(k) != new.get(k)]
-
-
-def _positive_int(where: str, value, *, optional: bool = False) -> None:
-  if optional and value is None:
-    return
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f'{where} must be an int >= 1{" or None" if optional else ""}, got '
-                     f'{value!r}')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -176,25 +142,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(config.seed, int) or config.seed < 0:
     raise ValueError(f'seed must be an int >= 0, got {config.seed!r}')
   t = config.train
-  _positive_int('train.batch_size', t.batch_size)
-  _positive_int('train.num_steps', t.num_steps, optional=True)
-  _positive_int('train.num_devices', t.num_devices, optional=True)
-  _positive_int('train.max_nonfinite_in_a_row', t.max_nonfinite_in_a_row)
-  _positive_int('train.log_every', t.log_every)
+  checks.check_positive_int('train.batch_size', t.batch_size)
+  checks.check_positive_int('train.num_steps', t.num_steps, optional=True)
+  checks.check_positive_int('train.num_devices', t.num_devices, optional=True)
+  checks.check_positive_int('train.max_nonfinite_in_a_row', t.max_nonfinite_in_a_row)
+  checks.check_positive_int('train.log_every', t.log_every)
   if t.num_steps is None and not t.epochs > 0:
     raise ValueError(f'train.epochs must be > 0 (or set train.num_steps), got {t.epochs!r}')
   if not t.online_probe_lr > 0:
     raise ValueError(f'train.online_probe_lr must be > 0, got {t.online_probe_lr!r}')
-  _positive_int('checkpoint.every_steps', config.checkpoint.every_steps)
-  _positive_int('checkpoint.keep', config.checkpoint.keep)
+  checks.check_positive_int('checkpoint.every_steps', config.checkpoint.every_steps)
+  checks.check_positive_int('checkpoint.keep', config.checkpoint.keep)
   record = methods.get(config.objective.name)
   _check_method_fits(config, record)
   record.check_settings(config.method.to_dict())
   if record.classifier:
-    _positive_int('model.num_classes (the classifier of the method)', config.model.num_classes)
+    checks.check_positive_int('model.num_classes (the classifier of the method)', config.model.num_classes)
   for name in ('view1', 'view2'):
     recipes.validate_view_config(config.augment[name])
-  eval_common.validate_eval_config(config.eval)
+  evaluate.validate_eval_config(config.eval)
   _check_data_roots(config)
   _check_eval_splits(config)
 
@@ -278,3 +244,98 @@ def parse_config_arg(arg: str | None, *, choices: dict[str, tuple[str, ...]],
     seen.add(key)
     result[key] = word if group else True
   return result
+
+
+# ----------------------------------------------------------------------------------------------
+# A method's config file (configs/<method>.py): its argument words and the shared settings.
+
+# The words of a method config's argument (``configs/byol.py:cifar100,adc``).
+METHOD_WORDS = dict(dataset=('cifar10', 'cifar100', 'imagenet100', 'digits'),
+                    arch=('resnet18', 'resnet50'), flags=('adc', 'tiny'))
+
+
+def method_config(method: str, arg: str | None) -> tuple[ml_collections.ConfigDict, dict]:
+  """The start of ``configs/<method>.py``'s ``get_config(arg)``: ``(config, words)``.
+
+  ``arg``: comma-separated, in any order, at most one dataset (``cifar10``, the default,
+  ``cifar100``, ``imagenet100`` or ``digits``; ``digits`` is the default with ``tiny``), ``resnet50``
+  (default ResNet-18), ``adc`` (adds ADC with the paper's setting, :func:`adc_paper_setting`) and
+  ``tiny`` (the small-run switch, applied by :func:`finish_method_config` after the file's
+  numbers). ``words`` has ``dataset``, ``arch``, ``adc``, ``tiny`` and ``imagenet``.
+  """
+  words = parse_config_arg(arg, choices=METHOD_WORDS,
+                           defaults=dict(dataset='cifar10', arch='resnet18'))
+  if words['tiny'] and not any(w.strip() in METHOD_WORDS['dataset']
+                               for w in (arg or '').split(',')):
+    words['dataset'] = 'digits'  # a tiny run needs no download
+  words['imagenet'] = words['dataset'] == 'imagenet100'
+  config = base_config(method + ('+adc' if words['adc'] else ''), words['dataset'], words['arch'])
+  if words['adc']:
+    adc_paper_setting(config)
+  return config, words
+
+
+def finish_method_config(config: ml_collections.ConfigDict, words: dict
+                         ) -> ml_collections.ConfigDict:
+  """The end of a method config file: with ``tiny``, :func:`small_run`; returns ``config``."""
+  return small_run(config) if words['tiny'] else config
+
+
+def adc_paper_setting(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """ADC as the paper runs it (arXiv 2508.13596): ν = υ = 0.1, σ² = 0.5, ρ = 5, the identity
+  (pixel) prior. ``config.objective`` must hold ``adc``; returns ``config``."""
+  config.objective.adc.nu = 0.1             # DCM weight
+  config.objective.adc.upsilon = 0.1        # LPM weight
+  config.objective.adc.sigma2 = 0.5
+  config.objective.adc.rho = 5.0
+  config.prior.kind = 'pixels'              # the paper's identity prior
+  return config
+
+
+def small_run(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The small-run switch (``:tiny``): :func:`tiny`'s network, 30 steps of 64 images on one
+  device without warm-up, a short evaluation (linear probe and kNN on at most 512 / 256 images,
+  beside the random initialisation), no t-SNE map. A minute or two on a laptop CPU; returns
+  ``config``."""
+  tiny(config)
+  config.train.batch_size = 64
+  config.train.num_steps = 30
+  config.train.log_every = 10
+  config.train.num_devices = 1
+  config.optim.warmup_epochs = 0.0
+  config.checkpoint.every_steps = 1000
+  config.eval.evaluators = ('linear', 'knn')
+  config.eval.linear.epochs = 20
+  config.eval.max_train_examples = 512
+  config.eval.max_test_examples = 256
+  config.eval.compare_random_init = True
+  config.eval.embedding_examples = 0
+  return config
+
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config_module(path: str):
+  """The config file ``path`` as a module (its helpers, e.g. ``configs/quickstart.py``'s
+  ``digits_run``); a relative path is tried from the working directory, then from the
+  repository root."""
+  if not os.path.isabs(path) and not os.path.exists(path):
+    path = os.path.join(_REPO_ROOT, path)
+  if not os.path.isfile(path):
+    raise ValueError(f'no config file {path}')
+  module_spec = importlib.util.spec_from_file_location(
+      f'_glf_config_{abs(hash(path))}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of ``path[:arg]`` (path as :func:`load_config_module`)."""
+  path, _, arg = spec.partition(':')
+  try:
+    module = load_config_module(path)
+  except ValueError as e:
+    raise ValueError(f'config {spec!r}: {e}') from None
+  return module.get_config(arg) if arg else module.get_config()

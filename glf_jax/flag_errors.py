@@ -81,11 +81,11 @@ def _load_config(spec: str):
 
 def _objective_term_hint(config, term: str) -> str:
   from glf_jax import methods  # pylint: disable=g-import-not-at-top  # heavy (JAX); errors only
-  from glf_jax.losses import glf  # pylint: disable=g-import-not-at-top
+  from glf_jax.constraints import CONSTRAINTS  # pylint: disable=g-import-not-at-top
   name = config.objective.get('name')
   if term in methods.METHODS:
     where = f'configs/{term}.py'
-  elif term in glf.CONSTRAINT_TERMS:
+  elif term in CONSTRAINTS:
     where = f'a method\'s config with the {term!r} flag, e.g. configs/simclr.py:{term}'
   else:
     return ''

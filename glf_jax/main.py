@@ -53,20 +53,26 @@ def _parse_flags(argv):
 
 
 def run(config, workdir):
-  """Runs ``config.mode`` in ``workdir``; returns the summary dict (also written as JSON)."""
-  from glf_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  """Runs ``config.mode`` in ``workdir``; returns the summary dict (also written as JSON).
+
+  ``study`` runs cells of runs (``glf_jax.study``); every other mode is one run
+  (``glf_jax.modes``)."""
   if config.mode == 'show_config':
+    from glf_jax import config as config_lib  # pylint: disable=g-import-not-at-top
     # Nothing else: no JAX backend, no workdir.
     print(config_lib.describe(config), flush=True)
     return {'mode': 'show_config'}
-  from glf_jax import parallel  # deferred: importing JAX before flags parse slows --help
+  from glf_jax.runtime import devices  # deferred: importing JAX before flags parse slows --help
   d = config.distributed
   # num_processes: None = one process, N = explicit; auto_detect: found in the cluster's
   # environment.
-  parallel.initialize_distributed(d.coordinator_address, -1 if d.auto_detect else d.num_processes,
-                                  d.process_id)
-  from glf_jax import runner  # pylint: disable=g-import-not-at-top
-  return runner.run(config, workdir)
+  devices.initialize_distributed(d.coordinator_address, -1 if d.auto_detect else d.num_processes,
+                                 d.process_id)
+  if config.mode == 'study':
+    from glf_jax.study import runner as study_runner  # pylint: disable=g-import-not-at-top
+    return study_runner.run_study(config, workdir)
+  from glf_jax import modes  # pylint: disable=g-import-not-at-top
+  return modes.run(config, workdir)
 
 
 def main(argv):
@@ -76,7 +82,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every step at INFO
   config = flags.FLAGS.config
   if config.mode != 'show_config':
-    from glf_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+    from glf_jax.runtime import xla_cpu  # pylint: disable=g-import-not-at-top
     # Before JAX initialises its backend (XLA reads XLA_FLAGS once); a no-op on GPU/TPU.
     xla_cpu.configure(config.xla_cpu_flags)
   try:

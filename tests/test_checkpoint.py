@@ -16,7 +16,7 @@ import numpy as np
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 import pytest
 
-from glf_jax.checkpoint import Checkpointer, CheckpointError, read_meta
+from glf_jax.run.checkpoint import Checkpointer, CheckpointError, read_meta
 from tests.test_train_loop import _lines
 
 # Orbax's reads of a corrupt checkpoint leave coroutines that complain once their event loop is
@@ -296,7 +296,7 @@ def test_rejects_bad_arguments(tmp_path):
 _CHILD = textwrap.dedent("""
     import sys
     import jax.numpy as jnp
-    from glf_jax.checkpoint import Checkpointer
+    from glf_jax.run.checkpoint import Checkpointer
     with Checkpointer(sys.argv[1], keep=2, async_save=True) as ckpt:
       for step in range(1, 100_000):
         state = {'w': jnp.full((1 << 21,), step, jnp.float32), 'step': jnp.asarray(step)}

@@ -10,7 +10,7 @@ import jax
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from glf_jax import parallel
+from glf_jax.runtime import devices
 from glf_jax.data import pipeline
 from glf_jax.data import sources
 
@@ -21,12 +21,12 @@ from tests.conftest import CLASSES, GLOBAL_BATCH  # the cifar_root fixture is in
 def _sharded_two_views():
   """``jit(two_views)`` with the SimCLR CIFAR recipe on the 8-device mesh (compiled once)."""
   from glf_jax.data.augment import simclr_config, two_views  # pylint: disable=g-import-not-at-top
-  mesh = parallel.make_mesh()
+  mesh = devices.make_mesh()
   config = simclr_config(32, dataset='cifar10')
-  batch_sharding = parallel.data_sharding(mesh)
+  batch_sharding = devices.data_sharding(mesh)
   # The batch stays sharded over 'data' in and out, as in the train step.
   views = jax.jit(lambda key, images: two_views(key, images, config),
-                  in_shardings=(parallel.replicated(mesh), batch_sharding),
+                  in_shardings=(devices.replicated(mesh), batch_sharding),
                   out_shardings=(batch_sharding, batch_sharding))
   return mesh, views
 
@@ -40,7 +40,7 @@ def _run(root, cache_dir, seed, steps=3):
   labels, results = [], []
   it = iter(loader)
   for step in range(steps):
-    batch = parallel.to_global_batch(next(it), mesh)
+    batch = devices.to_global_batch(next(it), mesh)
     v1, v2 = views(jax.random.fold_in(base_key, step), batch['image'])
     labels.append(np.asarray(batch['label']))
     results.append((v1, v2))

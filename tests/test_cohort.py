@@ -13,7 +13,9 @@ import pytest
 
 from glf_jax import config as config_lib
 from glf_jax import metrics
-from glf_jax.study import cohort
+from glf_jax import cohort
+from glf_jax.data import make_source
+from glf_jax.run import layout
 from glf_jax.train import state as state_lib
 
 
@@ -49,7 +51,7 @@ def _assert_identical(a, b):
 
 
 def _tracks(workdir):
-  return [json.loads(line) for line in (workdir / cohort.TRACKS_FILE).read_text().splitlines()]
+  return [json.loads(line) for line in (workdir / layout.TRACKS_LOG).read_text().splitlines()]
 
 
 def test_same_objective_members_stay_bit_identical_others_diverge(tmp_path):
@@ -87,7 +89,7 @@ def test_same_objective_members_stay_bit_identical_others_diverge(tmp_path):
   for name in ('a', 'b', 'ce'):
     assert 0.0 <= last[f'member/{name}/knn_top1'] <= 1.0
   assert summary['metrics'] == {k: v for k, v in last.items() if k not in ('wall_time', 'epoch')}
-  assert (tmp_path / cohort.TRACKS_PLOT).stat().st_size > 0
+  assert (tmp_path / layout.TRACKS_PLOT).stat().st_size > 0
   written = json.loads((tmp_path / 'summary.json').read_text())
   assert written['tracked_steps'] == [0, 2, 4] and written['mode'] == 'cohort'
 
@@ -106,13 +108,13 @@ def test_cohort_stopped_by_sigterm_or_killed_resumes_exactly(tmp_path):
   resumed = tmp_path / 'resumed'
   def stop_at_3(step):
     if step == 3:
-      os.kill(os.getpid(), signal.SIGTERM)  # the real handler (train.loop._StopFlag) sets the flag
+      os.kill(os.getpid(), signal.SIGTERM)  # the real handler (run.session._StopFlag) sets the flag
   first, _ = cohort.train_cohort(config, str(resumed), on_step=stop_at_3)
   assert first['status'] == 'interrupted' and first['stop_signal'] == 'SIGTERM'
   assert first['step'] == 3
   assert [r['step'] for r in _tracks(resumed)] == [0, 2]
   # A record past the checkpoint (a run killed after tracking, before saving) is cut on resume.
-  with open(resumed / cohort.TRACKS_FILE, 'a', encoding='utf-8') as f:
+  with open(resumed / layout.TRACKS_LOG, 'a', encoding='utf-8') as f:
     f.write(json.dumps({'step': 5, 'pair/cl-nscl/cka_h': 0.5}) + '\n')
   second, state = cohort.train_cohort(config, str(resumed))
   assert second['status'] == 'finished' and second['step'] == 6
@@ -175,7 +177,7 @@ def test_member_config_overrides_and_json_round_trip():
 
 def test_initial_state_copies_shared_parts_and_layer_gaps():
   config = _config([('a', {}), ('wide', {'model.projection_dim': 24})])
-  source = cohort.make_source(config.data, 'train')
+  source = make_source(config.data, 'train')
   members = cohort.build_members(config, steps_per_epoch=10, num_classes=10, source=source)
   state, shared = cohort.initial_state(members)
   assert shared == {'a': ['backbone', 'projector'], 'wide': ['backbone']}
@@ -210,7 +212,7 @@ def _cl_nscl_members_and_batches(n: int):
   """A CL + NSCL cohort's config, members, initial state, and ``n`` random digit-sized batches."""
   config = _config([('cl', {'objective.simclr.temperature': 0.5}),
                     ('nscl', {'objective.name': 'nscl'})])
-  source = cohort.make_source(config.data, 'train')
+  source = make_source(config.data, 'train')
   members = cohort.build_members(config, steps_per_epoch=10, num_classes=10, source=source)
   state, _ = cohort.initial_state(members)
   rng = np.random.default_rng(0)

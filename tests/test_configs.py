@@ -11,7 +11,7 @@ import pytest
 
 from glf_jax import config as config_lib
 from glf_jax import methods
-from glf_jax.train import prior as prior_lib
+from glf_jax import prior as prior_lib
 from glf_jax.train.setup import build_training
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

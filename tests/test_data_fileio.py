@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from glf_jax import fileio
+from glf_jax.runtime import fileio
 
 
 def test_atomic_write_creates_and_replaces(tmp_path):

@@ -8,7 +8,7 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
-from glf_jax import parallel
+from glf_jax.runtime import devices
 from glf_jax.data import pipeline
 
 
@@ -114,21 +114,21 @@ def test_default_process_from_jax():
 
 
 def test_mesh_and_shardings():
-  mesh = parallel.make_mesh()
+  mesh = devices.make_mesh()
   assert mesh.axis_names == ('data',) and mesh.devices.shape == (8,)
-  assert parallel.data_sharding(mesh).spec == P('data')
-  assert parallel.replicated(mesh).spec == P()
-  assert parallel.make_mesh(4, axis_name='batch').devices.shape == (4,)
+  assert devices.data_sharding(mesh).spec == P('data')
+  assert devices.replicated(mesh).spec == P()
+  assert devices.make_mesh(4, axis_name='batch').devices.shape == (4,)
   with pytest.raises(ValueError, match=r'\[1, 8\]'):
-    parallel.make_mesh(9)
-  assert parallel.initialize_distributed() is False
-  assert parallel.initialize_distributed(num_processes=1) is False
+    devices.make_mesh(9)
+  assert devices.initialize_distributed() is False
+  assert devices.initialize_distributed(num_processes=1) is False
 
 
 def test_to_global_batch_shards_over_data():
-  mesh = parallel.make_mesh()
+  mesh = devices.make_mesh()
   local = next(iter(_loader(global_batch_size=16)))
-  batch = parallel.to_global_batch(local, mesh)
+  batch = devices.to_global_batch(local, mesh)
   for name in ('image', 'label'):
     array = batch[name]
     assert isinstance(array, jax.Array) and array.shape == local[name].shape
@@ -139,7 +139,7 @@ def test_to_global_batch_shards_over_data():
   total = jax.jit(lambda b: b['label'].sum())(batch)
   assert int(total) == int(local['label'].sum())
   with pytest.raises(ValueError, match='divide evenly over 8'):
-    parallel.to_global_batch({'label': np.arange(12)}, mesh)
+    devices.to_global_batch({'label': np.arange(12)}, mesh)
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from orbax.checkpoint._src.handlers import json_checkpoint_handler
 from PIL import Image
 import pytest
 
-from glf_jax import checkpoint
+from glf_jax.run import checkpoint
 from glf_jax import config as config_lib
 from glf_jax import flag_errors
 from glf_jax import main

@@ -329,7 +329,7 @@ def _context(train, test, **kwargs):
 
 def test_feature_evaluators_keys_and_values():
   x, y = _blobs(300)
-  eval_config = common.default_eval_config(DigitsInfo)
+  eval_config = evaluate.default_eval_config(DigitsInfo)
   eval_config.linear.epochs = 10
   results = evaluate.evaluate(_context((x[:150], y[:150]), (x[150:], y[150:])),
                               ('linear', 'knn', 'geometry'), eval_config)
@@ -345,7 +345,7 @@ def test_feature_evaluators_keys_and_values():
 
 
 def test_every_evaluator_has_its_settings_in_the_eval_config():
-  eval_config = common.default_eval_config(DigitsInfo)
+  eval_config = evaluate.default_eval_config(DigitsInfo)
   for name in ('linear', 'knn', 'alignment', 'finetune'):
     assert name in evaluate.EVALUATORS and name in eval_config
   assert 'geometry' in evaluate.EVALUATORS  # no settings

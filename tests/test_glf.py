@@ -6,6 +6,8 @@ import pytest
 
 from glf_jax import losses
 from glf_jax import methods
+from glf_jax.constraints import CONSTRAINTS
+from glf_jax.losses import checks
 from glf_jax.losses import glf
 from glf_jax.losses.mocov3 import mocov3
 from glf_jax.losses.simsiam import simsiam
@@ -155,17 +157,16 @@ def test_loss_functions_validate_their_inputs(call, match):
     call()
 
 
-def test_a_new_constraint_plugs_into_every_method():
-  term = glf.Term(lambda o, b, weight: (weight * (o['z1'] ** 2).mean(), {}), dict(weight=1.0))
-  glf.register_constraint('l2_test', term)
-  try:
-    config = methods.objective_config('byol+l2_test')
-    config.l2_test.weight = 3.0
-    loss, aux = methods.build_objective(config)(OUTPUTS, BATCH)
-    np.testing.assert_allclose(aux['l2_test'], 3.0 * (OUTPUTS['z1'] ** 2).mean(), rtol=1e-6)
-    np.testing.assert_allclose(loss, aux['byol'] + aux['l2_test'], rtol=1e-6)
-  finally:
-    del glf.CONSTRAINT_TERMS['l2_test']
+def test_a_new_constraint_plugs_into_every_method(monkeypatch):
+  term = glf.Term(lambda o, b, weight: (weight * (o['z1'] ** 2).mean(), {}), dict(weight=1.0),
+                  check=lambda h, where: checks.check_nonnegative(f'{where}.weight', h['weight']))
+  # A module of glf_jax/constraints defining CONSTRAINT adds one; here the table is patched.
+  monkeypatch.setitem(CONSTRAINTS, 'l2_test', glf.Constraint('l2_test', term))
+  config = methods.objective_config('byol+l2_test')
+  config.l2_test.weight = 3.0
+  loss, aux = methods.build_objective(config)(OUTPUTS, BATCH)
+  np.testing.assert_allclose(aux['l2_test'], 3.0 * (OUTPUTS['z1'] ** 2).mean(), rtol=1e-6)
+  np.testing.assert_allclose(loss, aux['byol'] + aux['l2_test'], rtol=1e-6)
 
 
 def test_hyperparameters_are_validated_once_when_the_objective_is_built(monkeypatch):

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from glf_jax import plots
+from glf_jax.plots import run as plots
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

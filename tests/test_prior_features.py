@@ -12,10 +12,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from glf_jax import main, methods, parallel, prior_features
+from glf_jax import main, methods
+from glf_jax import prior as prior_lib
+from glf_jax.prior import features_file as prior_features
+from glf_jax.prior import __main__ as tool
+from glf_jax.runtime import devices
 from glf_jax.data import make_loader, make_source, sources
-from glf_jax.train import prior as prior_lib
-from glf_jax.tools import prior_features as tool
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -110,10 +112,10 @@ def test_lookup_gives_each_view_its_examples_row_on_one_and_eight_devices(tmp_pa
   lookup = jax.jit(apply_fn)
   single = np.asarray(lookup(prior_state, views, batch))
   np.testing.assert_array_equal(single, np.concatenate([table[index], table[index]]))
-  mesh = parallel.make_mesh(8)
-  sharded_batch = parallel.to_global_batch(batch, mesh)
-  sharded = lookup(jax.device_put(prior_state, parallel.replicated(mesh)),
-                   jax.device_put(views, parallel.data_sharding(mesh)), sharded_batch)
+  mesh = devices.make_mesh(8)
+  sharded_batch = devices.to_global_batch(batch, mesh)
+  sharded = lookup(jax.device_put(prior_state, devices.replicated(mesh)),
+                   jax.device_put(views, devices.data_sharding(mesh)), sharded_batch)
   np.testing.assert_array_equal(np.asarray(sharded), single)
   with pytest.raises(ValueError, match="example 'index'"):
     apply_fn(prior_state, views, {'image': batch['image']})
@@ -139,7 +141,7 @@ def test_tool_writes_a_runs_features_and_a_run_trains_with_them(tmp_path):
   assert 'quickstart' in metadata['description'] or 'simclr' in metadata['description']
 
   bad = subprocess.run(
-      [sys.executable, '-m', 'glf_jax.tools.prior_features', '--encoder', str(tmp_path / 'none'),
+      [sys.executable, '-m', 'glf_jax.prior', '--encoder', str(tmp_path / 'none'),
        '--out', str(tmp_path / 'x.safetensors')], cwd=tmp_path, env=env, capture_output=True,
       text=True, timeout=300)
   assert bad.returncode == 2 and bad.stderr.strip().startswith('error: no glf_jax checkpoint')
@@ -168,7 +170,7 @@ def test_tool_accepts_a_torchvision_file(tmp_path):
   tv.save_state_dict(random_state_dict('resnet18', 'cifar', fc=False), weights)
   out = tmp_path / 'prior.npy'
   env = {'PYTHONPATH': str(ROOT), 'JAX_PLATFORMS': 'cpu', 'PATH': '/usr/bin:/bin'}
-  command = [sys.executable, '-m', 'glf_jax.tools.prior_features', '--encoder', weights,
+  command = [sys.executable, '-m', 'glf_jax.prior', '--encoder', weights,
              '--out', str(out), '--image-size', '8']
   missing = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=300)

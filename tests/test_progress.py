@@ -10,11 +10,11 @@ from PIL import Image
 import tqdm
 
 from glf_jax import config as config_lib
-from glf_jax import parallel
-from glf_jax import progress
+from glf_jax.runtime import devices
+from glf_jax.runtime import progress
 from glf_jax.data import sources
 from glf_jax.evaluate import features, linear_probe
-from glf_jax.train import loop
+from glf_jax.train import pretrain
 
 
 class FakeClock:
@@ -126,17 +126,17 @@ def test_terminal_is_detected_from_the_stream_and_other_processes_stay_silent():
 def test_banner_states_method_data_model_devices_batch_and_resume_point():
   config = config_lib.base_config('simclr+adc', 'digits', 'resnet_tiny')
   config.train.batch_size = 64
-  mesh = parallel.make_mesh()
+  mesh = devices.make_mesh()
   kwargs = dict(num_examples=1347, num_classes=10, image_shape=(16, 16, 3), mesh=mesh,
                 steps_per_epoch=21, total_steps=210, workdir='/runs/a')
-  text = loop.banner(config, step=0, **kwargs)
+  text = pretrain.banner(config, step=0, **kwargs)
   for fact in ('simclr+adc', 'digits', '1347 training images', '10 classes', '16x16x3',
                'resnet_tiny', f'{mesh.size} devices', '1 process', 'mesh data=', 'global batch 64',
                '21 steps/epoch', '210 steps (10.0 epochs)', '/runs/a', 'starting from step 0'):
     assert fact in text, (fact, text)
   assert len(text.splitlines()) <= 5
-  assert 'resumed from step 42' in loop.banner(config, step=42, **kwargs)
-  assert 'already finished' in loop.banner(config, step=210, **kwargs)
+  assert 'resumed from step 42' in pretrain.banner(config, step=42, **kwargs)
+  assert 'already finished' in pretrain.banner(config, step=210, **kwargs)
 
 
 def _image_folder(root, count):

@@ -73,7 +73,7 @@ def _digits(n):
 
 def test_registered_with_settings_and_not_run_by_default():
   assert 'prototype_bias' in evaluate.EVALUATORS
-  eval_config = common.default_eval_config(dataset_info('digits'))
+  eval_config = evaluate.default_eval_config(dataset_info('digits'))
   assert eval_config.prototype_bias.to_dict() == dict(augmentations=8, examples=512,
                                                      view='view1')
   assert 'prototype_bias' not in eval_config.evaluators  # K forward passes per image

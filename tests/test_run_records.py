@@ -14,8 +14,8 @@ from PIL import Image
 import pytest
 
 from glf_jax import main
-from glf_jax import run_records
-from glf_jax import workdir_lock
+from glf_jax.run import records as run_records
+from glf_jax.run import lock
 from tests import test_train_loop as train_loop_tests
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -34,30 +34,30 @@ def _digits_config(**train):
 
 def test_a_held_workdir_refuses_a_second_run_naming_the_holder(tmp_path):
   holder = subprocess.Popen(
-      [sys.executable, '-c', 'import sys, time; from glf_jax import workdir_lock\n'
-       f'with workdir_lock.hold({str(tmp_path)!r}):\n  print("held", flush=True); time.sleep(60)'],
+      [sys.executable, '-c', 'import sys, time; from glf_jax.run import lock\n'
+       f'with lock.hold({str(tmp_path)!r}):\n  print("held", flush=True); time.sleep(60)'],
       cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)})
   try:
     assert holder.stdout.readline().strip() == 'held'
-    with pytest.raises(workdir_lock.WorkdirBusyError, match=rf'in use by another run: pid '
+    with pytest.raises(lock.WorkdirBusyError, match=rf'in use by another run: pid '
                        rf'{holder.pid} on .*use another --workdir'):
-      with workdir_lock.hold(str(tmp_path)):
+      with lock.hold(str(tmp_path)):
         pass
   finally:
     holder.kill()  # SIGKILL: no clean release, the kernel drops the flock
     holder.wait()
   # The dead holder's record is still in the file: the next run takes over, with a warning.
   assert json.loads((tmp_path / '.lock').read_text())['pid'] == holder.pid
-  with workdir_lock.hold(str(tmp_path)):
+  with lock.hold(str(tmp_path)):
     assert json.loads((tmp_path / '.lock').read_text())['pid'] == os.getpid()
   assert (tmp_path / '.lock').read_text() == ''  # released cleanly
 
 
 def test_lock_is_reentrant_across_sequential_runs_and_disabled_off_chief(tmp_path):
   for _ in range(2):
-    with workdir_lock.hold(str(tmp_path)):
+    with lock.hold(str(tmp_path)):
       pass
-  with workdir_lock.hold(str(tmp_path), enabled=False):
+  with lock.hold(str(tmp_path), enabled=False):
     assert not (tmp_path / '.lock').exists() or (tmp_path / '.lock').read_text() == ''
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from glf_jax import config as config_lib
 from glf_jax import main
-from glf_jax import workdir_lock
+from glf_jax.run import lock
 from glf_jax.study import aggregate as aggregate_lib
 from glf_jax.study import runner as study_runner
 
@@ -24,7 +24,7 @@ PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 def _study_config(name, arg='smoke', **study_settings):
-  config = study_runner.load_config_file(str(ROOT / 'configs' / 'studies' / f'{name}.py:{arg}'))
+  config = config_lib.load_config_file(str(ROOT / 'configs' / 'studies' / f'{name}.py:{arg}'))
   for key, value in study_settings.items():
     config.study[key] = value
   config.lock()
@@ -192,7 +192,7 @@ def test_aggregate_draws_nothing_without_finished_cells(tmp_path):
 
 
 def test_interrupted_cell_stops_the_study(tmp_path, monkeypatch):
-  from glf_jax import runner  # pylint: disable=g-import-not-at-top
+  from glf_jax import modes as runner  # pylint: disable=g-import-not-at-top
   calls = []
 
   def fake_run(config, workdir):
@@ -270,7 +270,7 @@ def test_study_config_takes_command_line_overrides(tmp_path):
 
 def test_shards_can_share_the_study_workdir_at_once(tmp_path):
   config = _study_config('adc_ablation', shard='1/2', aggregate_only=True)
-  with workdir_lock.hold(str(tmp_path)):  # another shard's process, running
+  with lock.hold(str(tmp_path)):  # another shard's process, running
     summary = main.run(config, str(tmp_path))
   assert summary['status'] == 'finished'
 

@@ -13,15 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glf_jax import checkpoint
+from glf_jax.run import checkpoint
 from glf_jax import config as config_lib
-from glf_jax import interop
-from glf_jax import runner
+from glf_jax import modes as runner
+from glf_jax.evaluate import encoder as encoder_lib
 from glf_jax.data import datasets
 from glf_jax.models import build_encoder, split_encoder
 from glf_jax.models import torchvision as tv
 from glf_jax.models.resnet import resnet_tiny
-from glf_jax.train import prior as prior_lib
+from glf_jax import prior as prior_lib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -395,7 +395,7 @@ def test_torchvision_file_in_the_knn_mode(tmp_path):
   assert summary['dataset'] == 'digits'
   assert any(key.startswith('knn') for key in summary['pretrained'])
   assert os.path.isfile(tmp_path / 'knn' / 'summary.json')
-  run_config = interop.torchvision_run_config(tv.infer_architecture(sd), 'digits')
+  run_config = encoder_lib.torchvision_run_config(tv.infer_architecture(sd), 'digits')
   assert tuple(run_config.eval.transform.mean) == tuple(datasets.IMAGENET_MEAN)
   assert tuple(run_config.augment.view2.std) == tuple(datasets.IMAGENET_STD)
   assert run_config.model.projector_layers == 0 and run_config.model.stem == 'cifar'
@@ -457,7 +457,7 @@ def test_export_mode_end_to_end(tmp_path):
                              if not k.startswith('fc.')}
   _, graphdef, params, stats, _ = tv.encoder_from_torchvision(state_dict)
   imported = nnx.merge(graphdef, params, stats)
-  _, run_graphdef, run_params, run_stats, _ = checkpoint.load_encoder(str(run_dir))
+  _, run_graphdef, run_params, run_stats, _ = encoder_lib.load_encoder(str(run_dir))
   original = nnx.merge(run_graphdef, run_params, run_stats)
   before, after = _leaves(original.backbone), _leaves(imported.backbone)
   assert before.keys() == after.keys()

@@ -14,10 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glf_jax import checkpoint
+from glf_jax.evaluate import encoder as encoder_lib
+from glf_jax.run import checkpoint
 from glf_jax import main
+from glf_jax.constraints import CONSTRAINTS
 from glf_jax.losses import glf
-from glf_jax.train import loop
+from glf_jax.run import metrics_log
+from glf_jax.run import session as session_lib
+from glf_jax.train.pretrain import pretrain
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TOTAL_STEPS = 20  # the kill comes at step 10, after the checkpoint of step 8
@@ -54,7 +58,7 @@ def _env():
 
 
 def _final_params(workdir):
-  _, _, params, batch_stats, step = checkpoint.load_encoder(str(workdir))
+  _, _, params, batch_stats, step = encoder_lib.load_encoder(str(workdir))
   return step, [np.asarray(x) for x in jax.tree.leaves((params, batch_stats))]
 
 
@@ -166,12 +170,12 @@ def test_second_ctrl_c_aborts_at_once_without_a_traceback(cifar_root, tmp_path):
 def test_metrics_log_tolerates_a_torn_line_and_is_trimmed_to_the_resumed_step(tmp_path, caplog):
   path = tmp_path / 'metrics.jsonl'
   path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
-  records = loop.read_metrics_log(str(path))
+  records = metrics_log.read(str(path))
   assert [r['step'] for r in records] == [1, 2]
   assert str(path) in caplog.text and 'incomplete' in caplog.text
-  assert loop.trim_metrics_log(str(path), 1) == 2
+  assert metrics_log.trim(str(path), 1) == 2
   assert [json.loads(l)['step'] for l in path.read_text().splitlines()] == [1]
-  assert loop.trim_metrics_log(str(path), 1) == 0  # nothing more to drop
+  assert metrics_log.trim(str(path), 1) == 0  # nothing more to drop
 
 
 def digits_config(**train):
@@ -191,20 +195,19 @@ def test_changed_config_is_refused_on_resume_unless_allowed(tmp_path):
   main.run(config, str(tmp_path))
   changed = digits_config(num_steps=6)
   changed.optim.base_learning_rate = 0.5
-  with pytest.raises(loop.ConfigChangedError, match='optim.base_learning_rate'):
+  with pytest.raises(session_lib.ConfigChangedError, match='optim.base_learning_rate'):
     main.run(changed, str(tmp_path))
   changed.allow_config_change = True
   summary = main.run(changed, str(tmp_path))
   assert summary['step'] == 6
 
 
-def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path):
-  if 'always_nan' not in glf.CONSTRAINT_TERMS:  # one registry for the whole session
-    glf.register_constraint('always_nan', glf.Term(
-        lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {}))
+def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path, monkeypatch):
+  monkeypatch.setitem(CONSTRAINTS, 'always_nan', glf.Constraint('always_nan', glf.Term(
+      lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {})))
   config = digits_config(num_steps=20, max_nonfinite_in_a_row=3)
   config.objective.name = 'simclr+always_nan'
-  with pytest.raises(loop.NonFiniteLossError, match=r'3 non-finite losses in a row.*step 3'):
+  with pytest.raises(session_lib.NonFiniteLossError, match=r'3 non-finite losses in a row.*step 3'):
     main.run(config, str(tmp_path))
 
 
@@ -247,7 +250,7 @@ def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layou
   config.method = {'ema_base': 0.99}
   config.model.predictor_layers = 2
   main.run(config, str(run_dir))
-  saved, _, params, batch_stats, step = checkpoint.load_encoder(str(run_dir))
+  saved, _, params, batch_stats, step = encoder_lib.load_encoder(str(run_dir))
   assert step == 2 and saved.objective.name == 'byol'
   assert sorted(params.keys()) == ['backbone', 'predictor', 'projector']
 
@@ -263,7 +266,7 @@ def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layou
   del meta['format']
   meta_file.write_text(json.dumps(meta))
   with pytest.raises(checkpoint.CheckpointFormatError, match='layout 1.*Pretrain again'):
-    checkpoint.load_encoder(str(run_dir))
+    encoder_lib.load_encoder(str(run_dir))
   with pytest.raises(checkpoint.CheckpointFormatError, match='layout 1'):
     main.run(config, str(run_dir))
 
@@ -274,30 +277,30 @@ def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layou
 import re  # pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 import shutil  # pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 
-from glf_jax import progress  # pylint: disable=g-import-not-at-top,wrong-import-position
+from glf_jax.runtime import progress  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_path, capsys,
                                                                             monkeypatch):
   monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)  # a plain line at every step, by wall time
-  loop.pretrain(digits_config(num_steps=4, log_every=1000), str(tmp_path))
+  pretrain(digits_config(num_steps=4, log_every=1000), str(tmp_path))
   out = capsys.readouterr().out
   assert 'starting from step 0' in out
   assert out.index('pretraining simclr+adc on digits') < out.index('step 1/4'), out
   assert re.findall(r'^step (\d+)/4  epoch ', out, flags=re.M) == ['1', '2', '3', '4'], out
   # The first step compiles: no rate and no ETA from it.
   assert 'step 1/4  epoch 0.05  - img/s  ETA -:--:--  |  loss ' in out, out
-  records = loop.read_metrics_log(str(tmp_path / 'metrics.jsonl'))
+  records = metrics_log.read(str(tmp_path / 'metrics.jsonl'))
   assert [r['step'] for r in records] == [4]  # log_every (and the last step) only
 
 
 def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):
   config = digits_config()
-  first = loop.pretrain(config, str(tmp_path))
+  first = pretrain(config, str(tmp_path))
   assert 0 < first.train_seconds <= first.session_seconds and first.images_per_second > 0
   meta = checkpoint.read_meta(checkpoint.checkpoint_dir(str(tmp_path)))
   assert meta['images_trained'] == 4 * 64 and meta['train_seconds'] == first.train_seconds
-  again = loop.pretrain(config, str(tmp_path))  # nothing left to train
+  again = pretrain(config, str(tmp_path))  # nothing left to train
   assert int(again.state['step']) == 4
   assert again.train_seconds == first.train_seconds
   assert again.images_per_second == first.images_per_second > 0
@@ -305,7 +308,7 @@ def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):
 
 def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path, monkeypatch):
   config = digits_config()
-  real = loop.parallel.to_global_batch
+  real = session_lib.devices.to_global_batch
   batches = []
 
   def sigterm_at_the_second_batch(batch, mesh):
@@ -314,14 +317,14 @@ def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path,
       signal.raise_signal(signal.SIGTERM)  # the loop saves step 2 and returns
     return real(batch, mesh)
 
-  monkeypatch.setattr(loop.parallel, 'to_global_batch', sigterm_at_the_second_batch)
-  first = loop.pretrain(config, str(tmp_path / 'run'))
+  monkeypatch.setattr(session_lib.devices, 'to_global_batch', sigterm_at_the_second_batch)
+  first = pretrain(config, str(tmp_path / 'run'))
   monkeypatch.undo()
   assert first.interrupted and int(first.state['step']) == 2
   meta = checkpoint.read_meta(checkpoint.checkpoint_dir(str(tmp_path / 'run')))
   assert meta['images_trained'] == 2 * 64 and meta['train_seconds'] == first.train_seconds
   shutil.copytree(tmp_path / 'run', tmp_path / 'old')
-  resumed = loop.pretrain(config, str(tmp_path / 'run'))
+  resumed = pretrain(config, str(tmp_path / 'run'))
   assert int(resumed.state['step']) == 4 and not resumed.interrupted
   assert resumed.train_seconds > first.train_seconds
   assert resumed.images_per_second == pytest.approx(4 * 64 / resumed.train_seconds)
@@ -331,6 +334,6 @@ def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path,
   meta = json.loads(meta_file.read_text())
   del meta['train_seconds'], meta['images_trained']
   meta_file.write_text(json.dumps(meta))
-  old = loop.pretrain(config, str(tmp_path / 'old'))
+  old = pretrain(config, str(tmp_path / 'old'))
   assert int(old.state['step']) == 4 and old.train_seconds <= old.session_seconds
   assert old.images_per_second == pytest.approx(2 * 64 / old.train_seconds)

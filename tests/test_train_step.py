@@ -8,11 +8,15 @@ import pytest
 from flax import nnx
 
 from glf_jax import config as config_lib
-from glf_jax import methods, parallel
+from glf_jax import methods
+from glf_jax import prior as prior_lib
+from glf_jax.models import weights as weights_lib
+from glf_jax.runtime import devices
+from glf_jax.constraints import CONSTRAINTS
 from glf_jax.losses import glf
 from glf_jax.methods import momentum
 from glf_jax.models import decay_mask
-from glf_jax.train import optim, prior as prior_lib
+from glf_jax.train import optim
 from glf_jax.train.setup import build_training
 
 BATCH = 16
@@ -216,10 +220,9 @@ def test_swav_prototypes_are_frozen_then_trained_and_stay_normalised():
   np.testing.assert_allclose(np.linalg.norm(c3, axis=1), 1.0, rtol=1e-5)
 
 
-def test_nonfinite_loss_skips_the_update_and_counts():
-  if 'always_nan' not in glf.CONSTRAINT_TERMS:  # one registry for the whole session
-    glf.register_constraint('always_nan', glf.Term(
-        lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {}))
+def test_nonfinite_loss_skips_the_update_and_counts(monkeypatch):
+  monkeypatch.setitem(CONSTRAINTS, 'always_nan', glf.Constraint('always_nan', glf.Term(
+      lambda o, b: (jnp.nan * jnp.sum(o['z1']), {}), {})))
   config = _config('simclr+always_nan')
   step, state, prior_state = _pieces(config)
   params0, stats0 = _leaves(state['params']), _leaves(state['batch_stats'])
@@ -238,9 +241,9 @@ def test_sharded_step_equals_one_device_step():
   step, state, prior_state = _pieces(config)
   single_state, single_metrics = step(jax.tree.map(jnp.copy, state), _batch(), prior_state)
 
-  mesh = parallel.make_mesh(8)
-  sharded_state = jax.device_put(state, parallel.replicated(mesh))
-  batch = parallel.to_global_batch(_batch(), mesh)
+  mesh = devices.make_mesh(8)
+  sharded_state = jax.device_put(state, devices.replicated(mesh))
+  batch = devices.to_global_batch(_batch(), mesh)
   assert len(batch['image'].sharding.device_set) == 8
   multi_state, multi_metrics = step(sharded_state, batch, prior_state)
   np.testing.assert_allclose(float(multi_metrics['loss']), float(single_metrics['loss']),
@@ -267,7 +270,7 @@ def test_random_and_weights_priors_are_frozen_encoders(tmp_path):
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from glf_jax.models import build_encoder  # pylint: disable=g-import-not-at-top
   encoder = build_encoder(config.model, rngs=nnx.Rngs(int(config.prior.seed)))
-  prior_lib.export_weights(nnx.state(encoder, nnx.Any(nnx.Param, nnx.BatchStat)), path)
+  weights_lib.export_weights(nnx.state(encoder, nnx.Any(nnx.Param, nnx.BatchStat)), path)
   config.prior.kind, config.prior.path = 'weights', path
   apply_w, state_w = _prior(config)
   np.testing.assert_allclose(apply_w(state_w, views), features, rtol=1e-6)

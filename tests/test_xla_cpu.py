@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from glf_jax import xla_cpu
+from glf_jax.runtime import xla_cpu
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +25,7 @@ def _run(code, **env):
 
 _CONV_GRAD = """
   import json, os
-  from glf_jax import xla_cpu
+  from glf_jax.runtime import xla_cpu
   added = xla_cpu.configure('{preset}')
   import jax, jax.numpy as jnp, numpy as np
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
@@ -69,14 +69,14 @@ def test_user_flags_win_and_accelerators_are_left_alone():
   user = '--xla_cpu_experimental_ynn_fusion_type=eltwise'
   kept = _run("""
     import json, os
-    from glf_jax import xla_cpu
+    from glf_jax.runtime import xla_cpu
     print(json.dumps(dict(added=xla_cpu.configure('fast'), flags=os.environ['XLA_FLAGS'])))
   """, JAX_PLATFORMS='cpu', XLA_FLAGS=user)
   assert kept == {'added': [], 'flags': user}
   # Named accelerator platform: nothing is added (JAX is not initialised, so no GPU is needed).
   gpu = _run("""
     import json, os
-    from glf_jax import xla_cpu
+    from glf_jax.runtime import xla_cpu
     print(json.dumps(dict(added=xla_cpu.configure('fast'), flags=os.environ.get('XLA_FLAGS'))))
   """, JAX_PLATFORMS='cuda,cpu')
   assert gpu == {'added': [], 'flags': None}
@@ -84,7 +84,7 @@ def test_user_flags_win_and_accelerators_are_left_alone():
 
 _WMSE_GRAD = """
   import json
-  from glf_jax import xla_cpu
+  from glf_jax.runtime import xla_cpu
   xla_cpu.configure('{preset}')
   import jax, numpy as np
   from glf_jax.losses import wmse

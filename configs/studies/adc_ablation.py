@@ -30,8 +30,8 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
   SPEC).
 """
 
-from glf_jax.config import parse_config_arg
-from glf_jax.study.runner import as_study, cell, figure, load_config_file
+from glf_jax.config import load_config_file, parse_config_arg
+from glf_jax.study.spec import as_study, cell, figure
 
 WEIGHTS = (0.01, 0.1, 1.0, 10.0)       # the ν and υ grid of the paper's ablation
 MINI_WEIGHTS = (0.1, 1.0, 10.0)        # :mini: the range of the paper's stability claim

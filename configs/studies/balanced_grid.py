@@ -22,8 +22,8 @@ accuracy heatmap over (α, λ) and a bar chart of every cell.
   are ResNet-50 on ImageNet, so no paper column is given for this CIFAR-10 table.
 """
 
-from glf_jax.config import parse_config_arg
-from glf_jax.study.runner import as_study, cell, figure, load_config_file
+from glf_jax.config import load_config_file, parse_config_arg
+from glf_jax.study.spec import as_study, cell, figure
 
 NTXENT_BASELINE = {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5,
                    'objective.simclr.similarity': 'cosine'}

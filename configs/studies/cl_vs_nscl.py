@@ -6,7 +6,7 @@
     python -m glf_jax.main --config configs/studies/cl_vs_nscl.py:mini,cohort \
         --config.cohort.members.nscl.objective.nscl.temperature=0.2 --workdir runs/cohort_t02
 
-Every cell is a cohort (``config.mode = 'cohort'``, ``glf_jax.study.cohort``): its members start
+Every cell is a cohort (``config.mode = 'cohort'``, ``glf_jax.cohort``): its members start
 from one parameter copy, see the same batches and the same augmentation keys, and differ only in
 their objective: ``cl`` (SimCLR), ``nscl`` (NSCL), and in the ``main`` cell also ``supcon``
 (SupCon, τ = 0.1, its paper's value) and ``ce`` (cross-entropy on a linear classifier on ``h``).
@@ -41,9 +41,9 @@ classes chosen by ``data.class_subset_seed``).
 
 import json
 
-from glf_jax.config import parse_config_arg
-from glf_jax.study.cohort import cohort_config
-from glf_jax.study.runner import as_study, cell, figure, load_config_file
+from glf_jax.config import load_config_file, parse_config_arg
+from glf_jax.cohort import cohort_config
+from glf_jax.study.spec import as_study, cell, figure
 
 MEMBERS = (
     ('cl', {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5}),

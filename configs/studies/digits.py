@@ -11,8 +11,7 @@ shrink it for the tests (``configs/studies/digits.py:simclr,smoke``): a tiny net
 of 64 on one device, a linear probe of 2 epochs on 128 / 64 images.
 """
 
-from glf_jax.config import tiny
-from glf_jax.study.runner import load_config_module
+from glf_jax.config import load_config_module, tiny
 
 
 def get_config(arg=None):

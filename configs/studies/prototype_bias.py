@@ -32,8 +32,8 @@ Cells (both views get the recipe):
   for its own dataset and network, so no paper column is given.
 """
 
-from glf_jax.config import parse_config_arg
-from glf_jax.study.runner import as_study, cell, figure, load_config_file
+from glf_jax.config import load_config_file, parse_config_arg
+from glf_jax.study.spec import as_study, cell, figure
 
 VIEWS = ('augment.view1', 'augment.view2')
 RECIPES = {                        # additions to the base recipe, on both views

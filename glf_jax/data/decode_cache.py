@@ -36,7 +36,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
-from glf_jax import progress
+from glf_jax.runtime import progress
 from glf_jax.data.source_base import CorruptImageError
 from glf_jax.data.source_base import resize_and_center_crop
 

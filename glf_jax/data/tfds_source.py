@@ -18,7 +18,7 @@ import threading
 from absl import logging
 import numpy as np
 
-from glf_jax import fileio
+from glf_jax.runtime import fileio
 from glf_jax.data.datasets import DATASETS
 from glf_jax.data.source_base import DatasetNotPreparedError
 from glf_jax.data.source_base import ImageSource

@@ -19,7 +19,6 @@ def default_alignment_settings() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(examples=512))
 
 
-@common.register('alignment', default_alignment_settings)
 def alignment_evaluator(context: common.Context, settings) -> dict:
   """``alignment/alignment`` and ``alignment/uniformity`` of ``h`` in eval mode."""
   n = min(int(settings.examples), len(context.test_source))
@@ -38,3 +37,6 @@ def alignment_evaluator(context: common.Context, settings) -> dict:
   h1, h2 = two_view_features(context.params, context.batch_stats, images)
   return {f'alignment/{k}': v for k, v in
           metrics.alignment_uniformity(np.asarray(h1), np.asarray(h2)).items()}
+
+
+EVALUATOR = common.Evaluator('alignment', alignment_evaluator, default_alignment_settings)

@@ -1,18 +1,14 @@
-"""The evaluators' one contract, the context they share, and the ``config.eval`` sub-tree.
+"""The evaluators' one contract and the context they share.
 
-An evaluator is a function ``evaluator(context, settings) -> {metric: float}`` registered under a
-name with :func:`register`; its settings are ``config.eval.<name>`` (absent: no settings), and
-``config.eval.evaluators`` lists the ones a run computes, in order (big_vision's
+An evaluator is a function ``evaluator(context, settings) -> {metric: float}``; a module of
+``glf_jax.evaluate`` that defines ``EVALUATOR = Evaluator(name, fn, default_settings)`` adds it to
+the registry (``glf_jax.registry``). Its settings are ``config.eval.<name>`` (absent: no
+settings), and ``config.eval.evaluators`` lists the ones a run computes, in order (big_vision's
 ``evaluators/common.py`` is the model). The :class:`Context` holds one frozen encoder and the
 evaluation data, and computes what several evaluators need once: the features of each split
 (extracted in eval mode under the evaluation transform, cached on disk under a key made of the
 encoder's parameters, the data and the transform, so a changed encoder or changed data never
 reuses stale features).
-
-Registered here (each in its own module): ``linear`` (linear probe), ``knn`` (weighted kNN),
-``geometry`` (class compactness / separability), ``alignment`` (alignment / uniformity of two
-views), ``finetune`` (fine-tuning / transfer) and ``prototype_bias`` (K augmentations per image;
-not run by default).
 """
 
 from __future__ import annotations
@@ -26,26 +22,29 @@ from typing import Any, Callable, Mapping
 from flax import nnx
 import jax
 import ml_collections
-from ml_collections import config_dict
 import numpy as np
 
 from glf_jax.evaluate import features as features_lib
 
-Evaluator = Callable[['Context', ml_collections.ConfigDict], dict]
-EVALUATORS: dict[str, Evaluator] = {}
-_DEFAULT_SETTINGS: dict[str, Callable[[], ml_collections.ConfigDict]] = {}
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  """One evaluator: its name (in ``config.eval.evaluators``), ``fn(context, settings) ->
+  {metric: value}``, and the defaults of its ``config.eval.<name>`` settings (None: none)."""
+  name: str
+  fn: Callable[['Context', ml_collections.ConfigDict], dict]
+  default_settings: Callable[[], ml_collections.ConfigDict] | None = None
+
+  def __call__(self, context: 'Context', settings) -> dict:
+    return self.fn(context, settings)
 
 
-def register(name: str, default_settings: Callable[[], ml_collections.ConfigDict] | None = None):
-  """Decorator: ``@register('knn', default_knn_settings)`` makes an evaluator available."""
-  def wrap(fn: Evaluator) -> Evaluator:
-    if name in EVALUATORS:
-      raise ValueError(f'an evaluator named {name!r} already exists')
-    EVALUATORS[name] = fn
-    if default_settings is not None:
-      _DEFAULT_SETTINGS[name] = default_settings
-    return fn
-  return wrap
+def default_transform(info) -> ml_collections.ConfigDict:
+  """``config.eval.transform`` for the dataset ``info`` (``glf_jax.data.datasets.DatasetInfo``):
+  the encoder's input, the table's size and statistics; ImageNet-family data is centre-cropped
+  to 0.875 first."""
+  return ml_collections.ConfigDict(dict(
+      image_size=info.image_size, mean=tuple(info.mean), std=tuple(info.std),
+      crop_fraction=0.875 if info.family == 'imagenet' else 1.0))
 
 
 def _fingerprint(tree) -> str:
@@ -118,68 +117,3 @@ class Context:
           self.encode_fn(), source, batch_size=self.batch_size, cache_path=cache_path,
           cache_key=cache_key or '', desc=f'features ({split})')
     return self._features[split]
-
-
-def evaluate(context: Context, names, eval_config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Runs the evaluators ``names`` in order; one flat dict of their metrics."""
-  results = {}
-  for name in names:
-    if name not in EVALUATORS:
-      raise ValueError(f'unknown evaluator {name!r}; registered: {sorted(EVALUATORS)}')
-    settings = eval_config.get(name, ml_collections.ConfigDict())
-    results.update({key: float(value) for key, value in EVALUATORS[name](context, settings).items()})
-  return results
-
-
-def default_eval_config(info) -> ml_collections.ConfigDict:
-  """``config.eval`` for a run on the dataset ``info`` (``glf_jax.data.datasets.DatasetInfo``).
-
-  ``evaluators`` (run after pretraining and by ``mode=eval``), one settings sub-tree per evaluator,
-  the evaluation data (``data.name`` None: the pretraining data; set: that dataset, its unset
-  fields taken from the dataset's defaults and ``data_dir`` from the pretraining data), the splits,
-  limits (None: all rows), the transform (the encoder's input: the dataset table's size and
-  statistics; ImageNet-family data is centre-cropped to 0.875 first), ``compare_random_init``,
-  ``embedding_examples`` (the t-SNE picture's size; 0: none) and ``checkpoint_dir`` (eval modes: the run to load; None: the workdir).
-  """
-  # Imported here: the evaluator modules register themselves and import this module.
-  from glf_jax.evaluate import alignment, finetune, geometry, knn, linear_probe, prototype_bias  # pylint: disable=g-import-not-at-top
-  del alignment, finetune, geometry, knn, linear_probe, prototype_bias
-  config = ml_collections.ConfigDict(dict(
-      evaluators=('linear', 'knn', 'geometry', 'alignment'),
-      data=ml_collections.ConfigDict(dict(
-          name=config_dict.placeholder(str), data_dir=config_dict.placeholder(str),
-          root=config_dict.placeholder(str), cache_dir=config_dict.placeholder(str),
-          image_size=config_dict.placeholder(int), skip_corrupt=False)),
-      train_split='train',
-      test_split='test',
-      batch_size=256,
-      max_train_examples=config_dict.placeholder(int),
-      max_test_examples=config_dict.placeholder(int),
-      transform=ml_collections.ConfigDict(dict(
-          image_size=info.image_size, mean=tuple(info.mean), std=tuple(info.std),
-          crop_fraction=0.875 if info.family == 'imagenet' else 1.0)),
-      compare_random_init=False,
-      # embedding.png after pretraining: a t-SNE map of at most this many test images per
-      # column (seconds on a CPU for a few thousand); 0: no map.
-      embedding_examples=2000,
-      checkpoint_dir=config_dict.placeholder(str),
-  ))
-  for name, make in sorted(_DEFAULT_SETTINGS.items()):
-    config[name] = make()
-  return config
-
-
-def validate_eval_config(eval_config: ml_collections.ConfigDict) -> None:
-  unknown = [name for name in eval_config.evaluators if name not in EVALUATORS]
-  if unknown:
-    raise ValueError(f'eval.evaluators: unknown evaluator(s) {unknown}; registered: '
-                     f'{sorted(EVALUATORS)}')
-  if eval_config.batch_size < 1:
-    raise ValueError(f'eval.batch_size must be >= 1, got {eval_config.batch_size!r}')
-  examples = eval_config.get('embedding_examples', 0)
-  if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
-    raise ValueError(f'eval.embedding_examples must be an int >= 0 (0: no embedding.png), got '
-                     f'{examples!r}')
-  if not 0.0 < eval_config.transform.crop_fraction <= 1.0:
-    raise ValueError(f'eval.transform.crop_fraction must be in (0, 1], got '
-                     f'{eval_config.transform.crop_fraction!r}')

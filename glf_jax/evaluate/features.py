@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glf_jax import fileio
-from glf_jax import progress
+from glf_jax.runtime import fileio
+from glf_jax.runtime import progress
 from glf_jax.data import augment
 
 # Batches dispatched to ``encode_fn`` before the oldest result is fetched: JAX runs a jitted
@@ -92,7 +92,7 @@ def extract_features(encode_fn: Callable[[np.ndarray], Any], source: Sequence[di
     batch_size: rows per ``encode_fn`` call (>= 1).
     cache_path: ``.npz`` file to reuse / write; None for no cache.
     cache_key: what produced the features; a cache with another key is recomputed.
-    desc: the name of the progress bar / lines (``glf_jax.progress``).
+    desc: the name of the progress bar / lines (``glf_jax.runtime.progress``).
 
   Returns:
     ``(features float32 [n, d], labels int32 [n])``.

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from glf_jax import progress
+from glf_jax.runtime import progress
 from glf_jax.data import augment, make_loader
 from glf_jax.evaluate import common
 from glf_jax.evaluate.features import extract_features, make_encode_fn
@@ -52,7 +52,7 @@ def default_finetune_config() -> ml_collections.ConfigDict:
   BatchNorm without scale and bias on the features before the head, as in MAE's linear probe:
   the head then trains at one learning rate whatever the scale of the backbone's features) and
   ``log_every`` (steps between progress lines when the output is not a terminal; 0: every 30 s
-  only, ``glf_jax.progress``). The image size and statistics are the
+  only, ``glf_jax.runtime.progress``). The image size and statistics are the
   evaluation transform's (``config.eval.transform``: the encoder's input).
   """
   return ml_collections.ConfigDict(dict(
@@ -248,7 +248,6 @@ def finetune(backbone: nnx.Module, train_source: Sequence[dict], test_source: Se
           **info}
 
 
-@common.register('finetune', default_finetune_config)
 def finetune_evaluator(context: common.Context, settings) -> dict:
   """``finetune/top1``, ``/top5``, ``/train_loss``, ``/epochs``, ``/steps`` of a fine-tuned copy
   of the backbone on the evaluation data (transfer when that is another dataset)."""
@@ -259,3 +258,6 @@ def finetune_evaluator(context: common.Context, settings) -> dict:
   results = finetune(context.encoder().backbone, context.train_source, context.test_source,
                      num_classes=context.num_classes, config=config, seed=context.seed)
   return {f'finetune/{key}': value for key, value in results.items()}
+
+
+EVALUATOR = common.Evaluator('finetune', finetune_evaluator, default_finetune_config)

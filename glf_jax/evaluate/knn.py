@@ -56,7 +56,6 @@ def default_knn_settings() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(k=(20, 200), temperature=0.07))
 
 
-@common.register('knn', default_knn_settings)
 def knn_evaluator(context: common.Context, settings) -> dict:
   """``knn/k<k>`` for each ``k``: weighted kNN of the test features among the train features."""
   train_x, train_y = context.features('train')
@@ -65,3 +64,6 @@ def knn_evaluator(context: common.Context, settings) -> dict:
       train_x, train_y, test_x, test_y, k=min(int(k), len(train_y)),
       temperature=float(settings.temperature), num_classes=context.num_classes)
           for k in settings.k}
+
+
+EVALUATOR = common.Evaluator('knn', knn_evaluator, default_knn_settings)

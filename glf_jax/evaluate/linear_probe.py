@@ -11,7 +11,7 @@ The standard linear evaluation protocol of SimCLR / BYOL / solo-learn on cached 
 
 The training loop is a jitted ``lax.scan`` over epochs (a nested scan over steps), on
 device-resident features, with the permutations drawn on device from ``seed``, called in at
-most ten equal parts so that ``glf_jax.progress`` can show it: a probe on 50,000
+most ten equal parts so that ``glf_jax.runtime.progress`` can show it: a probe on 50,000
 features takes seconds on a CPU, and the result is a deterministic function of its arguments.
 """
 
@@ -26,7 +26,7 @@ import optax
 
 import ml_collections
 
-from glf_jax import progress
+from glf_jax.runtime import progress
 from glf_jax.evaluate import common
 from glf_jax.losses import checks
 from glf_jax.models import classification_loss, decay_mask, linear_init, linear_logits
@@ -208,7 +208,6 @@ def default_linear_settings() -> ml_collections.ConfigDict:
                                         weight_decay=0.0, optimizer='sgd'))
 
 
-@common.register('linear', default_linear_settings)
 def linear_evaluator(context: common.Context, settings) -> dict:
   """``linear/top1``, ``linear/top5``: a linear probe on the frozen ``h`` of the two splits."""
   train_x, train_y = context.features('train')
@@ -216,3 +215,6 @@ def linear_evaluator(context: common.Context, settings) -> dict:
   result = linear_probe(train_x, train_y, test_x, test_y, num_classes=context.num_classes,
                         seed=context.seed, **settings.to_dict())
   return {'linear/top1': result['top1'], 'linear/top5': result['top5']}
+
+
+EVALUATOR = common.Evaluator('linear', linear_evaluator, default_linear_settings)

@@ -74,7 +74,6 @@ def augmented_features(context: common.Context, images: np.ndarray, recipe, *,
   return np.concatenate(out)
 
 
-@common.register('prototype_bias', default_prototype_bias_settings)
 def prototype_bias_evaluator(context: common.Context, settings) -> dict:
   """``prototype_bias/raw``, ``prototype_bias/normalized`` (and ``.../num_augmentations``,
   ``.../num_images``) of ``h`` over the test split."""
@@ -93,3 +92,6 @@ def prototype_bias_evaluator(context: common.Context, settings) -> dict:
   normalized = metrics.prototype_bias(feats, labels, normalize=True)
   return {'prototype_bias/raw': raw['bias'], 'prototype_bias/normalized': normalized['bias'],
           'prototype_bias/num_augmentations': k, 'prototype_bias/num_images': len(rows)}
+
+
+EVALUATOR = common.Evaluator('prototype_bias', prototype_bias_evaluator, default_prototype_bias_settings)

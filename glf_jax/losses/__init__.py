@@ -1,16 +1,22 @@
-"""GLF losses: pure, jittable functions of arrays returning ``(loss, aux)`` (SPEC §1-3)."""
+"""GLF losses: pure, jittable functions of arrays returning ``(loss, aux)`` (docs/maths.md §1-3).
 
-from glf_jax.losses.adc import adc, dcm, lpm
-from glf_jax.losses.barlow_twins import barlow_twins
-from glf_jax.losses.byol import byol
-from glf_jax.losses.contrastive import balanced_contrastive, cross_entropy, nscl, nt_xent, supcon
-from glf_jax.losses.mocov3 import mocov3
-from glf_jax.losses.simsiam import simsiam
-from glf_jax.losses.swav import sinkhorn_knopp, swav
-from glf_jax.losses.wmse import whiten, wmse, wmse_permutations
+One module per family; each module's ``__all__`` (its losses) is re-exported here, so
+``glf_jax.losses.nt_xent`` is ``glf_jax.losses.contrastive.nt_xent`` and a new module's losses
+appear without editing this file. ``checks`` (argument checks), ``similarity`` (pairwise
+similarities), ``blockwise`` (``map_rows``) and ``glf`` (terms and their composition) are the
+shared parts.
 
-__all__ = [
-    'adc', 'balanced_contrastive', 'barlow_twins', 'byol', 'cross_entropy',
-    'dcm', 'lpm', 'mocov3', 'nscl', 'nt_xent', 'simsiam', 'sinkhorn_knopp', 'supcon', 'swav',
-    'whiten', 'wmse', 'wmse_permutations',
-]
+Imports nothing of glf_jax outside this package.
+"""
+
+import importlib
+import pkgutil
+
+__all__ = []
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+  _module = importlib.import_module(f'{__name__}.{_info.name}')
+  for _name in getattr(_module, '__all__', ()):
+    globals()[_name] = getattr(_module, _name)
+    __all__.append(_name)
+__all__.sort()
+del _info, _module, _name

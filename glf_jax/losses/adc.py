@@ -26,6 +26,8 @@ from glf_jax.losses import checks
 from glf_jax.losses.blockwise import map_rows
 from glf_jax.losses.similarity import l2_normalize, row_masks, squared_distances, stack_views
 
+__all__ = ['adc', 'dcm', 'lpm']
+
 # Floor for a row entropy before taking 1/H: only a batch of <= 2 distinct prior rows gets near it.
 _MIN_ENTROPY = 1e-6
 

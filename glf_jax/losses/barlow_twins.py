@@ -6,6 +6,8 @@ import jax.numpy as jnp
 
 from glf_jax.losses import checks
 
+__all__ = ['barlow_twins']
+
 
 def _standardise(z, eps):
   """Per-dimension standardisation over the batch, as the paper's affine-free BatchNorm."""

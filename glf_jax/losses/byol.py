@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from glf_jax.losses import checks
 from glf_jax.losses.similarity import l2_normalize, stack_views
 
+__all__ = ['byol']
+
 
 def byol(p1, p2, t1, t2):
   """``L + L~ = mean_n (2 - 2 cos(p1_n, sg(t2_n))) + mean_n (2 - 2 cos(p2_n, sg(t1_n)))``.

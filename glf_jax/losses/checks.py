@@ -5,9 +5,10 @@ one raises ``ValueError`` naming the parameter and its allowed range. A traced h
 (e.g. a schedule value passed into a jitted step) cannot be checked and is let through.
 
 Each value is validated once, where it enters: a direct call of a loss checks its
-hyperparameters; an objective built from a config checks them when it is built
-(``glf_jax.losses.glf``) and calls the losses inside :func:`validated`, which turns the
-hyperparameter checks (not the checks of the arrays) into no-ops.
+hyperparameters; an objective built from a config has each term check them when it is built
+(``glf_jax.losses.glf.Term.check``, written beside the term's defaults with these functions) and
+calls the losses inside :func:`validated`, which turns the hyperparameter checks (not the checks
+of the arrays) into no-ops.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def check_greater(name: str, value: Any, bound: float) -> None:
 def check_choice(name: str, value: Any, allowed) -> None:
   if not _VALIDATED.get() and value not in allowed:
     raise ValueError(f'{name} must be one of {sorted(allowed)}, got {value!r}')
+
+
+def check_positive_int(name: str, value: Any, *, optional: bool = False) -> None:
+  """An int >= 1 (or, ``optional``, None); a config's value, checked once where it enters."""
+  if optional and value is None:
+    return
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f'{name} must be an int >= 1{" or None" if optional else ""}, got {value!r}')
 
 
 def check_block_size(block_size: Any) -> None:

@@ -22,6 +22,8 @@ from glf_jax.losses.blockwise import map_rows
 from glf_jax.losses.similarity import (PairwiseSimilarity, masked_mean, row_masks,
                                        stack_views, take_masked)
 
+__all__ = ['balanced_contrastive', 'cross_entropy', 'nscl', 'nt_xent', 'supcon']
+
 
 def _contrastive(z1, z2, per_row, *, similarity, block_size, labels=None):
   """Shared driver: ``per_row(s, self_mask, pos_mask, same_label) -> dict of [b] arrays``.

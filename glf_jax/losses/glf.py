@@ -1,10 +1,10 @@
 """The Generalized Learning Framework objective: one aligning term + weighted constraints.
 
-``L = L_align + Σ_k L_constraint_k`` (SPEC §1; each constraint carries its own weights, e.g. ADC's
-ν and υ). The aligning term belongs to a method (``glf_jax.methods``: SimCLR's NT-Xent, BYOL's
-regression, ...); the constraints registered here (ADC, or any registered with
-:func:`register_constraint`) compose with every method by name: ``'simclr+adc'``,
-``'simsiam+adc'``. ``glf_jax.methods.build_objective(config.objective)`` assembles the objective::
+``L = L_align + Σ_k L_constraint_k`` (docs/maths.md §1; each constraint carries its own weights,
+e.g. ADC's ν and υ). The aligning term belongs to a method (``glf_jax.methods``: SimCLR's
+NT-Xent, BYOL's regression, ...); a constraint (``glf_jax.constraints``: ADC, ...) composes with
+every method by name: ``'simclr+adc'``, ``'simsiam+adc'``. ``glf_jax.methods.build_objective(
+config.objective)`` assembles the objective::
 
     objective = glf_jax.methods.build_objective(glf_jax.methods.objective_config('simclr+adc'))
     loss, aux = objective(outputs, batch)   # jittable
@@ -13,6 +13,12 @@ regression, ...); the constraints registered here (ADC, or any registered with
 constraint terms, ``p1, p2``, targets, prototypes, logits, ...) plus ``prior1, prior2`` (frozen
 prior features) for ADC's LPM. ``batch`` holds ``label`` for the supervised terms and ``key``
 (a per-step PRNG key) for the terms that draw random numbers.
+
+Each term checks its own hyperparameters (``Term.check``, beside its defaults in its method or
+constraint module), once, when the objective is built; inside the objective the losses' own
+hyperparameter checks are off (``checks.validated``). The aux rule: a term's loss returns its
+statistics under plain names (no ``/``); the objective reports them as ``'<term>/<name>'`` and the
+term's value as ``'<term>'`` (a loss that returns a ``/`` key is refused when traced).
 """
 
 from __future__ import annotations
@@ -24,8 +30,6 @@ import ml_collections
 from ml_collections import config_dict
 
 from glf_jax.losses import checks
-from glf_jax.losses.adc import adc
-from glf_jax.losses.similarity import SIMILARITIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,94 +38,66 @@ class Term:
 
   Attributes:
     loss: ``(outputs, batch, **hyperparameters) -> (loss, aux)``.
-    defaults: the hyperparameters and their defaults (the term's config sub-tree).
+    defaults: the hyperparameters and their defaults (the term's config sub-tree); ``None``
+      means "not set" (e.g. ``block_size``: dense), typed by ``unset_types``.
+    check: ``check(hyperparameters, where)`` raises ``ValueError`` naming ``f'{where}.<key>'``
+      for a value out of its range; required when the term has hyperparameters.
     needs: keys of ``outputs`` the term reads (checked before tracing), or a function of the
       hyperparameters giving them (a term whose inputs depend on its settings, e.g. ADC's prior).
     needs_labels: whether ``batch['label']`` is read.
     needs_key: whether ``batch['key']`` (a PRNG key) is read.
+    unset_types: the config type of each hyperparameter whose default is ``None`` (default
+      ``int``), so that ``--config.objective.<term>.<key>=...`` can set it.
   """
   loss: Callable[..., tuple[Any, dict]]
   defaults: dict
+  check: Callable[[dict, str], None] | None = None
   needs: tuple[str, ...] | Callable[[dict], tuple[str, ...]] = ('z1', 'z2')
   needs_labels: bool = False
   needs_key: bool = False
+  unset_types: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.defaults and self.check is None:
+      raise ValueError(f'a term with hyperparameters {sorted(self.defaults)} needs check='
+                       '(hyperparameters, where) -> None that validates them')
 
   def outputs_needed(self, hyper: dict) -> tuple[str, ...]:
     return self.needs(hyper) if callable(self.needs) else self.needs
 
 
-def _adc_needs(hyper):
-  # The LPM (υ > 0) and the entropy-weighted DCM read the prior; DCM alone does not (SPEC §3).
-  with_prior = hyper['upsilon'] > 0 or hyper['entropy_weights_without_lpm']
-  return ('z1', 'z2', 'prior1', 'prior2') if with_prior else ('z1', 'z2')
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+  """A constraining term that composes with every method, named in objectives as
+  ``'<method>+<name>'`` (a module of ``glf_jax.constraints`` defining ``CONSTRAINT``)."""
+  name: str
+  term: Term
 
 
-def _adc_term(outputs, batch, **hyper):
-  del batch
-  return adc(outputs['z1'], outputs['z2'], outputs.get('prior1'), outputs.get('prior2'), **hyper)
-
-
-CONSTRAINT_TERMS: dict[str, Term] = {
-    'adc': Term(_adc_term, dict(nu=0.1, upsilon=0.1, sigma2=0.5, sigma2_prior=0.5, rho=5.0,
-                                beta=None, entropy_weights_without_lpm=False, block_size=None),
-                needs=_adc_needs),
-}
-
-
-def register_constraint(name: str, term: Term) -> None:
-  """Makes ``'<method>+name'`` available to every method."""
-  if name in CONSTRAINT_TERMS:
-    raise ValueError(f'a constraint named {name!r} already exists')
-  CONSTRAINT_TERMS[name] = term
-
-
-def parse_name(name: str, aligning_names) -> tuple[str, tuple[str, ...]]:
+def parse_name(name: str, aligning_names, constraint_names) -> tuple[str, tuple[str, ...]]:
   """``'simclr+adc'`` -> ``('simclr', ('adc',))``, with unknown names rejected."""
   if not isinstance(name, str) or not name:
     raise ValueError(f'objective name must be a non-empty string, got {name!r}')
   aligning, *constraints = [part.strip() for part in name.split('+')]
   checks.check_choice('method (objective.name before "+")', aligning, aligning_names)
   for c in constraints:
-    checks.check_choice('constraint term (objective.name after "+")', c, CONSTRAINT_TERMS)
+    checks.check_choice('constraint term (objective.name after "+")', c, constraint_names)
   if len(set(constraints)) != len(constraints):
     raise ValueError(f'objective name {name!r} repeats a constraint')
   return aligning, tuple(constraints)
-
-
-# Range checks by hyperparameter name, shared by every term (the losses run the same checks for
-# direct callers; inside an objective they are done once, here).
-_RANGE_CHECKS = {
-    'temperature': checks.check_positive,
-    'alpha': checks.check_positive,
-    'lam': checks.check_positive,
-    'sigma2': checks.check_positive,
-    'sigma2_prior': checks.check_positive,
-    'epsilon': checks.check_positive,
-    'eps': checks.check_nonnegative,
-    'nu': checks.check_nonnegative,
-    'upsilon': checks.check_nonnegative,
-    'lambda_offdiag': checks.check_nonnegative,
-    'label_smoothing': checks.check_nonnegative,
-}
-_OPTIONAL_POSITIVE_INTS = ('block_size',)
-_POSITIVE_INTS = ('sinkhorn_iters', 'w_size', 'w_iter')
-
-
-# Hyperparameters whose default is None ("not set": dense form, β = M - 1) and the type a config
-# override of them has.
-_OPTIONAL_TYPES = {'block_size': int, 'beta': float}
 
 
 def term_config(term: Term) -> ml_collections.ConfigDict:
   """The term's config sub-tree: its defaults, ``None`` ones as typed placeholders (so that
   ``--config.objective.adc.block_size=1024`` can set them)."""
   return ml_collections.ConfigDict({
-      key: config_dict.placeholder(_OPTIONAL_TYPES.get(key, int)) if value is None else value
+      key: config_dict.placeholder(term.unset_types.get(key, int)) if value is None else value
       for key, value in term.defaults.items()})
 
 
 def term_hyperparameters(config, term_name: str, term: Term) -> dict:
-  """The term's hyperparameters: defaults overridden by ``config[term_name]``, validated."""
+  """The term's hyperparameters: defaults overridden by ``config[term_name]``, checked by the
+  term."""
   given = config.get(term_name)
   given = {} if given is None else dict(given)
   unknown = sorted(set(given) - set(term.defaults))
@@ -129,20 +105,8 @@ def term_hyperparameters(config, term_name: str, term: Term) -> dict:
     raise ValueError(f'unknown key(s) {unknown} in objective.{term_name}; allowed: '
                      f'{sorted(term.defaults)}')
   hyper = {**term.defaults, **given}
-  for key, value in hyper.items():
-    where = f'objective.{term_name}.{key}'
-    if key in _RANGE_CHECKS:
-      _RANGE_CHECKS[key](where, value)
-    elif key in _POSITIVE_INTS or (key in _OPTIONAL_POSITIVE_INTS and value is not None):
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'{where} must be an int >= 1{" or None" * (key in _OPTIONAL_POSITIVE_INTS)}'
-                         f', got {value!r}')
-  if hyper.get('beta') is not None:
-    checks.check_positive(f'objective.{term_name}.beta', hyper['beta'])
-  if 'rho' in hyper:
-    checks.check_greater(f'objective.{term_name}.rho', hyper['rho'], 2.0)
-  if 'similarity' in hyper:
-    checks.check_choice(f'objective.{term_name}.similarity', hyper['similarity'], SIMILARITIES)
+  if term.check is not None:
+    term.check(hyper, f'objective.{term_name}')
   return hyper
 
 
@@ -169,6 +133,10 @@ def compose(terms: list[tuple[str, Term, dict]]) -> Callable[[dict, dict], tuple
           raise ValueError(f'objective term {name!r} needs batch["{key}"]')
       with checks.validated():  # hyperparameters were checked when the objective was built
         value, term_aux = term.loss(outputs, batch, **hyper)
+      nested = sorted(k for k in term_aux if '/' in k)
+      if nested:
+        raise ValueError(f'objective term {name!r} returned aux keys {nested}: a loss names its '
+                         f"statistics without '/'; the objective reports them as '{name}/<key>'")
       total = total + value
       aux[name] = value
       aux.update({f'{name}/{k}': v for k, v in term_aux.items() if k != name})

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from glf_jax.losses import checks
 from glf_jax.losses.similarity import l2_normalize
 
+__all__ = ['mocov3']
+
 
 def _contrast(q, k, temperature):
   """One direction ``ctr(q, k)``, with its aligning and constraining parts and statistics.

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from glf_jax.losses import checks
 from glf_jax.losses.similarity import l2_normalize
 
+__all__ = ['simsiam']
+
 
 def _check_pairs(p1, p2, z1, z2):
   checks.check_views(p1, p2, names=('p1', 'p2'))

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from glf_jax.losses import checks
 from glf_jax.losses.similarity import l2_normalize
 
+__all__ = ['sinkhorn_knopp', 'swav']
+
 
 def sinkhorn_knopp(scores, *, epsilon=0.05, num_iters=3):
   """Equipartitioned soft codes ``q [B, K]`` for ``scores [B, K]``, in log space.

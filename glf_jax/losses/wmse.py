@@ -18,6 +18,8 @@ from jax.scipy.linalg import solve_triangular
 from glf_jax.losses import checks
 from glf_jax.losses.similarity import l2_normalize
 
+__all__ = ['whiten', 'wmse', 'wmse_permutations']
+
 # Ridge ``eps·I`` added to the sub-batch covariance: an absolute variance floor (SPEC §2's
 # ``cov + eps·I``). The official CIFAR setting is eps = 0 with w_size = 128 > D = 64, a full-rank
 # covariance; it whitens exactly, but its Cholesky fails (NaN) as soon as a sub-batch is

@@ -5,15 +5,16 @@ over the ``2N`` rows (SPEC §2); with ``include_positive=True``, ``α = 1/τ``, 
 ``τ ·`` SimCLR's loss. Paper's best: ``α = 4, λ = 2``.
 """
 
+from glf_jax.losses import checks
 from glf_jax.losses.contrastive import balanced_contrastive
-from glf_jax.losses.glf import Term
 from glf_jax.methods import simclr
 from glf_jax.methods.base import Method
 
-METHOD = Method(
-    name='balanced',
-    term=Term(lambda o, b, **h: balanced_contrastive(o['z1'], o['z2'], **h),
-              dict(alpha=4.0, lam=2.0, include_positive=False, **simclr.PAIRWISE)),
-    heads=simclr.HEADS,
-    recipes={'cifar': dict(optim=simclr.CIFAR_OPTIM, model=simclr.CIFAR_MODEL)},
-)
+def _check(hyper, where):
+  checks.check_positive(f'{where}.alpha', hyper['alpha'])
+  checks.check_positive(f'{where}.lam', hyper['lam'])
+  simclr.check_pairwise(hyper, where)
+
+
+METHOD = Method(name='balanced', heads=simclr.HEADS, term=simclr.pairwise_term(
+    balanced_contrastive, check=_check, alpha=4.0, lam=2.0, include_positive=False))

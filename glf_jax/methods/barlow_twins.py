@@ -8,14 +8,15 @@ CIFAR width), no bias on the last layer, as the official code.
 """
 
 from glf_jax.losses.barlow_twins import barlow_twins
+from glf_jax.losses import checks
 from glf_jax.losses.glf import Term
 from glf_jax.methods.base import Method
 
 METHOD = Method(
     name='barlow_twins',
-    term=Term(lambda o, b, **h: barlow_twins(o['z1'], o['z2'], **h), dict(lambda_offdiag=5e-3)),
+    term=Term(lambda o, b, **h: barlow_twins(o['z1'], o['z2'], **h), dict(lambda_offdiag=5e-3),
+              check=lambda h, where: checks.check_nonnegative(f'{where}.lambda_offdiag',
+                                                              h['lambda_offdiag'])),
     heads=dict(projector_layers=3, projector_hidden_dim=2048, projection_dim=2048,
                projector_last_bias=False),
-    recipes={'cifar': dict(optim=dict(name='lars', base_learning_rate=0.3, weight_decay=1e-4),
-                           objective=dict(lambda_offdiag=5.1e-3))},
 )

@@ -2,20 +2,19 @@
 
 A method (SimCLR, BYOL, ...) is one module of this package defining ``METHOD = Method(...)``. The
 record declares everything that differs between methods — the train step, the train state and
-the config builder only ever call it:
+the config builder only ever call it. It holds what the method *is* (its paper's definition);
+an experiment's numbers (optimiser, schedule, batch, per-dataset values) are in its
+``configs/<method>.py``:
 
 * ``term``: its aligning loss term (``glf_jax.losses.glf.Term``) with its hyperparameters'
-  defaults (the ``config.objective.<method>`` sub-tree); constraints such as ADC compose with it
-  by name (``'<method>+adc'``);
+  defaults (the ``config.objective.<method>`` sub-tree) and their check; constraints such as ADC
+  compose with it by name (``'<method>+adc'``);
 * ``heads``: the ``config.model`` fields of its heads (projector, predictor, prototypes sizes);
   ``classifier``: whether it needs a linear classifier on ``h`` (``model.num_classes``);
 * ``augment``: its view recipe (``'simclr'``: two views of one recipe; ``'byol'``: BYOL's
   asymmetric pair);
 * ``settings``: its own ``config.method`` sub-tree (e.g. the EMA's base decay), checked by
   ``check_settings(settings)`` when a run is built;
-* ``recipes``: per dataset family (``'cifar'``, ``'imagenet'``), the values that differ from the
-  defaults above, by config section (``{'objective': {...}, 'method': {...}, 'model': {...},
-  'optim': {...}}``);
 * the step's hooks, all pure (defaults: nothing):
 
   - ``init_state(params, batch_stats, run) -> dict``: its extra state (``state['method']``),
@@ -111,7 +110,6 @@ class Method:
   objective_inputs: Callable[..., dict] = projections
   augment: str = 'simclr'
   settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  recipes: Mapping[str, Mapping[str, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
   classifier: bool = False
   check_settings: Callable[[Mapping[str, Any]], None] = lambda settings: None
   init_state: Callable[..., dict] = no_state

@@ -13,7 +13,7 @@ Views: BYOL's asymmetric augmentation pair (BYOL table 6).
 from glf_jax.losses.byol import byol
 from glf_jax.losses.glf import Term
 from glf_jax.methods import momentum
-from glf_jax.methods.base import Method, projections_and_predictions
+from glf_jax.methods.base import Method
 
 METHOD = Method(
     name='byol',
@@ -21,13 +21,5 @@ METHOD = Method(
               needs=('p1', 'p2', 't1', 't2')),
     heads=dict(projector_layers=2, projector_hidden_dim=4096, projection_dim=256,
                predictor_layers=2, predictor_hidden_dim=4096),
-    augment='byol',
-    settings=dict(ema_base=0.99),
-    check_settings=momentum.check_ema_base,
-    recipes={'cifar': dict(optim=dict(name='lars', base_learning_rate=1.0, weight_decay=1e-5)),
-             'imagenet': dict(method=dict(ema_base=0.996))},
-    init_state=momentum.init_target,
-    side_outputs=momentum.target_side_outputs(('t1', 't2')),
-    objective_inputs=projections_and_predictions(('p1', 'p2')),
-    after_update=momentum.ema_update,
+    **momentum.momentum_hooks(targets=('t1', 't2'), predictions=('p1', 'p2')),
 )

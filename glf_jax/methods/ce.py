@@ -11,6 +11,7 @@ Loss scale: the mean softmax cross-entropy over the ``2N`` views (both views car
 
 import jax.numpy as jnp
 
+from glf_jax.losses import checks
 from glf_jax.losses.contrastive import cross_entropy
 from glf_jax.losses.glf import Term
 from glf_jax.methods import simclr
@@ -30,9 +31,10 @@ def _loss(outputs, batch, **hyper):
 
 METHOD = Method(
     name='ce',
-    term=Term(_loss, dict(label_smoothing=0.0), needs=('logits1', 'logits2'), needs_labels=True),
+    term=Term(_loss, dict(label_smoothing=0.0), needs=('logits1', 'logits2'), needs_labels=True,
+              check=lambda h, where: checks.check_nonnegative(f'{where}.label_smoothing',
+                                                              h['label_smoothing'])),
     heads=simclr.HEADS,
     classifier=True,
     objective_inputs=_objective_inputs,
-    recipes={'cifar': dict(optim=simclr.CIFAR_OPTIM, model=simclr.CIFAR_MODEL)},
 )

@@ -9,23 +9,19 @@ projector) follows the online one with a cosine decay from ``ema_base`` = 0.99 t
 Views: BYOL's asymmetric augmentation pair, as the paper.
 """
 
+from glf_jax.losses import checks
 from glf_jax.losses.glf import Term
 from glf_jax.losses.mocov3 import mocov3
 from glf_jax.methods import momentum
-from glf_jax.methods.base import Method, projections_and_predictions
+from glf_jax.methods.base import Method
 
 METHOD = Method(
     name='mocov3',
     term=Term(lambda o, b, **h: mocov3(o['q1'], o['q2'], o['k1'], o['k2'], **h),
-              dict(temperature=0.2), needs=('q1', 'q2', 'k1', 'k2')),
+              dict(temperature=0.2), needs=('q1', 'q2', 'k1', 'k2'),
+              check=lambda h, where: checks.check_positive(f'{where}.temperature',
+                                                           h['temperature'])),
     heads=dict(projector_layers=2, projector_hidden_dim=4096, projection_dim=256,
                projector_last_bn=True, predictor_layers=2, predictor_hidden_dim=4096),
-    augment='byol',
-    settings=dict(ema_base=0.99),
-    check_settings=momentum.check_ema_base,
-    recipes={'cifar': dict(optim=dict(name='lars', base_learning_rate=0.3, weight_decay=1e-6))},
-    init_state=momentum.init_target,
-    side_outputs=momentum.target_side_outputs(('k1', 'k2')),
-    objective_inputs=projections_and_predictions(('q1', 'q2')),
-    after_update=momentum.ema_update,
+    **momentum.momentum_hooks(targets=('k1', 'k2'), predictions=('q1', 'q2')),
 )

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from glf_jax.methods.base import projections_and_predictions
+
 MOMENTUM_PARTS = ('backbone', 'projector')
 
 
@@ -70,3 +72,13 @@ def check_ema_base(settings) -> None:
   base = settings['ema_base']
   if not 0.0 <= base <= 1.0:
     raise ValueError(f'method.ema_base must lie in [0, 1], got {base!r}')
+
+
+def momentum_hooks(targets: tuple[str, str], predictions: tuple[str, str]) -> dict:
+  """What a method with a momentum target adds to its ``Method``: the BYOL view pair, the EMA's
+  ``ema_base`` setting (0.99) and its check, the target as extra state, its projections of the
+  two views as ``targets``, the online predictor's outputs as ``predictions``, and the EMA
+  update after each step."""
+  return dict(augment='byol', settings=dict(ema_base=0.99), check_settings=check_ema_base,
+              init_state=init_target, side_outputs=target_side_outputs(targets),
+              objective_inputs=projections_and_predictions(predictions), after_update=ema_update)

@@ -7,15 +7,8 @@ its positive removed from the denominator (SPEC §2). Needs labels.
 """
 
 from glf_jax.losses.contrastive import nscl
-from glf_jax.losses.glf import Term
 from glf_jax.methods import simclr
 from glf_jax.methods.base import Method
 
-METHOD = Method(
-    name='nscl',
-    term=Term(lambda o, b, **h: nscl(o['z1'], o['z2'], b['label'], **h),
-              dict(temperature=0.5, **simclr.PAIRWISE), needs_labels=True),
-    heads=simclr.HEADS,
-    recipes={'cifar': dict(optim=simclr.CIFAR_OPTIM, model=simclr.CIFAR_MODEL),
-             'imagenet': dict(objective=dict(temperature=0.1))},
-)
+METHOD = Method(name='nscl', term=simclr.pairwise_term(nscl, labels=True, temperature=0.5),
+                heads=simclr.HEADS)

@@ -17,7 +17,5 @@ METHOD = Method(
               needs=('p1', 'p2', 'z1', 'z2')),
     heads=dict(projector_layers=3, projector_hidden_dim=2048, projection_dim=2048,
                projector_last_bn=True, predictor_layers=2, predictor_hidden_dim=512),
-    recipes={'cifar': dict(optim=dict(name='sgd', base_learning_rate=0.03, weight_decay=5e-4,
-                                      momentum=0.9))},
     objective_inputs=projections_and_predictions(),
 )

@@ -6,14 +6,8 @@ exp(s_ia/τ)]`` (SPEC §2). Needs labels.
 """
 
 from glf_jax.losses.contrastive import supcon
-from glf_jax.losses.glf import Term
 from glf_jax.methods import simclr
 from glf_jax.methods.base import Method
 
-METHOD = Method(
-    name='supcon',
-    term=Term(lambda o, b, **h: supcon(o['z1'], o['z2'], b['label'], **h),
-              dict(temperature=0.1, **simclr.PAIRWISE), needs_labels=True),
-    heads=simclr.HEADS,
-    recipes={'cifar': dict(optim=simclr.CIFAR_OPTIM, model=simclr.CIFAR_MODEL)},
-)
+METHOD = Method(name='supcon', term=simclr.pairwise_term(supcon, labels=True, temperature=0.1),
+                heads=simclr.HEADS)

@@ -10,6 +10,7 @@ epochs and are re-normalised after every update.
 
 import jax.numpy as jnp
 
+from glf_jax.losses import checks
 from glf_jax.losses.glf import Term
 from glf_jax.losses.similarity import l2_normalize
 from glf_jax.losses.swav import swav
@@ -37,6 +38,12 @@ def _renormalise(params, method_state, step, run):
   return params, method_state, {}
 
 
+def _check_hyperparameters(hyper, where):
+  checks.check_positive(f'{where}.temperature', hyper['temperature'])
+  checks.check_positive(f'{where}.epsilon', hyper['epsilon'])
+  checks.check_positive_int(f'{where}.sinkhorn_iters', hyper['sinkhorn_iters'])
+
+
 def _check_settings(settings):
   if not settings['freeze_prototypes_epochs'] >= 0:
     raise ValueError('method.freeze_prototypes_epochs must be >= 0, got '
@@ -47,12 +54,11 @@ METHOD = Method(
     name='swav',
     term=Term(lambda o, b, **h: swav(o['z1'], o['z2'], o['prototypes'], **h),
               dict(temperature=0.1, epsilon=0.05, sinkhorn_iters=3),
-              needs=('z1', 'z2', 'prototypes')),
+              needs=('z1', 'z2', 'prototypes'), check=_check_hyperparameters),
     heads=dict(projector_layers=2, projector_hidden_dim=2048, projection_dim=128,
                num_prototypes=3000),
     settings=dict(freeze_prototypes_epochs=1.0),
     check_settings=_check_settings,
-    recipes={'cifar': dict(optim=dict(name='lars', base_learning_rate=0.6, weight_decay=1e-6))},
     objective_inputs=_objective_inputs,
     filter_updates=_filter_updates,
     after_update=_renormalise,

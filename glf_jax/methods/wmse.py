@@ -8,14 +8,20 @@ The random partitions come from the step's loss key (``batch['key']``), so they 
 of the run's seed and step, and a resumed run draws the same ones.
 """
 
+from glf_jax.losses import checks
 from glf_jax.losses.glf import Term
 from glf_jax.losses.wmse import DEFAULT_EPS, wmse
 from glf_jax.methods.base import Method
 
+def _check(hyper, where):
+  checks.check_positive_int(f'{where}.w_size', hyper['w_size'])
+  checks.check_positive_int(f'{where}.w_iter', hyper['w_iter'])
+  checks.check_nonnegative(f'{where}.eps', hyper['eps'])
+
+
 METHOD = Method(
     name='wmse',
     term=Term(lambda o, b, **h: wmse(o['z1'], o['z2'], b['key'], **h),
-              dict(w_size=128, w_iter=1, eps=DEFAULT_EPS), needs_key=True),
+              dict(w_size=128, w_iter=1, eps=DEFAULT_EPS), needs_key=True, check=_check),
     heads=dict(projector_layers=2, projector_hidden_dim=1024, projection_dim=64),
-    recipes={'cifar': dict(optim=dict(name='adamw', base_learning_rate=2e-3, weight_decay=1e-6))},
 )

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from glf_jax import fileio
+from glf_jax.runtime import fileio
 from glf_jax.models.encoder import Encoder, build_encoder, default_model_config, split_encoder
 from glf_jax.models.resnet import ResNet
 
@@ -236,7 +236,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
 
 
 def save_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
-  """Writes ``state_dict`` as ``.safetensors``, atomically (``glf_jax.fileio.atomic_write``)."""
+  """Writes ``state_dict`` as ``.safetensors``, atomically (``glf_jax.runtime.fileio.atomic_write``)."""
   from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
   if not os.fspath(path).endswith('.safetensors'):
     raise ValueError(f'the output must be a .safetensors file, got {path!r}')
@@ -306,7 +306,7 @@ def backbone_from_torchvision(state_dict: Mapping[str, Any], *,
 
 def encoder_from_torchvision(state_dict: Mapping[str, Any], *, sharding=None):
   """The encoder of a torchvision state dict: ``(model_config, eval_graphdef, params,
-  batch_stats, info)``, as :func:`glf_jax.checkpoint.load_encoder` gives for a run.
+  batch_stats, info)``, as :func:`glf_jax.evaluate.encoder.load_encoder` gives for a run.
 
   The model config is :func:`model_config` (backbone only, ``z = h``); nothing is randomly
   initialised. ``sharding``: where to place the arrays (default: JAX's default device).

@@ -27,9 +27,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from glf_jax import fileio
-from glf_jax import run_records
-from glf_jax.study import runner as study_runner
+from glf_jax.plots import study as plots_study
+from glf_jax.plots import tracks as plots_tracks
+from glf_jax.run import records
+from glf_jax.runtime import fileio
+from glf_jax.study import spec as study_spec
 
 RESULTS_CSV = 'results.csv'
 RESULTS_MD = 'results.md'
@@ -56,15 +58,15 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 def collect(config, workdir: str) -> list[dict[str, Any]]:
   """One row per planned (cell, seed), in the study's cell order then seed order."""
   study = config.study
-  cells = study_runner.selected_cells(study)
-  seeds = study_runner.check_seeds(study)
+  cells = study_spec.selected_cells(study)
+  seeds = study_spec.check_seeds(study)
   rows = []
   for c in cells:
     for seed in seeds:
-      directory = study_runner.cell_dir(workdir, c.name, seed)
-      summary = run_records.read_summary(directory)
+      directory = study_spec.cell_dir(workdir, c.name, seed)
+      summary = records.read_summary(directory)
       status = summary.get('status', 'missing') if summary else 'missing'
-      if status == 'finished' and not study_runner.is_finished(summary, c.mode):
+      if status == 'finished' and not study_spec.is_finished(summary, c.mode):
         status = 'not evaluated'
       rows.append({
           'cell': c.name, 'seed': seed, 'status': status, 'overrides': c.overrides,
@@ -74,7 +76,7 @@ def collect(config, workdir: str) -> list[dict[str, Any]]:
   return rows
 
 
-def summarize(rows: Sequence[dict], cells: Sequence[study_runner.Cell],
+def summarize(rows: Sequence[dict], cells: Sequence[study_spec.Cell],
               metrics: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
   """``{cell: {metric: {'mean', 'std', 'n', 'values', 'paper'}}}`` over finished seeds."""
   table = {}
@@ -122,9 +124,9 @@ def format_mean_std(stats: dict[str, Any]) -> str:
 def _markdown(config, rows, cells, table, figures, *, command: str, workdir: str) -> str:
   study = config.study
   metrics = list(study.metrics)
-  seeds = study_runner.check_seeds(study)
+  seeds = study_spec.check_seeds(study)
   with_paper = [m for m in metrics if any(c.paper.get(m) is not None for c in cells)]
-  trained_by = study_runner.read_commands(workdir)
+  trained_by = study_spec.read_commands(workdir)
   if trained_by and command not in trained_by:  # an aggregate-only run: say both
     made_by = ['Cells run by: ' + '; '.join(f'`{c}`' for c in trained_by) + '  ',
                f'Tables written by: `{command}`  ']
@@ -183,7 +185,7 @@ def _markdown(config, rows, cells, table, figures, *, command: str, workdir: str
     row.append(str(max(counts) if counts else 0))
     lines.append('| ' + ' | '.join(row).replace('\n', ' ') + ' |')
   lines.append('')
-  lines += paired_lines(rows, cells, metrics, study_runner.check_compare_to(study))
+  lines += paired_lines(rows, cells, metrics, study_spec.check_compare_to(study))
   lines += correlation_lines(config, rows, cells, figures)
   return '\n'.join(lines)
 
@@ -281,12 +283,6 @@ def correlation_lines(config, rows, cells, figures) -> list[str]:
           '|---|---|---|---|---|---|---|', *lines, '']
 
 
-def _save_png(fig, path: str) -> str:
-  with fileio.atomic_write(path, 'wb') as f:
-    fig.savefig(f, format='png', dpi=100)
-  return path
-
-
 def _figure_file(spec: dict) -> str:
   if spec.get('file'):
     name = spec['file']
@@ -308,7 +304,7 @@ def _cell_values(config, cells, keys: Sequence[str]) -> dict[str, dict[str, Any]
         values[c.name][key] = c.overrides[key]
       else:
         if resolved is None:
-          resolved = study_runner.flattened(study_runner.build_cell_config(config, c, 0))
+          resolved = study_spec.flattened(study_spec.build_cell_config(config, c, 0))
         values[c.name][key] = resolved.get(key)
   return values
 
@@ -332,11 +328,10 @@ def _number(value) -> float | None:
 def _tracked(rows: Sequence[dict], cell_name: str, metric: str):
   """``(steps, mean, std)`` of a cohort cell's tracked ``metric`` over its finished seeds (the
   steps every seed tracked); None without data."""
-  from glf_jax.study import cohort  # pylint: disable=g-import-not-at-top  (jax-heavy; only here)
   per_seed = []
   for r in rows:
     if r['cell'] == cell_name and r['status'] == 'finished':
-      points = {t['step']: t[metric] for t in cohort.read_tracks(r['dir'])
+      points = {t['step']: t[metric] for t in plots_tracks.read_tracks(r['dir'])
                 if isinstance(t.get(metric), (int, float))}
       if points:
         per_seed.append(points)
@@ -348,133 +343,94 @@ def _tracked(rows: Sequence[dict], cell_name: str, metric: str):
   return np.array(steps), values.mean(axis=0), std
 
 
-def draw_figure(config, spec: dict, cells, table, path: str,
-                rows: Sequence[dict] = ()) -> str | None:
-  """Draws one figure to ``path``; None (nothing written) when no cell has data for it."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top  (headless)
+def _track_data(config, spec, cells, table, rows):
+  del config, table
+  tracked = spec.get('metrics') or [spec['metric']]
+  curves = []
+  for c in _figure_cells(spec, cells):
+    for m in tracked:
+      curve = _tracked(rows, c.name, m)
+      if curve is not None:
+        curves.append((c.name if len(tracked) == 1 else f'{c.name}: {m}', *curve))
+  return {'curves': curves, 'ylabel': spec['metric'] if len(tracked) == 1 else 'tracked value',
+          'title_suffix': ' (mean ± std over seeds)'} if curves else None
+
+
+def _scatter_data(config, spec, cells, table, rows):
+  del table
+  groups = scatter_points(config, spec, rows, cells)
+  if not groups:
+    return None
+  rs = []
+  for group, points in groups.items():
+    r, _ = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
+    rs.append(f'{group}: r = {r:.2f} (n = {len(points)})' if len(groups) > 1
+              else f'r = {r:.2f} (n = {len(points)})')
+  return {'groups': groups, 'x': spec['x'], 'title_size': 9,
+          'title': spec.get('title') or f'{config.study.name}: ' + '; '.join(rs)}
+
+
+def _bar_data(config, spec, cells, table, rows):
+  del config, rows
   metric = spec['metric']
-  title = spec.get('title') or f'{config.study.name}: {metric}'
-  fig = Figure(figsize=(6.4, 4.4))
-  ax = fig.add_subplot(1, 1, 1)
-  if spec['kind'] == 'track':
-    drawn = False
-    tracked = spec.get('metrics') or [metric]
-    for c in _figure_cells(spec, cells):
-      for m in tracked:
-        curve = _tracked(rows, c.name, m)
-        if curve is None:
-          continue
-        steps, mean, std = curve
-        label = c.name if len(tracked) == 1 else f'{c.name}: {m}'
-        line, = ax.plot(steps, mean, marker='.', label=label)
-        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        drawn = True
-    if not drawn:
-      return None
-    ax.set_xlabel('step')
-    ax.set_ylabel(metric if len(tracked) == 1 else 'tracked value')
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    ax.set_title(title + ' (mean ± std over seeds)', fontsize=10)
-    fig.tight_layout()
-    return _save_png(fig, path)
-  if spec['kind'] == 'scatter':
-    groups = scatter_points(config, spec, rows, cells)
-    if not groups:
-      return None
-    markers = 'osD^v<>'
-    colours = {}
-    for g, (group, points) in enumerate(groups.items()):
-      for cell_name, _, x, y in points:
-        colour = colours.setdefault(cell_name, f'C{len(colours) % 10}')
-        ax.scatter(x, y, color=colour, marker=markers[g % len(markers)], alpha=0.8)
-    for cell_name, colour in colours.items():
-      ax.scatter([], [], color=colour, label=cell_name)
-    for g, group in enumerate(groups):
-      if len(groups) > 1:
-        ax.scatter([], [], color='grey', marker=markers[g % len(markers)], label=group)
-    ax.legend(fontsize=7)
-    ax.set_xlabel(spec['x'])
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    rs = []
-    for group, points in groups.items():
-      r, _ = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
-      rs.append(f'{group}: r = {r:.2f} (n = {len(points)})' if len(groups) > 1
-                else f'r = {r:.2f} (n = {len(points)})')
-    ax.set_title(spec.get('title') or f'{config.study.name}: ' + '; '.join(rs), fontsize=9)
-    fig.tight_layout()
-    return _save_png(fig, path)
   chosen = [c for c in _figure_cells(spec, cells) if table[c.name][metric]['n']]
   if not chosen:
     return None
-  if spec['kind'] == 'bar':
-    names = [c.name for c in chosen]
-    means = [table[n][metric]['mean'] for n in names]
-    stds = [table[n][metric]['std'] or 0.0 for n in names]
-    positions = np.arange(len(names))
-    ax.bar(positions, means, yerr=stds, capsize=3, color='tab:blue', label='this study')
-    paper = [(i, c.paper[metric]) for i, c in enumerate(chosen) if metric in c.paper]
-    if paper:
-      ax.scatter([p[0] for p in paper], [p[1] for p in paper], marker='_', s=400,
-                 color='tab:red', zorder=3, label='paper')
-      ax.legend()
-    ax.set_xticks(positions)
-    ax.set_xticklabels(names, rotation=30, ha='right', fontsize=8)
-    low = min(m - s for m, s in zip(means, stds))
-    high = max([m + s for m, s in zip(means, stds)] + [p[1] for p in paper])
-    margin = max(0.05 * (high - low), 1e-3)
-    ax.set_ylim(low - margin, high + margin)
-    ax.set_ylabel(metric)
-  elif spec['kind'] == 'line':
-    x_key, series_key = spec['x'], spec.get('series')
-    values = _cell_values(config, chosen, [x_key] + ([series_key] if series_key else []))
-    groups = {}
-    for c in chosen:
-      x = _number(values[c.name][x_key])
-      if x is None or (spec.get('log_x') and x <= 0):
-        continue
-      label = str(values[c.name][series_key]) if series_key else metric
-      groups.setdefault(label, []).append((x, table[c.name][metric]))
-    if not groups:
-      return None
-    for label, points in groups.items():
-      points.sort(key=lambda p: p[0])
-      ax.errorbar([p[0] for p in points], [p[1]['mean'] for p in points],
-                  yerr=[p[1]['std'] or 0.0 for p in points], marker='o', capsize=3, label=label)
-    if spec.get('log_x'):
-      ax.set_xscale('log')
-      ticks = sorted({p[0] for points in groups.values() for p in points})
-      ax.set_xticks(ticks)
-      ax.set_xticklabels([f'{t:g}' for t in ticks])
-      ax.minorticks_off()
-    ax.set_xlabel(x_key)
-    ax.set_ylabel(metric)
-    if series_key or len(groups) > 1:
-      ax.legend(title=series_key, fontsize=8)
-  else:  # heatmap
-    x_key, y_key = spec['x'], spec['y']
-    values = _cell_values(config, chosen, [x_key, y_key])
-    xs = sorted({values[c.name][x_key] for c in chosen}, key=_sort_key)
-    ys = sorted({values[c.name][y_key] for c in chosen}, key=_sort_key)
-    grid = np.full((len(ys), len(xs)), np.nan)
-    for c in chosen:
-      grid[ys.index(values[c.name][y_key]), xs.index(values[c.name][x_key])] = (
-          table[c.name][metric]['mean'])
-    image = ax.imshow(grid, origin='lower', cmap='viridis', aspect='auto')
-    fig.colorbar(image, ax=ax, label=metric)
-    for (i, j), v in np.ndenumerate(grid):
-      if np.isfinite(v):
-        ax.text(j, i, f'{v:.3f}', ha='center', va='center', fontsize=8, color='white')
-    ax.set_xticks(range(len(xs)))
-    ax.set_xticklabels([str(x) for x in xs])
-    ax.set_yticks(range(len(ys)))
-    ax.set_yticklabels([str(y) for y in ys])
-    ax.set_xlabel(x_key)
-    ax.set_ylabel(y_key)
-  ax.set_title(title, fontsize=10)
-  fig.tight_layout()
-  return _save_png(fig, path)
+  return {'names': [c.name for c in chosen],
+          'means': [table[c.name][metric]['mean'] for c in chosen],
+          'stds': [table[c.name][metric]['std'] or 0.0 for c in chosen],
+          'paper': [(i, c.paper[metric]) for i, c in enumerate(chosen) if metric in c.paper]}
+
+
+def _line_data(config, spec, cells, table, rows):
+  del rows
+  metric, x_key, series_key = spec['metric'], spec['x'], spec.get('series')
+  chosen = [c for c in _figure_cells(spec, cells) if table[c.name][metric]['n']]
+  values = _cell_values(config, chosen, [x_key] + ([series_key] if series_key else []))
+  groups = {}
+  for c in chosen:
+    x = _number(values[c.name][x_key])
+    if x is None or (spec.get('log_x') and x <= 0):
+      continue
+    label = str(values[c.name][series_key]) if series_key else metric
+    stats = table[c.name][metric]
+    groups.setdefault(label, []).append((x, stats['mean'], stats['std'] or 0.0))
+  for points in groups.values():
+    points.sort(key=lambda p: p[0])
+  return {'groups': groups, 'x': x_key, 'series': series_key,
+          'log_x': bool(spec.get('log_x'))} if groups else None
+
+
+def _heatmap_data(config, spec, cells, table, rows):
+  del rows
+  metric, x_key, y_key = spec['metric'], spec['x'], spec['y']
+  chosen = [c for c in _figure_cells(spec, cells) if table[c.name][metric]['n']]
+  if not chosen:
+    return None
+  values = _cell_values(config, chosen, [x_key, y_key])
+  xs = sorted({values[c.name][x_key] for c in chosen}, key=_sort_key)
+  ys = sorted({values[c.name][y_key] for c in chosen}, key=_sort_key)
+  grid = np.full((len(ys), len(xs)), np.nan)
+  for c in chosen:
+    grid[ys.index(values[c.name][y_key]), xs.index(values[c.name][x_key])] = (
+        table[c.name][metric]['mean'])
+  return {'xs': xs, 'ys': ys, 'grid': grid, 'x': x_key, 'y': y_key}
+
+
+# What each figure kind draws, from the rows and the per-cell table (None: no data yet).
+FIGURE_DATA = {'track': _track_data, 'scatter': _scatter_data, 'bar': _bar_data,
+               'line': _line_data, 'heatmap': _heatmap_data}
+
+
+def draw_figure(config, spec: dict, cells, table, path: str,
+                rows: Sequence[dict] = ()) -> str | None:
+  """Draws one figure to ``path``; None (nothing written) when no cell has data for it."""
+  data = FIGURE_DATA[spec['kind']](config, spec, cells, table, rows)
+  if data is None:
+    return None
+  title = spec.get('title') or f'{config.study.name}: {spec["metric"]}'
+  data = {'metric': spec['metric'], 'title': title + data.pop('title_suffix', ''), **data}
+  return plots_study.draw(spec['kind'], data, path)
 
 
 def _sort_key(value):
@@ -487,12 +443,12 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
   per-cell statistics and the missing (cell, seed) pairs."""
   workdir = os.path.abspath(workdir)
   study = config.study
-  cells = study_runner.selected_cells(study)
-  figures = study_runner.parse_figures(study)
+  cells = study_spec.selected_cells(study)
+  figures = study_spec.parse_figures(study)
   metrics = list(study.metrics)
   rows = collect(config, workdir)
   table = summarize(rows, cells, metrics)
-  override_keys = study_runner.override_keys(cells)
+  override_keys = study_spec.override_keys(cells)
   written = []
   path = os.path.join(workdir, RESULTS_CSV)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
@@ -501,7 +457,7 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
   path = os.path.join(workdir, RESULTS_MD)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     f.write(_markdown(config, rows, cells, table, figures, workdir=workdir,
-                      command=command or study_runner.command_line()))
+                      command=command or study_spec.command_line()))
   written.append(path)
   skipped_figures = []
   for spec in figures:

@@ -1,11 +1,7 @@
 """Optimisers and learning-rate schedules from ``config.optim`` (optax).
 
-* ``lars`` (You et al. 2017, arXiv 1708.03888; SimCLR/BYOL's ImageNet optimiser): BatchNorm
-  parameters and biases are excluded from both weight decay and the trust-ratio adaptation, as in
-  SimCLR's and BYOL's code.
-* ``sgd``: SGD with (Nesterov-free) momentum and decoupled-from-nothing L2 weight decay
-  (``add_decayed_weights`` before momentum, i.e. PyTorch's ``weight_decay``), same exclusions.
-* ``adamw``: AdamW, same exclusions.
+The optimisers are ``glf_jax.train.optimizers`` (``lars``, ``sgd``, ``adamw``: BatchNorm
+parameters and biases excluded from weight decay, and from LARS's trust ratio).
 
 Schedule: linear warm-up from 0 to the peak, then cosine decay to ``final_lr_fraction · peak``.
 The peak is ``base_learning_rate · s(global_batch / 256)`` with the ``lr_scaling`` rule ``s``:
@@ -18,9 +14,7 @@ from __future__ import annotations
 import ml_collections
 import optax
 
-from glf_jax.models.params import decay_mask
-
-OPTIMIZERS = ('lars', 'sgd', 'adamw')
+from glf_jax.train.optimizers import OPTIMIZERS
 # ratio = global batch / 256 -> the factor on the base learning rate.
 LR_SCALINGS = {'linear': lambda ratio: ratio, 'sqrt': lambda ratio: ratio ** 0.5,
                'fourth_root': lambda ratio: ratio ** 0.25, 'none': lambda ratio: 1.0}
@@ -29,12 +23,12 @@ LR_SCALINGS = {'linear': lambda ratio: ratio, 'sqrt': lambda ratio: ratio ** 0.5
 def default_optim_config(name: str = 'lars') -> ml_collections.ConfigDict:
   """``config.optim`` with solo-learn-like CIFAR defaults for ``name``."""
   if name not in OPTIMIZERS:
-    raise ValueError(f'optim.name must be one of {list(OPTIMIZERS)}, got {name!r}')
+    raise ValueError(f'optim.name must be one of {sorted(OPTIMIZERS)}, got {name!r}')
   return ml_collections.ConfigDict(dict(
       name=name,
-      base_learning_rate={'lars': 0.3, 'sgd': 0.3, 'adamw': 1e-3}[name],
+      base_learning_rate=OPTIMIZERS[name].base_learning_rate,
       lr_scaling='linear',
-      weight_decay={'lars': 1e-4, 'sgd': 5e-4, 'adamw': 1e-4}[name],
+      weight_decay=OPTIMIZERS[name].weight_decay,
       momentum=0.9,
       lars_eta=0.02,
       warmup_epochs=10.0,
@@ -75,22 +69,14 @@ def make_optimizer(optim_config: ml_collections.ConfigDict,
   """The optax optimiser ``optim_config.name`` with ``schedule`` and the decay/LARS masks."""
   c = optim_config
   if c.name not in OPTIMIZERS:
-    raise ValueError(f'optim.name must be one of {list(OPTIMIZERS)}, got {c.name!r}')
+    raise ValueError(f'optim.name must be one of {sorted(OPTIMIZERS)}, got {c.name!r}')
   if c.weight_decay < 0:
     raise ValueError(f'optim.weight_decay must be >= 0, got {c.weight_decay}')
   if not 0.0 <= c.momentum < 1.0:
     raise ValueError(f'optim.momentum must lie in [0, 1), got {c.momentum}')
   if c.grad_clip_norm < 0:
     raise ValueError(f'optim.grad_clip_norm must be >= 0 (0: off), got {c.grad_clip_norm}')
-  if c.name == 'lars':
-    tx = optax.lars(schedule, weight_decay=c.weight_decay, weight_decay_mask=decay_mask,
-                    trust_coefficient=c.lars_eta, trust_ratio_mask=decay_mask,
-                    momentum=c.momentum)
-  elif c.name == 'sgd':
-    tx = optax.chain(optax.add_decayed_weights(c.weight_decay, mask=decay_mask),
-                     optax.sgd(schedule, momentum=c.momentum or None))
-  else:
-    tx = optax.adamw(schedule, weight_decay=c.weight_decay, mask=decay_mask)
+  tx = OPTIMIZERS[c.name].build(c, schedule)
   if c.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(c.grad_clip_norm), tx)
   return tx

@@ -49,6 +49,31 @@ def _step_key(state) -> jax.Array:
   return jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
 
 
+def _probe_step(probe, h, labels, probe_tx):
+  """The online linear probe's update on stop-gradient backbone features of both views:
+  ``(new probe, its loss, its top-1)``."""
+  features = jax.lax.stop_gradient(h.astype(jnp.float32))
+  both_labels = jnp.concatenate([labels, labels])
+  (p_loss, p_acc), p_grads = jax.value_and_grad(
+      lambda p: classification_loss(linear_logits(p, features), both_labels), has_aux=True)(
+          probe['params'])
+  p_updates, p_opt = probe_tx.update(p_grads, probe['opt_state'], probe['params'])
+  return ({'params': optax.apply_updates(probe['params'], p_updates), 'opt_state': p_opt},
+          p_loss, p_acc)
+
+
+def _guarded(state, finite, updated: dict) -> dict:
+  """The NaN guard: ``state`` with the ``updated`` entries where the step was ``finite`` (else
+  the old ones), the step counted and the skipped updates counted."""
+  new_state = dict(state)
+  for key, value in updated.items():
+    new_state[key] = _select(finite, value, state[key])
+  new_state['step'] = state['step'] + 1
+  new_state['nonfinite_in_a_row'] = jnp.where(finite, 0, state['nonfinite_in_a_row'] + 1)
+  new_state['nonfinite_total'] = state['nonfinite_total'] + (~finite).astype(jnp.int32)
+  return new_state
+
+
 def make_views(augment_config: ml_collections.ConfigDict) -> Callable:
   """The pure ``views_of(state, batch) -> [2B, H, W, 3]``: the step's two views of
   ``batch['image']`` (first views, then second views), drawn from ``fold_in(state['rng'],
@@ -117,27 +142,11 @@ def make_train_step(*, train_graphdef, method: Method, run: RunInfo, objective: 
     new_params, method_state, method_metrics = method.after_update(
         optax.apply_updates(state['params'], updates), method_state, step, run)
 
-    # The online linear probe on stop-gradient backbone features of both views.
-    features = jax.lax.stop_gradient(h.astype(jnp.float32))
-    both_labels = jnp.concatenate([labels, labels])
-    (p_loss, p_acc), p_grads = jax.value_and_grad(
-        lambda p: classification_loss(linear_logits(p, features), both_labels), has_aux=True)(
-            state['probe']['params'])
-    p_updates, p_opt = probe_tx.update(p_grads, state['probe']['opt_state'],
-                                       state['probe']['params'])
-    new_probe = {'params': optax.apply_updates(state['probe']['params'], p_updates),
-                 'opt_state': p_opt}
-
+    new_probe, p_loss, p_acc = _probe_step(state['probe'], h, labels, probe_tx)
     finite = jnp.isfinite(loss) & _tree_all_finite(grads)
-    new_state = dict(state)
-    new_state['params'] = _select(finite, new_params, state['params'])
-    new_state['batch_stats'] = _select(finite, new_stats, state['batch_stats'])
-    new_state['opt_state'] = _select(finite, new_opt_state, state['opt_state'])
-    new_state['method'] = _select(finite, method_state, state['method'])
+    new_state = _guarded(state, finite, dict(
+        params=new_params, batch_stats=new_stats, opt_state=new_opt_state, method=method_state))
     new_state['probe'] = _select(finite & jnp.isfinite(p_loss), new_probe, state['probe'])
-    new_state['step'] = step + 1
-    new_state['nonfinite_in_a_row'] = jnp.where(finite, 0, state['nonfinite_in_a_row'] + 1)
-    new_state['nonfinite_total'] = state['nonfinite_total'] + (~finite).astype(jnp.int32)
 
     metrics = {k: v for k, v in aux.items() if jnp.ndim(v) == 0}
     metrics.update(method_metrics)

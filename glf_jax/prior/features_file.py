@@ -1,6 +1,6 @@
 """Precomputed per-example prior features: a file of rows aligned with a training source.
 
-ADC's LPM (SPEC §3) needs prior features ``f_pre(x)`` of each example. ``prior.kind='features'``
+ADC's LPM (docs/maths.md §3) needs prior features ``f_pre(x)`` of each example. ``prior.kind='features'``
 reads them from a file instead of running a prior network in the step, so any model can be the
 prior (CLIP, DINOv2, ... computed once, in any framework). Row ``i`` of the file describes example
 ``i`` of the training source (``source[i]``, ``source.example_ids()[i]``).
@@ -19,14 +19,14 @@ or file order is refused instead of silently misaligned.
 
 Writing a file from any encoder (e.g. CLIP in a PyTorch environment)::
 
-    from glf_jax import prior_features
+    from glf_jax.prior import features_file
     from glf_jax.data import make_source, default_data_config
     source = make_source(default_data_config('cifar10'), 'train')   # the run's training source
     rows = [my_encoder(source[i]['image']) for i in range(len(source))]   # uint8 [H, W, 3] each
-    prior_features.write('clip.safetensors', np.stack(rows), source=source,
-                         description='open_clip ViT-B-32 laion2b_s34b_b79k, image embeddings')
+    features_file.write('clip.safetensors', np.stack(rows), source=source,
+                        description='open_clip ViT-B-32 laion2b_s34b_b79k, image embeddings')
 
-``python -m glf_jax.tools.prior_features`` does this for a glf_jax encoder.
+``python -m glf_jax.prior`` does this for a glf_jax encoder.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Sequence
 
 import numpy as np
 
-from glf_jax import fileio
+from glf_jax.runtime import fileio
 
-FORMAT = 'glf_jax.prior_features/1'
+FORMAT = 'glf_jax.prior_features/1'  # the files' format name (not a module path)
 EXTENSIONS = ('.safetensors', '.npy')
 
 
@@ -114,12 +114,12 @@ def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
     sidecar = path + '.json'
     if not os.path.isfile(sidecar):
       raise FileNotFoundError(f'{path} has no metadata file {sidecar} (num_examples, '
-                              'ids_fingerprint); write the file with glf_jax.prior_features.write')
+                              'ids_fingerprint); write the file with glf_jax.prior.features_file.write')
     with open(sidecar, encoding='utf-8') as f:
       metadata = json.load(f)
   if metadata.get('format') != FORMAT:
     raise ValueError(f'{path}: format {metadata.get("format")!r}, expected {FORMAT!r}; write the '
-                     'file with glf_jax.prior_features.write')
+                     'file with glf_jax.prior.features_file.write')
   if features.ndim != 2 or not np.issubdtype(features.dtype, np.floating):
     raise ValueError(f'{path}: features must be a float [num_examples, D] array, got '
                      f'{features.dtype} {features.shape}')
@@ -134,10 +134,10 @@ def load_for_source(path: str, source) -> np.ndarray:
     raise PriorFeaturesMismatchError(
         f'{path} has features of {features.shape[0]} examples ({metadata.get("source")}), the '
         f'training source {expected["source"]} has {len(source)}; compute the features for this '
-        'source (python -m glf_jax.tools.prior_features)')
+        'source (python -m glf_jax.prior)')
   if metadata.get('ids_fingerprint') != expected['ids_fingerprint']:
     raise PriorFeaturesMismatchError(
         f'{path} was computed for other examples or another order ({metadata.get("source")}) than '
         f'the training source {expected["source"]} (example-id fingerprints differ); compute the '
-        'features for this source (python -m glf_jax.tools.prior_features)')
+        'features for this source (python -m glf_jax.prior)')
   return features

@@ -22,13 +22,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 import numpy as np
 
-from glf_jax import fileio
-from glf_jax.train import loop as train_loop
+from glf_jax.plots.common import save_png
+from glf_jax.run import layout
+from glf_jax.run import metrics_log
+from glf_jax.runtime import fileio
 
-METRICS_FILE = 'metrics.jsonl'
-CURVES_FILE = 'curves.png'
-EMBEDDING_DATA = 'embedding.npz'
-EMBEDDING_FILE = 'embedding.png'
+METRICS_FILE = layout.METRICS_LOG
+CURVES_FILE = layout.CURVES
+EMBEDDING_DATA = layout.EMBEDDING_DATA
+EMBEDDING_FILE = layout.EMBEDDING
 
 MAX_POINTS = 2000
 # 500 iterations (250 of them early exaggeration) in half the time of sklearn's default 1000, with
@@ -37,18 +39,12 @@ MAX_POINTS = 2000
 TSNE_ITERATIONS = 500
 PCA_DIMS = 50
 
-# Logged scalars that are not loss terms (step.py, loop.py, methods' after_update, run_records).
+# Logged scalars that are not loss terms (the train step, the session, methods' after_update, records).
 _NOT_LOSS = frozenset({'step', 'loss', 'lr', 'learning_rate', 'epoch', 'images_per_second',
                        'wall_time', 'finite', 'nonfinite_in_a_row', 'grad_norm', 'ema_decay'})
 _NOT_LOSS_PREFIXES = ('probe/', 'eval/')
 _LR_KEYS = ('lr', 'learning_rate')
 _PROBE_KEY = 'probe/top1'
-
-
-def _save_png(figure: Figure, path: str) -> str:
-  with fileio.atomic_write(path, 'wb') as f:
-    figure.savefig(f, format='png', dpi=100)
-  return path
 
 
 def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +75,8 @@ def curve_panels(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[s
 def draw_curves(workdir: str) -> str | None:
   """Draws ``<workdir>/curves.png`` from ``metrics.jsonl``; returns its path, or None when the
   log is missing or has nothing to plot."""
-  records = train_loop.read_metrics_log(os.path.join(workdir, METRICS_FILE))
-  # Evaluations append their results as records of their own (glf_jax.run_records); the curves
+  records = metrics_log.read(os.path.join(workdir, METRICS_FILE))
+  # Evaluations append their results as records of their own (glf_jax.run.records); the curves
   # are those of training.
   records = [r for r in records if 'evaluation' not in r]
   panels = curve_panels(records)
@@ -100,7 +96,7 @@ def draw_curves(workdir: str) -> str | None:
     ax.grid(alpha=0.3)
     if len(keys) > 1:
       ax.legend(fontsize='small')
-  return _save_png(figure, os.path.join(workdir, CURVES_FILE))
+  return save_png(figure, os.path.join(workdir, CURVES_FILE))
 
 
 def subsample(labels: np.ndarray, max_points: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
@@ -205,7 +201,7 @@ def draw_embedding(workdir: str) -> str | None:
     figure.legend(handles, [str(c) for c in colors], loc='outside right center', title='class',
                   fontsize='small')
   figure.suptitle('t-SNE of test-set features')
-  return _save_png(figure, os.path.join(workdir, EMBEDDING_FILE))
+  return save_png(figure, os.path.join(workdir, EMBEDDING_FILE))
 
 
 def redraw(workdir: str) -> list[str]:

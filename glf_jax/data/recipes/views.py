@@ -1,10 +1,8 @@
-"""View recipes: SimCLR's and BYOL's augmentation parameters as ConfigDicts, and their check.
+"""One view's augmentation parameters (``simclr_view_config``: every field, SimCLR's values), their
+check (``validate_view_config``), and what a two-view recipe is (:class:`Recipe`).
 
-The recipes follow SimCLR (Chen et al. 2020, arXiv 2002.05709, appendix A; CIFAR settings from
-appendix B.9) and BYOL (Grill et al. 2020, arXiv 2006.07733, appendix B, table 6). A view recipe
-is an ``ml_collections.ConfigDict`` with every parameter a field (``simclr_view_config`` lists
-them); a recipe for two views has ``view1`` and ``view2``. ``validate_view_config`` checks one;
-``glf_jax.data.augment`` applies it.
+A view recipe is an ``ml_collections.ConfigDict`` with every parameter a field; a recipe for two
+views has ``view1`` and ``view2``; ``glf_jax.data.augment`` applies it.
 
 The normalisation statistics and the family (``'cifar'``: colour strength 0.5, no blur;
 ``'imagenet'``: 1.0 and blur) are given explicitly, ``mean=..., std=..., family=...``, or by a
@@ -13,7 +11,8 @@ dataset name of the table (``glf_jax.data.datasets``), ``dataset='cifar10'``.
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Callable, Sequence
 
 import ml_collections
 import numpy as np
@@ -29,8 +28,27 @@ from glf_jax.data.datasets import IMAGENET_STD
 
 __all__ = [
     'CIFAR100_MEAN', 'CIFAR100_STD', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN',
-    'IMAGENET_STD', 'byol_config', 'simclr_config', 'simclr_view_config', 'validate_view_config',
+    'IMAGENET_STD', 'Recipe', 'simclr_view_config', 'validate_view_config',
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """A two-view recipe (the package ``glf_jax.data.recipes`` is their registry).
+
+  Attributes:
+    name: what a method names (``Method.augment``).
+    from_base: ``base view -> {'view1': ..., 'view2': ...}``, each a ConfigDict: the recipe's two
+      views made from SimCLR's view (``simclr_view_config``) of the dataset's statistics.
+  """
+  name: str
+  from_base: Callable[[ml_collections.ConfigDict], dict]
+
+  def views(self, image_size: int, **statistics) -> ml_collections.ConfigDict:
+    """The recipe at ``image_size``; ``statistics``: ``dataset=`` (a name of the dataset table;
+    CIFAR-10's by default) or all of ``mean=``, ``std=``, ``family=`` (as
+    :func:`simclr_view_config`)."""
+    return ml_collections.ConfigDict(self.from_base(simclr_view_config(image_size, **statistics)))
 
 def _statistics(dataset: str | None, mean: Sequence[float] | None,
                 std: Sequence[float] | None, family: str | None):
@@ -69,78 +87,22 @@ def simclr_view_config(image_size: int, *, dataset: str | None = None,
   strength = 0.5 if family == 'cifar' else 1.0
   return ml_collections.ConfigDict(dict(
       image_size=image_size,
-      # Random resized crop.
-      crop_scale=(0.08, 1.0),
-      crop_ratio=(3 / 4, 4 / 3),
-      crop_num_tries=10,
-      # Horizontal flip.
-      flip_prob=0.5,
-      # Rotation (prototype-bias extra).
-      rotation_prob=0.0,
-      rotation_max_degrees=30.0,
-      rotation_fill=0.0,
-      # Colour jitter.
-      jitter_prob=0.8,
-      brightness=0.8 * strength,
-      contrast=0.8 * strength,
-      saturation=0.8 * strength,
-      hue=0.2 * strength,
-      jitter_random_order=True,
-      # Grayscale.
+      # Random resized crop, horizontal flip.
+      crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), crop_num_tries=10, flip_prob=0.5,
+      # Rotation (a prototype-bias extra, off).
+      rotation_prob=0.0, rotation_max_degrees=30.0, rotation_fill=0.0,
+      # Colour jitter of strength s, then grayscale.
+      jitter_prob=0.8, brightness=0.8 * strength, contrast=0.8 * strength,
+      saturation=0.8 * strength, hue=0.2 * strength, jitter_random_order=True,
       grayscale_prob=0.2,
-      # Gaussian blur.
-      blur_prob=0.0 if family == 'cifar' else 0.5,
-      blur_sigma=(0.1, 2.0),
-      blur_kernel_fraction=0.1,
-      # Solarize.
-      solarize_prob=0.0,
-      solarize_threshold=0.5,
-      # Cutout (prototype-bias extra).
-      cutout_prob=0.0,
-      cutout_size=0.5,
-      cutout_fill=0.0,
-      # Gaussian noise (prototype-bias extra).
-      noise_prob=0.0,
-      noise_std=0.05,
+      # Gaussian blur (none for the cifar family), solarize (BYOL's view 2).
+      blur_prob=0.0 if family == 'cifar' else 0.5, blur_sigma=(0.1, 2.0), blur_kernel_fraction=0.1,
+      solarize_prob=0.0, solarize_threshold=0.5,
+      # Cutout and Gaussian noise (prototype-bias extras, off).
+      cutout_prob=0.0, cutout_size=0.5, cutout_fill=0.0, noise_prob=0.0, noise_std=0.05,
       # Normalisation.
-      mean=tuple(mean),
-      std=tuple(std),
+      mean=tuple(mean), std=tuple(std),
   ))
-
-
-def simclr_config(image_size: int, *, dataset: str | None = None,
-                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                  family: str | None = None) -> ml_collections.ConfigDict:
-  """SimCLR: two views drawn from the same recipe (``view1`` and ``view2`` identical).
-
-  Arguments as for ``simclr_view_config``.
-  """
-  return ml_collections.ConfigDict(dict(
-      view1=simclr_view_config(image_size, dataset=dataset, mean=mean, std=std, family=family),
-      view2=simclr_view_config(image_size, dataset=dataset, mean=mean, std=std, family=family),
-  ))
-
-
-def byol_config(image_size: int, *, dataset: str | None = None,
-                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                family: str | None = None) -> ml_collections.ConfigDict:
-  """BYOL's asymmetric views (BYOL table 6).
-
-  Both: crop (0.08, 1), flip 0.5, jitter 0.8 with brightness 0.4, contrast 0.4, saturation 0.2,
-  hue 0.1, grayscale 0.2. View 1: blur 1.0, solarize 0.0. View 2: blur 0.1, solarize 0.2.
-  Only the normalisation statistics come from ``dataset`` (or ``mean``, ``std``); ``family``
-  changes nothing here, BYOL uses one recipe.
-  """
-  views = {}
-  for name, blur_prob, solarize_prob in (('view1', 1.0, 0.0), ('view2', 0.1, 0.2)):
-    view = simclr_view_config(image_size, dataset=dataset, mean=mean, std=std, family=family)
-    view.brightness, view.contrast, view.saturation, view.hue = 0.4, 0.4, 0.2, 0.1
-    view.jitter_prob = 0.8
-    view.grayscale_prob = 0.2
-    view.blur_prob = blur_prob
-    view.solarize_prob = solarize_prob
-    views[name] = view
-  return ml_collections.ConfigDict(views)
 
 
 def _check_probability(name, value):
@@ -186,7 +148,3 @@ def validate_view_config(view_config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'mean must have 3 entries (RGB), got {c.mean}')
   if len(c.std) != 3 or not all(s > 0 for s in c.std):
     raise ValueError(f'std must have 3 positive entries (RGB), got {c.std}')
-
-
-# The view recipes a method names (``Method.augment``).
-RECIPES = {'simclr': simclr_config, 'byol': byol_config}

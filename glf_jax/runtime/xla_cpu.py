@@ -1,6 +1,6 @@
 """XLA CPU compiler flags that speed up training on CPU hosts (opt-in).
 
-    from glf_jax import xla_cpu
+    from glf_jax.runtime import xla_cpu
     xla_cpu.configure('fast')   # before the first JAX computation / jax.devices() call
     import jax ...
 
@@ -95,7 +95,7 @@ def configure(flags_preset: str = 'fast') -> list[str]:
   if not flags or not _runs_on_cpu():
     return []
   if _backends_initialised():
-    warnings.warn('glf_jax.xla_cpu.configure() called after JAX initialised its backends: '
+    warnings.warn('glf_jax.runtime.xla_cpu.configure() called after JAX initialised its backends: '
                   'XLA_FLAGS is no longer read, nothing changed.', stacklevel=2)
     return []
   current = os.environ.get('XLA_FLAGS', '')

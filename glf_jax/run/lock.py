@@ -23,7 +23,9 @@ from typing import Iterator
 
 from absl import logging
 
-LOCK_NAME = '.lock'
+from glf_jax.run import layout
+
+LOCK_NAME = layout.LOCK
 
 
 class WorkdirBusyError(OSError):
@@ -70,3 +72,37 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
       os.ftruncate(fd, 0)  # a clean release: the next run finds an empty file
   finally:
     os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def claim(workdir: str, *, chief: bool = True, lock: bool = True) -> Iterator[str]:
+  """The block's workdir (absolute): created if missing, and on the ``chief`` process (process 0)
+  its lock held (unless ``lock`` is False: a sharded study's processes share their workdir) and
+  the directory removed again if it was created here and the block fails before anything is
+  written into it.
+
+  Raises:
+    NotADirectoryError: ``workdir`` is a file.
+    WorkdirBusyError: another live run holds the lock.
+  """
+  workdir = os.path.abspath(workdir)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f'--workdir {workdir} is a file, not a directory')
+  created = not os.path.exists(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  try:
+    with hold(workdir, enabled=chief and lock):
+      yield workdir
+  except BaseException:
+    if created and chief:
+      _remove_if_empty(workdir)
+    raise
+
+
+def _remove_if_empty(workdir: str) -> None:
+  if set(os.listdir(workdir)) - {LOCK_NAME}:
+    return
+  path = os.path.join(workdir, LOCK_NAME)
+  if os.path.exists(path):
+    os.remove(path)
+  os.rmdir(workdir)

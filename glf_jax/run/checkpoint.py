@@ -12,9 +12,8 @@ A checkpoint ``<directory>/<step>/`` holds three items:
   reads it without knowing the state's structure, and :func:`check_format` refuses a checkpoint
   of another layout with a clear message.
 
-:func:`load_encoder` rebuilds the encoder of a run from its saved model config alone and restores
-only its parameters and BatchNorm statistics (a partial restore: no optimiser, objective or
-method state is built) — what evaluation and a checkpoint prior need.
+A partial restore (``restore(..., partial=True)``) reads only some of the state's entries:
+``glf_jax.evaluate.encoder.load_encoder`` reads a run's encoder that way.
 
 Guarantees, and how they are obtained:
 
@@ -62,12 +61,11 @@ from typing import Any
 
 from absl import logging
 from etils import epath
-from flax import nnx
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
-from glf_jax.models import build_encoder, split_encoder
+from glf_jax.run import layout
+
 
 _ITEMS = ('state', 'data', 'meta')
 # The layout of the train state and the config a checkpoint holds. 1: up to the method registry
@@ -514,33 +512,4 @@ def read_meta(directory: str) -> dict | None:
 
 def checkpoint_dir(workdir: str) -> str:
   """Where a run keeps its checkpoints: ``<workdir>/checkpoints``."""
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
-
-
-def load_encoder(workdir: str, *, sharding: jax.sharding.Sharding | None = None):
-  """The encoder of an earlier run: ``(config, eval_graphdef, params, batch_stats, step)``.
-
-  The encoder is rebuilt from the run's saved ``config.model`` alone (``nnx.eval_shape``: nothing
-  is allocated before the restore) and only its parameters and BatchNorm statistics are read
-  from the latest readable checkpoint, read-only: another run's directory, possibly still
-  training, is never modified.
-
-  Raises:
-    FileNotFoundError: ``workdir`` holds no checkpoint.
-    CheckpointFormatError: the checkpoint has another layout.
-  """
-  directory = checkpoint_dir(workdir)
-  meta = read_meta(directory)
-  if meta is None:
-    raise FileNotFoundError(f'no glf_jax checkpoint in {directory} (train a model with '
-                            f'mode=pretrain and --workdir={workdir} first)')
-  check_format(meta, directory)
-  config = ml_collections.ConfigDict(json.loads(meta['config']))
-  abstract_encoder = nnx.eval_shape(lambda: build_encoder(config.model, rngs=nnx.Rngs(0)))
-  _, eval_graphdef, params, batch_stats = split_encoder(abstract_encoder)
-  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                          {'params': params, 'batch_stats': batch_stats})
-  with Checkpointer(directory, async_save=False, read_only=True) as ckpt:
-    step, restored, _, _ = ckpt.restore(abstract, partial=True)
-  return config, eval_graphdef, restored['params'], restored['batch_stats'], step
+  return os.path.join(os.path.abspath(workdir), layout.CHECKPOINTS)

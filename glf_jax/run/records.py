@@ -10,10 +10,9 @@
 * ``evaluations.jsonl``: one line per evaluation invocation, appended, never rewritten.
 * ``metrics.jsonl`` and TensorBoard also get the evaluation metrics, as ``eval/<column>/<metric>``
   at the evaluated step (one record per evaluation key, replaced when it is re-run).
-* ``config.json``: the config the run started with; a config changed on resume
-  (``allow_config_change``) is logged to ``config_changes.jsonl`` beside it instead.
 
-Process 0 writes; the others return at once.
+``config.json`` is written by ``glf_jax.run.saved_config``. Process 0 writes; the others return at
+once.
 """
 
 from __future__ import annotations
@@ -25,14 +24,14 @@ from typing import Any
 
 from absl import logging
 import jax
-import ml_collections
 
-from glf_jax import config as config_lib
-from glf_jax import fileio
+from glf_jax.run import layout
+from glf_jax.run import metrics_log
+from glf_jax.runtime import fileio
 
-SUMMARY = 'summary.json'
-EVALUATIONS_LOG = 'evaluations.jsonl'
-METRICS_LOG = 'metrics.jsonl'
+SUMMARY = layout.SUMMARY
+EVALUATIONS_LOG = layout.EVALUATIONS_LOG
+METRICS_LOG = layout.METRICS_LOG
 
 
 def _is_chief() -> bool:
@@ -53,7 +52,7 @@ def read_summary(workdir: str) -> dict[str, Any]:
     return {}
 
 
-def _write_summary(workdir: str, summary: dict) -> None:
+def write_summary(workdir: str, summary: dict) -> None:
   path = os.path.join(workdir, SUMMARY)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=2, default=float)
@@ -74,7 +73,7 @@ def record_pretraining(workdir: str, record: dict) -> dict:
     key = evaluation_key('pretrain', record['dataset'], workdir, record['step'])
     evaluations[key] = {k: record[k] for k in ('random_init', 'pretrained') if k in record}
   summary = {**record, 'evaluations': evaluations}
-  _write_summary(workdir, summary)
+  write_summary(workdir, summary)
   return summary
 
 
@@ -90,7 +89,7 @@ def record_evaluation(workdir: str, key: str, record: dict) -> dict:
     summary = {**previous, 'evaluations': evaluations}
   else:
     summary = {**record, 'evaluations': evaluations}
-  _write_summary(workdir, summary)
+  write_summary(workdir, summary)
   return summary
 
 
@@ -106,39 +105,11 @@ def log_evaluation(workdir: str, key: str, step: int | None,
                        default=float) + '\n')
   scalars = {f'eval/{column.replace(" ", "_")}/{metric}': float(value)
              for column, results in columns.items() for metric, value in results.items()}
-  _replace_metrics_record(os.path.join(workdir, METRICS_LOG), key,
-                          {'step': step or 0, 'evaluation': key, **scalars, 'wall_time': now})
-  try:
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  metrics_log.replace(os.path.join(workdir, METRICS_LOG), key,
+                      {'step': step or 0, 'evaluation': key, **scalars, 'wall_time': now})
+  tb = metrics_log.tensorboard(workdir)
+  if tb is None:
     return
-  with SummaryWriter(os.path.join(workdir, 'tensorboard')) as tb:
+  with tb:
     for name, value in scalars.items():
       tb.add_scalar(name, value, step or 0)
-
-
-def _replace_metrics_record(path: str, key: str, record: dict) -> None:
-  from glf_jax.train import loop  # pylint: disable=g-import-not-at-top  (loop imports us)
-  kept = [r for r in loop.read_metrics_log(path) if r.get('evaluation') != key]
-  with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
-    f.writelines(json.dumps(r) + '\n' for r in [*kept, record])
-
-
-def write_config(workdir: str, config: ml_collections.ConfigDict, *, step: int,
-                 saved_json: str | None) -> None:
-  """``config.json`` is the config the run started with; a changed config on resume is logged
-  to ``config_changes.jsonl`` (step, and each changed key's old and new value)."""
-  if not _is_chief():
-    return
-  path = os.path.join(workdir, 'config.json')
-  if saved_json is None or not os.path.exists(path):
-    with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
-      f.write(config_lib.to_json(config))
-    return
-  old = config_lib.flatten(json.loads(saved_json))
-  new = config_lib.flatten(json.loads(config_lib.to_json(config)))
-  changes = {k: [old.get(k), new.get(k)] for k in config_lib.config_differences(saved_json, config)}
-  if changes:
-    with open(os.path.join(workdir, 'config_changes.jsonl'), 'a', encoding='utf-8') as f:
-      f.write(json.dumps({'step': step, 'wall_time': time.time(), 'changes': changes},
-                         default=str) + '\n')

@@ -1,7 +1,7 @@
 """Writes a glf_jax encoder's features of every training example, for ``prior.kind='features'``.
 
-    python -m glf_jax.tools.prior_features --encoder RUN --out prior.safetensors
-    python -m glf_jax.tools.prior_features --encoder RUN --out prior.safetensors \\
+    python -m glf_jax.prior --encoder RUN --out prior.safetensors
+    python -m glf_jax.prior --encoder RUN --out prior.safetensors \\
         --data image_folder --data-root ~/data/cifar10 --image-size 32
 
 ``RUN`` is a glf_jax workdir (or its checkpoint directory), or a torchvision ResNet-18/34/50
@@ -10,7 +10,7 @@ ImageNet's statistics at the dataset's size). The rows follow the training sourc
 of the run that will use the file (default: the encoder run's own ``config.data``; ``--data``
 and the flags after it choose another), read in order, encoded under the encoder run's evaluation
 transform (eval-mode BatchNorm), and written with that source's length and example-id fingerprint
-(``glf_jax.prior_features``). Features of other models (CLIP, DINOv2): see that module's docstring.
+(``glf_jax.prior.features_file``). Features of other models (CLIP, DINOv2): see that module's docstring.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from glf_jax import prior_features
+from glf_jax.prior import features_file
 
 FEATURES = ('h', 'z')
 
 
 def _parse(argv):
-  parser = argparse.ArgumentParser(prog='python -m glf_jax.tools.prior_features',
+  parser = argparse.ArgumentParser(prog='python -m glf_jax.prior',
                                    description=__doc__.split('\n')[0])
   parser.add_argument('--encoder', required=True,
                       help='workdir of a glf_jax run, or a torchvision ResNet .safetensors file')
@@ -43,20 +43,20 @@ def _parse(argv):
 
 def main(argv=None) -> int:
   args = _parse(argv)
-  prior_features.check_path(args.out)  # fail before any work
+  features_file.check_path(args.out)  # fail before any work
   # Heavy imports after argument parsing, so --help and usage errors are instant.
   from flax import nnx  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from glf_jax import interop  # pylint: disable=g-import-not-at-top
   from glf_jax.data import make_source, sources  # pylint: disable=g-import-not-at-top
+  from glf_jax.evaluate import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
   from glf_jax.evaluate import features as features_lib  # pylint: disable=g-import-not-at-top
 
-  if interop.is_weights_file(args.encoder) and args.data is None:
+  if encoder_lib.is_weights_file(args.encoder) and args.data is None:
     raise ValueError(f'--encoder {args.encoder} is a weights file, which has no run config: set '
                      '--data (the training source to encode, e.g. cifar10)')
   wanted = ml_collections.ConfigDict({'eval': {'data': {'name': args.data}}})
-  run_config, eval_graphdef, params, batch_stats, step = interop.load_evaluated_encoder(
+  run_config, eval_graphdef, params, batch_stats, step = encoder_lib.load_evaluated_encoder(
       wanted, args.encoder)
   data = run_config.data if args.data is None else sources.default_data_config(args.data)
   for key, value in (('root', args.data_root), ('data_dir', args.data_dir),
@@ -74,8 +74,9 @@ def main(argv=None) -> int:
   features, _ = features_lib.extract_features(encode_fn, source, batch_size=args.batch_size)
   if args.float16:
     features = features.astype(np.float16)
-  prior_features.write(args.out, features, source=source, description=(
-      f'glf_jax {run_config.objective.name} {run_config.model.arch} from {args.encoder} step '
+  features_file.write(args.out, features, source=source, description=(
+      f'glf_jax {"torchvision" if step is None else run_config.objective.name} '
+      f'{run_config.model.arch} from {args.encoder} step '
       f'{step}, feature {args.feature}, eval transform {dict(transform)}'))
   print(f'wrote {features.shape[0]} x {features.shape[1]} features to {args.out}', flush=True)
   return 0

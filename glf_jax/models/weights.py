@@ -1,0 +1,68 @@
+"""glf_jax's own weights files: an encoder's parameters and BatchNorm statistics as ``.npz`` or
+``.safetensors`` (never pickle), keyed by the ``/``-joined paths of the encoder's variables.
+
+:func:`export_weights` writes one; :func:`load_weights_into` reads one into an encoder of the
+same architecture (every entry must match). torchvision state dicts are ``models.torchvision``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flax import nnx
+import jax.numpy as jnp
+import numpy as np
+
+
+def _flat_state(state: nnx.State) -> dict[str, np.ndarray]:
+  flat = {}
+  for path, value in nnx.to_flat_state(state):
+    flat['/'.join(str(p) for p in path)] = np.asarray(value.get_value() if hasattr(
+        value, 'get_value') else value)
+  return flat
+
+
+def export_weights(encoder_state: nnx.State, path: str) -> None:
+  """Writes an encoder's parameters and BatchNorm statistics as ``.npz`` or ``.safetensors``."""
+  flat = _flat_state(encoder_state)
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+    save_file(flat, path)
+  elif path.endswith('.npz'):
+    np.savez(path, **flat)
+  else:
+    raise ValueError(f'weights file must end in .npz or .safetensors, got {path!r}')
+
+
+def load_weights_into(encoder: nnx.Module, path: str) -> None:
+  """Loads a ``.npz`` / ``.safetensors`` file into ``encoder`` (every entry must match)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'prior.path: no weights file at {path!r}')
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+    flat = load_file(path)
+  elif path.endswith('.npz'):
+    with np.load(path, allow_pickle=False) as f:
+      flat = {k: f[k] for k in f.files}
+  else:
+    raise ValueError(f'prior.path must end in .npz or .safetensors, got {path!r}')
+  state = nnx.state(encoder, nnx.Any(nnx.Param, nnx.BatchStat))
+  expected = _flat_state(state)
+  missing = sorted(set(expected) - set(flat))
+  unexpected = sorted(set(flat) - set(expected))
+  if missing or unexpected:
+    raise ValueError(f'weights file {path} does not match the architecture: missing '
+                     f'{missing[:5]}{"..." if len(missing) > 5 else ""}, unexpected '
+                     f'{unexpected[:5]}{"..." if len(unexpected) > 5 else ""}')
+  for key, value in expected.items():
+    if flat[key].shape != value.shape:
+      raise ValueError(f'weights file {path}: {key} has shape {flat[key].shape}, the '
+                       f'architecture needs {value.shape}')
+  leaves = {tuple(k.split('/')): v for k, v in flat.items()}
+
+  def replace(path, variable):
+    key = tuple(str(p) for p in path)
+    return variable.replace(jnp.asarray(leaves[key], variable.get_value().dtype))
+  flat_state = nnx.to_flat_state(state)
+  new = nnx.from_flat_state([(p, replace(p, v)) for p, v in flat_state])
+  nnx.update(encoder, new)

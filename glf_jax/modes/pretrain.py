@@ -1,0 +1,102 @@
+"""The ``pretrain`` mode: ``glf_jax.train.pretrain``, then (``train.eval_after``) the evaluators of
+``config.eval.evaluators`` on the pretrained encoder — and, with ``eval.compare_random_init``, on
+the same network at its initialisation, side by side — then the pictures."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from absl import logging
+import jax
+
+from glf_jax import evaluate as evaluate_lib
+from glf_jax.modes.evaluation import eval_data_config, make_context, print_table
+from glf_jax.run import layout
+from glf_jax.run import metrics_log
+from glf_jax.run import records
+from glf_jax.train import state as state_lib
+from glf_jax.train.pretrain import pretrain
+
+
+def _last_metrics(workdir: str) -> dict[str, Any]:
+  """The last training record of ``metrics.jsonl`` (evaluation records are skipped)."""
+  logged = metrics_log.read(layout.path(workdir, layout.METRICS_LOG))
+  return next((r for r in reversed(logged) if 'evaluation' not in r), {})
+
+
+def _training_record(config, workdir, result) -> dict[str, Any]:
+  step = int(result.state['step'])
+  return {
+      'mode': 'pretrain', 'objective': config.objective.name, 'arch': config.model.arch,
+      'dataset': config.data.name, 'status': 'interrupted' if result.interrupted else 'finished',
+      'stop_signal': result.stop_signal,
+      'step': step, 'total_steps': result.total_steps,
+      'epochs': step / result.steps_per_epoch,
+      # Over every session of the run (resumes included); session_seconds: this invocation.
+      'train_seconds': result.train_seconds,
+      'session_seconds': result.session_seconds,
+      'images_per_second': result.images_per_second, 'skipped_steps': result.skipped_steps,
+      'skipped_files': result.skipped_files,
+      'last_metrics': _last_metrics(workdir),
+  }
+
+
+def run_pretrain(config, workdir):
+  """Pretrains, evaluates, records and draws; returns the summary."""
+  result = pretrain(config, workdir)
+  summary = _training_record(config, workdir, result)
+  if result.interrupted or not config.train.eval_after:
+    summary = records.record_pretraining(workdir, summary)
+    _draw(workdir)
+    return summary
+  state = jax.device_get(result.state)
+  names = config.eval.evaluators
+  columns, contexts = {}, {}
+  if config.eval.compare_random_init:
+    # The same initial parameters the run started from (init is a function of config.seed).
+    _, init_eval_graphdef, init_params, init_stats, _ = state_lib.init_encoder(config)
+    contexts['random init'] = make_context(config, config, init_eval_graphdef, init_params,
+                                           init_stats, workdir=workdir)
+    columns['random init'] = evaluate_lib.evaluate(contexts['random init'], names, config.eval)
+    summary['random_init'] = columns['random init']
+  contexts['pretrained'] = make_context(config, config, result.eval_graphdef, state['params'],
+                                        state['batch_stats'], workdir=workdir)
+  columns['pretrained'] = evaluate_lib.evaluate(contexts['pretrained'], names, config.eval)
+  summary['pretrained'] = columns['pretrained']
+  data_name = eval_data_config(config.eval, config.data).name
+  step = summary['step']
+  print_table(columns, f'{config.objective.name} on {config.data.name}: {step} steps in '
+              f'{result.train_seconds:.0f} s ({result.images_per_second:.1f} img/s); evaluated '
+              f'on {data_name} {config.eval.test_split} '
+              f'({len(contexts["pretrained"].test_source)} images)')
+  key = records.evaluation_key('pretrain', config.data.name, workdir, step)
+  records.log_evaluation(workdir, key, step, {c.replace(' ', '_'): r
+                                              for c, r in columns.items()})
+  summary = records.record_pretraining(workdir, summary)
+  embedding = ({name: c.features('test') for name, c in contexts.items()}
+               if config.eval.embedding_examples else None)
+  _draw(workdir, embedding, seed=config.seed, max_points=config.eval.embedding_examples)
+  return summary
+
+
+def _draw(workdir: str, embedding_columns=None, seed: int = 0,
+          max_points: int | None = None) -> None:
+  """``curves.png`` and (given test features) ``embedding.png`` of at most ``max_points`` test
+  images per column; after the results are recorded, and a failure is a warning: a picture
+  never costs a run its results."""
+  if jax.process_index() != 0:
+    return
+  from glf_jax.plots import run as plots  # pylint: disable=g-import-not-at-top  (matplotlib)
+  try:
+    written = [plots.draw_curves(workdir)]
+    if embedding_columns:
+      written.append(plots.save_embedding(workdir, embedding_columns, seed=seed,
+                                          max_points=max_points or plots.MAX_POINTS))
+  except (OSError, ValueError, RuntimeError) as e:
+    logging.warning('could not draw the pictures of %s: %s: %s', workdir, type(e).__name__, e)
+    return
+  names = [os.path.basename(path) for path in written if path]
+  if names:
+    print(f'pictures: {", ".join(names)} in {workdir} (redraw: --config configs/plot.py)',
+          flush=True)

@@ -1,0 +1,42 @@
+"""The files of a run's workdir, by name: the one place they are spelled.
+
+::
+
+    WORKDIR/
+      .lock                  one run at a time (glf_jax.run.lock)
+      config.json            the config the run started with; config_changes.jsonl: allowed changes
+      checkpoints/           orbax checkpoints (glf_jax.run.checkpoint)
+      metrics.jsonl          training scalars every train.log_every steps, evaluation records
+      tracks.jsonl           a cohort's tracked alignment (glf_jax.cohort)
+      tensorboard/           the same scalars as TensorBoard events
+      summary.json           the merged record of training and evaluations (glf_jax.run.records)
+      evaluations.jsonl      one line per evaluation invocation
+      features/              cached evaluation features (glf_jax.evaluate)
+      curves.png, embedding.png, embedding.npz, tracks.png   pictures (glf_jax.plots)
+      encoder_torchvision.safetensors / .json                the export mode's output
+"""
+
+from __future__ import annotations
+
+import os
+
+LOCK = '.lock'
+CONFIG = 'config.json'
+CONFIG_CHANGES = 'config_changes.jsonl'
+CHECKPOINTS = 'checkpoints'
+METRICS_LOG = 'metrics.jsonl'
+TRACKS_LOG = 'tracks.jsonl'
+TENSORBOARD = 'tensorboard'
+SUMMARY = 'summary.json'
+EVALUATIONS_LOG = 'evaluations.jsonl'
+FEATURES = 'features'
+CURVES = 'curves.png'
+EMBEDDING = 'embedding.png'
+EMBEDDING_DATA = 'embedding.npz'
+TRACKS_PLOT = 'tracks.png'
+EXPORT = 'encoder_torchvision'
+
+
+def path(workdir: str, name: str) -> str:
+  """``workdir/name``."""
+  return os.path.join(workdir, name)

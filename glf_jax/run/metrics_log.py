@@ -1,0 +1,114 @@
+"""A run's JSON-lines logs (``metrics.jsonl``, a cohort's ``tracks.jsonl``) and TensorBoard.
+
+One record per line, each a JSON object with a ``step``. Readers skip a torn line (a full disk,
+a kill mid-write) with a warning naming the file; a resumed run cuts its logs back to the step it
+resumes from (:func:`trim`), so no step is logged twice. :class:`Writers` appends training
+records to ``metrics.jsonl`` and TensorBoard (process 0 only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable
+
+from absl import logging
+
+from glf_jax.run import layout
+from glf_jax.runtime import fileio
+
+
+def _parse_lines(path: str, lines: Iterable[str]) -> list[dict[str, Any]]:
+  records = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      logging.warning('%s: line %d is incomplete (%d characters); skipped', path, number,
+                      len(line))
+  return records
+
+
+def read(path: str) -> list[dict[str, Any]]:
+  """The records of a JSON-lines log; a torn line is skipped with a warning naming the file."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    return _parse_lines(path, f)
+
+
+def trim(path: str, last_step: int) -> int:
+  """Keeps the records of ``path`` up to ``last_step`` (the step a run resumes from), dropping
+  torn lines and the steps logged after that checkpoint, so a resumed run logs no step twice.
+  Returns how many lines were dropped."""
+  if not os.path.exists(path):
+    return 0
+  with open(path, encoding='utf-8') as f:
+    lines = [line for line in f if line.strip()]
+  kept = [json.dumps(r) + '\n' for r in _parse_lines(path, lines)
+          if r.get('step', 0) <= last_step]
+  if len(kept) != len(lines):
+    with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
+      f.writelines(kept)
+  return len(lines) - len(kept)
+
+
+def append(path: str, record: dict[str, Any]) -> None:
+  """Appends one record (flushed at once)."""
+  with open(path, 'a', encoding='utf-8') as f:
+    f.write(json.dumps(record, default=float) + '\n')
+
+
+def replace(path: str, key: str, record: dict[str, Any]) -> None:
+  """Replaces the records whose ``evaluation`` is ``key`` by ``record`` (appended last)."""
+  kept = [r for r in read(path) if r.get('evaluation') != key]
+  with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
+    f.writelines(json.dumps(r) + '\n' for r in [*kept, record])
+
+
+def tensorboard(workdir: str, purge_step: int | None = None):
+  """A tensorboardX writer of the run's ``tensorboard/`` (None when tensorboardX is missing:
+  the JSON lines carry the same numbers)."""
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    logging.warning('tensorboardX is not installed; no TensorBoard events are written')
+    return None
+  return SummaryWriter(layout.path(workdir, layout.TENSORBOARD), purge_step=purge_step)
+
+
+class Writers:
+  """``metrics.jsonl`` and TensorBoard events of a training session; process 0 only.
+
+  ``start_step``: the step the run starts from. Records after it (left by a run killed after its
+  last checkpoint) are dropped from ``metrics.jsonl`` and purged from TensorBoard, so the resumed
+  run's steps appear once.
+  """
+
+  def __init__(self, workdir: str, enabled: bool, start_step: int = 0):
+    self.enabled = enabled
+    self.jsonl = None
+    self.tb = None
+    if not enabled:
+      return
+    path = layout.path(workdir, layout.METRICS_LOG)
+    trim(path, start_step)
+    self.jsonl = open(path, 'a', encoding='utf-8')  # pylint: disable=consider-using-with
+    self.tb = tensorboard(workdir, purge_step=start_step + 1 if start_step else None)
+
+  def write(self, step: int, scalars: dict[str, float]):
+    if not self.enabled:
+      return
+    self.jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+    self.jsonl.flush()
+    if self.tb is not None:
+      for key, value in scalars.items():
+        self.tb.add_scalar(key, value, step)
+
+  def close(self):
+    if self.jsonl is not None:
+      self.jsonl.close()
+    if self.tb is not None:
+      self.tb.close()

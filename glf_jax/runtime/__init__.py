@@ -1,0 +1,9 @@
+"""What a process runs on and with: devices and the mesh, processes (``jax.distributed``), XLA's
+CPU flags, files (atomic writes), and the console (progress).
+
+``devices``: the ``data`` mesh, shardings, multi-process start-up, global batch assembly;
+``xla_cpu``: XLA CPU flag presets (imports no JAX: applied before JAX starts); ``fileio``: the
+one way a file is replaced; ``progress``: progress bars and plain lines on process 0.
+
+Imports nothing of glf_jax (the bottom layer).
+"""

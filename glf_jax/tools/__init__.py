@@ -1,1 +1,0 @@
-"""Command-line tools: ``python -m glf_jax.tools.<name> --help``."""
