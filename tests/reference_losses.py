@@ -147,6 +147,34 @@ def barlow_twins(z1, z2, lambda_offdiag, eps=1e-5):
   return loss
 
 
+def vicreg(z1, z2, sim_weight, var_weight, cov_weight, gamma=1.0, eps=1e-4):
+  """VICReg eq. 6: λ·MSE + μ·Σ_views mean_d relu(γ - sqrt(var_d + ε)) + ν·Σ_views Σ_{p≠q} C_pq² / D,
+  variances and covariances unbiased (N - 1)."""
+  z1, z2 = _f64(z1, z2)
+  n, d = z1.shape
+  invariance = sum((z1[i, j] - z2[i, j]) ** 2 for i in range(n) for j in range(d)) / (n * d)
+
+  def variance(z):
+    total = 0.0
+    for j in range(d):
+      mean = sum(z[i, j] for i in range(n)) / n
+      var = sum((z[i, j] - mean) ** 2 for i in range(n)) / (n - 1)
+      total += max(0.0, gamma - math.sqrt(var + eps))
+    return total / d
+
+  def covariance(z):
+    means = [sum(z[i, j] for i in range(n)) / n for j in range(d)]
+    total = 0.0
+    for p in range(d):
+      for q in range(d):
+        if p != q:
+          c = sum((z[i, p] - means[p]) * (z[i, q] - means[q]) for i in range(n)) / (n - 1)
+          total += c * c
+    return total / d
+  return (sim_weight * invariance + var_weight * (variance(z1) + variance(z2))
+          + cov_weight * (covariance(z1) + covariance(z2)))
+
+
 def sinkhorn(scores, epsilon, iters):
   """SwAV's reference algorithm (prototypes x samples, in linear space)."""
   q = np.exp(scores / epsilon).T

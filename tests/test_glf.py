@@ -38,6 +38,7 @@ METHOD_CASES = [
     ('simsiam', lambda o, b: simsiam(o['p1'], o['p2'], o['z1'], o['z2'])),
     ('mocov3', lambda o, b: mocov3(o['q1'], o['q2'], o['k1'], o['k2'])),
     ('wmse', lambda o, b: wmse(o['z1'], o['z2'], b['key'], w_size=3)),
+    ('vicreg', lambda o, b: losses.vicreg(o['z1'], o['z2'])),
 ]
 
 

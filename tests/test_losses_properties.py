@@ -219,6 +219,7 @@ LOSS_OF_VIEWS = {
     'mocov3': lambda a, b, **k: losses.mocov3(a, b, *[t.astype(a.dtype) for t in TARGETS]),
     'wmse': lambda a, b, **k: losses.wmse(a, b, WMSE_KEY, w_size=5, w_iter=2),
     'barlow_twins': lambda a, b, **k: losses.barlow_twins(a, b, lambda_offdiag=0.1),
+    'vicreg': lambda a, b, **k: losses.vicreg(a, b),
     'swav': lambda a, b, **k: losses.swav(a, b, PROTOTYPES.astype(a.dtype)),
     'dcm': lambda a, b, **k: losses.dcm(a, b, **k),
     'lpm': lambda a, b, **k: losses.lpm(a, b, *[p.astype(a.dtype) for p in PRIORS], **k),

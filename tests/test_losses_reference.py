@@ -192,6 +192,22 @@ def test_barlow_twins(n, d, lambda_offdiag):
   _close(aux['align'] + aux['constrain'], float(loss))
 
 
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('n,d', [(2, 3), (7, 6), (16, 5)])
+@pytest.mark.parametrize('weights', [(25.0, 25.0, 1.0), (1.0, 0.0, 0.0), (0.0, 3.0, 0.5)])
+def test_vicreg(n, d, weights, dtype):
+  # Scale 0.3 puts some dimensions' deviations below γ = 1, so the hinge is active for some.
+  z1, z2 = _views(n + 60, n, d, scale=0.3)
+  sim_weight, var_weight, cov_weight = weights
+  fn = lambda a, b: losses.vicreg(a, b, sim_weight=sim_weight, var_weight=var_weight,
+                                  cov_weight=cov_weight)
+  loss, aux = _check_against_reference(fn, (z1, z2),
+                                       ref.vicreg(z1, z2, *weights), dtype)
+  np.testing.assert_allclose(
+      float(loss), sim_weight * float(aux['invariance']) + var_weight * float(aux['variance'])
+      + cov_weight * float(aux['covariance']), rtol=1e-6)
+
+
 @pytest.mark.parametrize('n,k', [(5, 3), (8, 11)])
 @pytest.mark.parametrize('temperature,epsilon,iters', [(0.1, 0.05, 3), (0.5, 0.5, 1), (0.2, 0.1, 5)])
 def test_swav(n, k, temperature, epsilon, iters):

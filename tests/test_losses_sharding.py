@@ -32,6 +32,7 @@ CASES = {
     'mocov3': (lambda a, b, k1, k2: losses.mocov3(a, b, k1, k2), tuple(TARGETS)),
     'wmse': (lambda a, b, key: losses.wmse(a, b, key, w_size=8, w_iter=2), (), (WMSE_KEY,)),
     'barlow_twins': (lambda a, b: losses.barlow_twins(a, b), ()),
+    'vicreg': (lambda a, b: losses.vicreg(a, b), ()),
     'swav': (lambda a, b: losses.swav(a, b, PROTOTYPES), ()),
     'dcm': (lambda a, b, **k: losses.dcm(a, b, **k), ()),
     'lpm': (lambda a, b, p1, p2, **k: losses.lpm(a, b, p1, p2, **k), tuple(PRIORS)),
