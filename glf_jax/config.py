@@ -19,6 +19,7 @@ Sub-trees (each module reads only its own)::
     checkpoint  orbax checkpoints
     eval        evaluators and their settings, the evaluation data and transform
     distributed multi-process settings
+    compile     the compile mode's target chips (glf_jax.modes.compile)
 
 plus ``mode``, ``seed``, ``allow_config_change`` and ``xla_cpu_flags``. A value that may be "not
 set" is ``None`` (a typed placeholder that the command line can set), never ``''``, ``0`` or
@@ -43,12 +44,13 @@ from glf_jax.losses import checks
 from glf_jax.models import default_model_config
 from glf_jax.prior import default_prior_config
 # Re-exported: what a saved config is compared with (glf_jax.run.saved_config).
+from glf_jax.runtime import targets
 from glf_jax.run.saved_config import IGNORED_ON_RESUME, config_differences, flatten, to_json  # noqa: F401
 from glf_jax.train.optim import default_optim_config
 
 # 'show_config' prints the resolved config and exits (glf_jax.main); 'plot' redraws a run's plots.
 MODES = ('pretrain', 'eval', 'linear_probe', 'knn', 'finetune', 'export', 'plot', 'show_config',
-         'study', 'cohort')
+         'study', 'cohort', 'compile')
 # The modes that evaluate an encoder (pretrain too, with train.eval_after).
 EVAL_MODES = ('eval', 'linear_probe', 'knn', 'finetune')
 
@@ -99,6 +101,12 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       num_processes=config_dict.placeholder(int),
       process_id=config_dict.placeholder(int),
       auto_detect=False))
+  # The compile mode (glf_jax.modes.compile): target 'tpu:<chip>:<topology>' or
+  # 'gpu:<chip>x<count>' (glf_jax.runtime.targets); num_examples: images per epoch for its
+  # estimate (None: the dataset table's training split).
+  c.compile = ml_collections.ConfigDict(dict(
+      target=config_dict.placeholder(str),
+      num_examples=config_dict.placeholder(int)))
   return c
 
 
@@ -161,6 +169,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ('view1', 'view2'):
     recipes.validate_view_config(config.augment[name])
   evaluate.validate_eval_config(config.eval)
+  if config.mode == 'compile':
+    _check_compile(config)
   _check_data_roots(config)
   _check_eval_splits(config)
 
@@ -191,6 +201,15 @@ def _check_method_fits(config: ml_collections.ConfigDict, record: methods.Method
   if heads:
     raise ValueError(f'objective {name!r} needs {" and ".join(heads)}, which this config lacks; '
                      f'start from {start} (or set {" ".join(flags)})')
+
+
+def _check_compile(config: ml_collections.ConfigDict) -> None:
+  """The compile mode's target and epoch size."""
+  if config.compile.target is None:
+    raise ValueError('the compile mode needs --config.compile.target, e.g. '
+                     f'{targets.EXAMPLES}')
+  targets.parse_target(config.compile.target)
+  checks.check_positive_int('compile.num_examples', config.compile.num_examples, optional=True)
 
 
 def _check_data_roots(config: ml_collections.ConfigDict) -> None:

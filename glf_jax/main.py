@@ -3,9 +3,11 @@
 Modes (``config.mode``): ``pretrain`` (resumable; then evaluates), ``eval`` (linear probe, kNN,
 geometry, alignment/uniformity of a trained run), ``linear_probe``, ``knn``, ``finetune``
 (transfer: fine-tune or linear-probe a pretrained encoder on ``config.eval.data``), ``export``
-(a run's backbone as a torchvision state dict, ``configs/export.py``), ``plot`` (redraws a run's
-plots) and ``show_config`` (prints every key of the resolved config, one ``key: value`` a line,
-and exits; the workdir is not touched).
+(a run's backbone as a torchvision state dict, ``configs/export.py``), ``compile`` (the train step
+compiled for a TPU slice or GPU box this host lacks, ``--config.compile.target=tpu:v5e:2x2``: its
+memory, FLOPs, collectives and a roofline estimate), ``plot`` (redraws a run's plots) and
+``show_config`` (prints every key of the resolved config, one ``key: value`` a line, and exits;
+the workdir is not touched).
 
 The config is locked: overriding or adding an unknown key (``--config.nope=1``) is an error that
 names the key. Multi-process runs set ``--config.distributed.*`` (see ``launch/``).
@@ -85,6 +87,9 @@ def main(argv):
     from glf_jax.runtime import xla_cpu  # pylint: disable=g-import-not-at-top
     # Before JAX initialises its backend (XLA reads XLA_FLAGS once); a no-op on GPU/TPU.
     xla_cpu.configure(config.xla_cpu_flags)
+  if config.mode == 'compile':
+    from glf_jax.runtime import targets  # pylint: disable=g-import-not-at-top
+    targets.use_host_cpu()  # the target's devices are compile-only; this host compiles
   try:
     summary = run(config, flags.FLAGS.workdir)
   except KeyboardInterrupt:

@@ -50,6 +50,8 @@ class DatasetInfo:
     mean, std: per-channel normalisation statistics (RGB, pixels in [0, 1]).
     family: the augmentation recipe family, one of ``FAMILIES``.
     num_classes: classes of the labelled splits; None where the data decides (image folders).
+    train_examples: images of the training split as the source reads it (the compile mode's
+      epoch); None where the data decides.
   """
 
   name: str
@@ -62,6 +64,7 @@ class DatasetInfo:
   std: tuple[float, float, float]
   family: str
   num_classes: int | None
+  train_examples: int | None = None
 
   def __post_init__(self):
     # Checked here, once, when the table is built: a typo fails at import.
@@ -81,21 +84,21 @@ _IMAGENET_SPLITS = {'train': 'train', 'test': 'validation'}
 
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo('cifar10', 'tfds', 'cifar10', _TRAIN_TEST, 32, None,
-                CIFAR10_MEAN, CIFAR10_STD, 'cifar', 10),
+                CIFAR10_MEAN, CIFAR10_STD, 'cifar', 10, 50_000),
     DatasetInfo('cifar100', 'tfds', 'cifar100', _TRAIN_TEST, 32, None,
-                CIFAR100_MEAN, CIFAR100_STD, 'cifar', 100),
+                CIFAR100_MEAN, CIFAR100_STD, 'cifar', 100, 50_000),
     DatasetInfo('stl10', 'tfds', 'stl10',
                 {'train': 'train', 'test': 'test', 'unlabelled': 'unlabelled'}, 96, None,
-                IMAGENET_MEAN, IMAGENET_STD, 'imagenet', 10),
+                IMAGENET_MEAN, IMAGENET_STD, 'imagenet', 10, 5_000),
     DatasetInfo('imagenet2012', 'tfds', 'imagenet2012', _IMAGENET_SPLITS, 224, 224,
-                IMAGENET_MEAN, IMAGENET_STD, 'imagenet', 1000),
+                IMAGENET_MEAN, IMAGENET_STD, 'imagenet', 1000, 1_281_167),
     DatasetInfo('imagenet100', 'tfds', 'imagenet2012', _IMAGENET_SPLITS, 224, 224,
-                IMAGENET_MEAN, IMAGENET_STD, 'imagenet', 100),
+                IMAGENET_MEAN, IMAGENET_STD, 'imagenet', 100, 126_689),
     DatasetInfo('image_folder', 'image_folder', None, {}, 224, None,
                 IMAGENET_MEAN, IMAGENET_STD, 'imagenet', None),
     # Digits use CIFAR-10's statistics and recipe: small natural-image-like defaults, no blur.
     DatasetInfo('digits', 'digits', None, _TRAIN_TEST, 16, 16,
-                CIFAR10_MEAN, CIFAR10_STD, 'cifar', 10),
+                CIFAR10_MEAN, CIFAR10_STD, 'cifar', 10, 1_347),
 )}
 
 

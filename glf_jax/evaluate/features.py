@@ -10,7 +10,8 @@
   unreadable cache file is recomputed with a warning.
 * ``make_encode_fn(graphdef, state, image_size=..., mean=..., std=...)``: the jitted
   ``uint8 images -> features`` of an ``nnx.split`` encoder or backbone, in eval mode (BatchNorm
-  with its running statistics), after ``augment.eval_transform``.
+  with its running statistics), after ``augment.eval_transform``; ``make_encode``: the same
+  pure and unjitted (what the compile mode compiles for a target).
 """
 
 from __future__ import annotations
@@ -152,6 +153,27 @@ def eval_mode_graphdef(graphdef: nnx.GraphDef, state: nnx.State) -> nnx.GraphDef
   return eval_graphdef
 
 
+def make_encode(graphdef: nnx.GraphDef, state: nnx.State, *, image_size: int,
+                mean: Sequence[float], std: Sequence[float], crop_fraction: float = 1.0,
+                feature: str = 'h') -> Callable[[nnx.State, jax.Array], jax.Array]:
+  """The pure ``encode(model_state, uint8 images [b, H, W, 3]) -> float32 features [b, d]`` of
+  :func:`make_encode_fn` (not jitted; ``state`` may be abstract: only its graph is read)."""
+  eval_graphdef = eval_mode_graphdef(graphdef, state)
+  mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+  def encode(model_state, images):
+    x = augment.eval_transform(images, size=image_size, mean=mean, std=std,
+                               crop_fraction=crop_fraction)
+    out = nnx.merge(eval_graphdef, model_state)(x)
+    if isinstance(out, dict):
+      if feature not in out:
+        raise KeyError(f'feature {feature!r} is not an output of the module: {sorted(out)}')
+      out = out[feature]
+    return jnp.asarray(out).astype(jnp.float32)
+
+  return encode
+
+
 def make_encode_fn(graphdef: nnx.GraphDef, state: nnx.State, *, image_size: int,
                    mean: Sequence[float], std: Sequence[float], crop_fraction: float = 1.0,
                    feature: str = 'h') -> Callable[[np.ndarray], jax.Array]:
@@ -171,18 +193,6 @@ def make_encode_fn(graphdef: nnx.GraphDef, state: nnx.State, *, image_size: int,
   Returns:
     ``encode_fn(images) -> jax.Array``, jitted once per input shape.
   """
-  eval_graphdef = eval_mode_graphdef(graphdef, state)
-  mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-
-  @jax.jit
-  def encode(model_state, images):
-    x = augment.eval_transform(images, size=image_size, mean=mean, std=std,
-                               crop_fraction=crop_fraction)
-    out = nnx.merge(eval_graphdef, model_state)(x)
-    if isinstance(out, dict):
-      if feature not in out:
-        raise KeyError(f'feature {feature!r} is not an output of the module: {sorted(out)}')
-      out = out[feature]
-    return jnp.asarray(out).astype(jnp.float32)
-
+  encode = jax.jit(make_encode(graphdef, state, image_size=image_size, mean=mean, std=std,
+                               crop_fraction=crop_fraction, feature=feature))
   return lambda images: encode(state, images)

@@ -7,7 +7,9 @@ cell call.
   saved encoder — a run's, or a torchvision weights file's;
 * ``export`` (``modes.export``): a run's backbone as a torchvision state dict;
 * ``plot``: a run's pictures redrawn from its files;
-* ``cohort`` (``glf_jax.cohort``): members trained in lockstep, their alignment tracked.
+* ``cohort`` (``glf_jax.cohort``): members trained in lockstep, their alignment tracked;
+* ``compile`` (``modes.compile``): the train step and evaluation forward compiled for a TPU slice
+  or GPU box this host does not have, and what they need per device (``compile_report.json``).
 
 Every mode prints a table and records its results in the workdir (process 0) without overwriting
 earlier ones (``glf_jax.run.records``: ``summary.json``, ``evaluations.jsonl``, the evaluation
@@ -25,6 +27,7 @@ import ml_collections
 
 from glf_jax import cohort
 from glf_jax import config as config_lib
+from glf_jax.modes import compile as compile_mode
 from glf_jax.modes import evaluation
 from glf_jax.modes import export
 from glf_jax.modes import pretrain
@@ -58,6 +61,7 @@ MODES = {
     'export': _export,
     'plot': _plot,
     'cohort': cohort.run_cohort,
+    'compile': compile_mode.run_compile,
 }
 
 

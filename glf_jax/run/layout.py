@@ -14,6 +14,7 @@
       features/              cached evaluation features (glf_jax.evaluate)
       curves.png, embedding.png, embedding.npz, tracks.png   pictures (glf_jax.plots)
       encoder_torchvision.safetensors / .json                the export mode's output
+      compile_report.json    the compile mode's report (glf_jax.modes.compile)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ EMBEDDING = 'embedding.png'
 EMBEDDING_DATA = 'embedding.npz'
 TRACKS_PLOT = 'tracks.png'
 EXPORT = 'encoder_torchvision'
+COMPILE_REPORT = 'compile_report.json'
 
 
 def path(workdir: str, name: str) -> str:

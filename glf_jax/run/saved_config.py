@@ -22,7 +22,8 @@ from glf_jax.runtime import fileio
 
 # Keys a resumed run (or a finished study cell) may change: what it evaluates and how it executes
 # (cohort.dispatch gives bit-identical members either way), not what it trains.
-IGNORED_ON_RESUME = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags', 'cohort.dispatch')
+IGNORED_ON_RESUME = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags', 'cohort.dispatch',
+                     'compile')
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

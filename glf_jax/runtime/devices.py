@@ -12,7 +12,7 @@ over all devices, in one process or many. (No ``pmap``.)
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 import jax
@@ -46,19 +46,24 @@ def initialize_distributed(coordinator_address: str | None = None,
   return True
 
 
-def make_mesh(num_devices: int | None = None, axis_name: str = 'data') -> Mesh:
-  """A 1-D mesh over all devices (or the first ``num_devices``, single-process only)."""
-  devices = jax.devices()
+def make_mesh(num_devices: int | None = None, axis_name: str = 'data', *,
+              devices: Sequence[Any] | None = None) -> Mesh:
+  """A 1-D mesh over all devices (or the first ``num_devices``, single-process only).
+
+  ``devices``: the devices to use instead of ``jax.devices()`` (e.g. a compile target's
+  compile-only devices, ``glf_jax.runtime.targets``).
+  """
+  available = list(jax.devices() if devices is None else devices)
   if num_devices is not None:
-    if not 1 <= num_devices <= len(devices):
-      raise ValueError(f'num_devices must lie in [1, {len(devices)}], got {num_devices}')
-    if num_devices != len(devices) and jax.process_count() > 1:
+    if not 1 <= num_devices <= len(available):
+      raise ValueError(f'num_devices must lie in [1, {len(available)}], got {num_devices}')
+    if num_devices != len(available) and jax.process_count() > 1:
       raise ValueError('a mesh over a subset of devices needs a single process; '
                        'leave num_devices=None in multi-process runs')
-    devices = devices[:num_devices]
+    available = available[:num_devices]
   # Auto axes: shardings propagate through jit, as the losses' sharded tests expect.
-  return jax.make_mesh((len(devices),), (axis_name,),
-                       axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+  return jax.make_mesh((len(available),), (axis_name,),
+                       axis_types=(jax.sharding.AxisType.Auto,), devices=available)
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
