@@ -9,6 +9,7 @@ Words after ``:`` (``glf_jax.config.method_config``): a dataset (``cifar10``, th
 ``cifar100``, ``imagenet100``, ``digits``), ``resnet50``, ``adc`` (ADC as its paper runs it) and
 ``tiny`` (the small-run switch; digits unless a dataset is named). The experiment's numbers are
 below; the method's own (loss, heads) are its definition in ``glf_jax/methods/simsiam.py``.
+For a pod, raise only ``train.batch_size`` (``method_config``'s docstring says how).
 
 CIFAR: the paper's appendix D optimiser (SGD, 0.03 · batch / 256, weight decay 5e-4, 800 epochs);
 ImageNet-100: the paper's ImageNet optimiser (SGD, 0.05 · batch / 256, weight decay 1e-4).

@@ -9,6 +9,7 @@ Words after ``:`` (``glf_jax.config.method_config``): a dataset (``cifar10``, th
 ``cifar100``, ``imagenet100``, ``digits``), ``resnet50``, ``adc`` (ADC as its paper runs it) and
 ``tiny`` (the small-run switch; digits unless a dataset is named). The experiment's numbers are
 below; the method's own (loss, heads) are its definition in ``glf_jax/methods/swav.py``.
+For a pod, raise only ``train.batch_size`` (``method_config``'s docstring says how).
 """
 
 from glf_jax.config import finish_method_config, method_config

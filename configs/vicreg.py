@@ -9,6 +9,7 @@ Words after ``:`` (``glf_jax.config.method_config``): a dataset (``cifar10``, th
 ``cifar100``, ``imagenet100``, ``digits``), ``resnet50``, ``adc`` (ADC as its paper runs it) and
 ``tiny`` (the small-run switch; digits unless a dataset is named). The experiment's numbers are
 below; the method's own (loss, heads) are its definition in ``glf_jax/methods/vicreg.py``.
+For a pod, raise only ``train.batch_size`` (``method_config``'s docstring says how).
 
 solo-learn's recipe: LARS 0.3 · batch / 256 (trust coefficient 0.02), weight decay 1e-4, batch
 256, 1000 epochs on CIFAR (400 on ImageNet-100), 10 warm-up epochs; BYOL's views with crops of at

@@ -9,6 +9,7 @@ Words after ``:`` (``glf_jax.config.method_config``): a dataset (``cifar10``, th
 ``cifar100``, ``imagenet100``, ``digits``), ``resnet50``, ``adc`` (ADC as its paper runs it) and
 ``tiny`` (the small-run switch; digits unless a dataset is named). The experiment's numbers are
 below; the method's own (loss, heads) are its definition in ``glf_jax/methods/wmse.py``.
+For a pod, raise only ``train.batch_size`` (``method_config``'s docstring says how).
 
 solo-learn's CIFAR W-MSE: Adam(W) 2e-3 · batch / 256, projector 1024 → 64, whitening sub-batches of
 128, one partition per step, random crops of at least 20% of the image.

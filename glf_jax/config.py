@@ -281,6 +281,12 @@ def method_config(method: str, arg: str | None) -> tuple[ml_collections.ConfigDi
   (default ResNet-18), ``adc`` (adds ADC with the paper's setting, :func:`adc_paper_setting`) and
   ``tiny`` (the small-run switch, applied by :func:`finish_method_config` after the file's
   numbers). ``words`` has ``dataset``, ``arch``, ``adc``, ``tiny`` and ``imagenet``.
+
+  On a pod: ``train.batch_size`` is the global batch; keep at least 64 images per chip (a warning
+  says so at start; ``--config.mode=compile`` estimates the step for a slice you name), raising
+  the batch with the chips, and the learning rate follows it through ``optim.lr_scaling``
+  (``linear``, these configs' rule: ``base_learning_rate · batch / 256``, SimCLR appendix B.1;
+  ``sqrt`` and ``fourth_root`` grow slower), so only ``--config.train.batch_size`` changes.
   """
   words = parse_config_arg(arg, choices=METHOD_WORDS,
                            defaults=dict(dataset='cifar10', arch='resnet18'))

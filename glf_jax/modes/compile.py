@@ -17,8 +17,8 @@ For each program: argument / output / aliased / temporary / code bytes per devic
 chip's memory, FLOPs and bytes per call, the collectives (count and bytes by kind) and the
 roofline estimate (``glf_jax.runtime.compiled``; images/s and seconds per epoch from the chip's
 documented figures). One table on the terminal, ``compile_report.json`` in the workdir, and an
-``error:`` line (exit status 1, the report written) when a program does not fit in the chip's
-memory. Needs the target's compiler: ``pip install -e .[tpu-aot]`` or ``.[gpu-aot]``.
+``error:`` line (exit status 1) when a program does not fit in the chip's memory: the TPU
+compiler refuses such a program itself (no report); for GPU the report is written first. Needs the target's compiler: ``pip install -e .[tpu-aot]`` or ``.[gpu-aot]``.
 """
 
 from __future__ import annotations
@@ -83,17 +83,26 @@ def _tree_bytes(tree) -> int:
 _GPU_RETRY = ("Couldn't find output tile sizes", {'xla_gpu_enable_triton_gemm': False})
 
 
-def _compile(fn, *args, donate: tuple[int, ...] = ()) -> tuple[Any, float, dict]:
-  """``(compiled, seconds, compiler options it needed)``."""
+def _compile(what: str, fn, *args, donate: tuple[int, ...] = ()) -> tuple[Any, float, dict]:
+  """``(compiled, seconds, compiler options it needed)``; a ValueError naming ``what`` when the
+  compiler finds it too large for the chip (the TPU compiler checks; the GPU one does not)."""
   start = time.perf_counter()
   lowered = jax.jit(fn, donate_argnums=donate).lower(*args)
+  options = {}
   try:
-    compiled, options = lowered.compile(), {}
+    try:
+      compiled = lowered.compile()
+    except jax.errors.JaxRuntimeError as e:
+      if _GPU_RETRY[0] not in str(e):
+        raise
+      options = _GPU_RETRY[1]
+      compiled = lowered.compile(compiler_options=options)
   except jax.errors.JaxRuntimeError as e:
-    if _GPU_RETRY[0] not in str(e):
+    if 'RESOURCE_EXHAUSTED' not in str(e):
       raise
-    options = _GPU_RETRY[1]
-    compiled = lowered.compile(compiler_options=options)
+    message = str(e).strip().splitlines()[0].replace('RESOURCE_EXHAUSTED: ', '')
+    raise ValueError(f'the {what} does not fit: {message}; lower the batch size per device or '
+                     'the model size') from None
   return compiled, time.perf_counter() - start, options
 
 
@@ -118,8 +127,8 @@ def _train_step(config, mesh, sizes):
                                          sharding=sharded),
            'label': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=sharded),
            'index': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=sharded)}
-  compiled, seconds, options = _compile(training.train_step(prior_apply), state, batch, prior,
-                                        donate=(0,))
+  compiled, seconds, options = _compile('train step', training.train_step(prior_apply), state,
+                                        batch, prior, donate=(0,))
   implied = {'compiler_options': options, 'state_bytes': _tree_bytes(state) + _tree_bytes(prior),
              'batch_bytes_per_device': _tree_bytes(batch) // n}
   return compiled, seconds, implied, training
@@ -137,7 +146,7 @@ def _eval_forward(config, device, training, sizes):
                                 std=t.std, crop_fraction=float(t.crop_fraction))
   images = jax.ShapeDtypeStruct((int(config.eval.batch_size), eval_side, eval_side, 3),
                                 jnp.uint8, sharding=on_device)
-  compiled, seconds, options = _compile(encode, state, images)
+  compiled, seconds, options = _compile('eval forward', encode, state, images)
   del sizes
   return compiled, seconds, {'compiler_options': options, 'state_bytes': _tree_bytes(state),
                              'batch_bytes_per_device': _tree_bytes(images)}
@@ -255,9 +264,9 @@ def run_compile(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     program = report[name]
     if program['fits'] is False:
       raise ValueError(
-          f'the {name.replace("_", " ")} does not fit on {report["target"]}: '
+          f'the {name.replace("_", " ")} does not fit: '
           f'{program["memory"]["peak_bytes"] / 2**30:.2f} GiB per device, '
-          f'{program["usable_memory_bytes"] / 2**30:.2f} GiB usable on a {report["chip"]["name"]}'
+          f'{program["usable_memory_bytes"] / 2**30:.2f} GiB usable on {report["target"]}'
           f' (report in {layout.path(workdir, layout.COMPILE_REPORT)}); lower the batch size '
           'per device or the model size')
   return report

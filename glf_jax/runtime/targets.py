@@ -97,6 +97,33 @@ EXAMPLES = 'tpu:v5e:2x2, tpu:v4:2x2x1, tpu:v5e:8x8, gpu:h100x8, gpu:a100x8'
 EXTRAS = {'tpu': ('libtpu', 'pip install -e .[tpu-aot]  (or jax[tpu])'),
           'gpu': ('jax_plugins.xla_cuda12', 'pip install -e .[gpu-aot]')}
 SPEC_DIR = pathlib.Path(__file__).resolve().parent / 'gpu_specs'
+# Fewer images per chip than this and a step is bound by its fixed costs (the replicated state's
+# update, the gradient all-reduces), not by its images: the compile mode's ResNet-18 SimCLR+ADC
+# step on 64 v5e chips at 8 images each (batch 512) is estimated 4.9x as fast as on 4 chips at
+# 128 each, for 16x the chips (README, "Running on TPU and GPU").
+SMALL_BATCH_PER_DEVICE = 64
+
+
+def small_batch_warning(batch_size: int, num_devices: int, platform: str,
+                        report: dict | None = None) -> str | None:
+  """A warning when ``batch_size / num_devices`` images per accelerator device is below
+  :data:`SMALL_BATCH_PER_DEVICE` (None on CPU, or when it is not): what to change, and the
+  compile mode's estimate where ``report`` (a ``compile_report.json`` for this many devices and
+  this batch) is given."""
+  per_device = batch_size // num_devices
+  if platform not in PLATFORMS or per_device >= SMALL_BATCH_PER_DEVICE:
+    return None
+  message = (f'{per_device} images per device (train.batch_size {batch_size} over {num_devices} '
+             f'{platform.upper()} devices) is small: a step is then bound by its fixed costs (the '
+             'replicated state\'s update, the gradient all-reduces), not by its images; raise '
+             f'train.batch_size to {SMALL_BATCH_PER_DEVICE * num_devices} or more (the learning '
+             'rate follows through optim.lr_scaling) or use fewer devices')
+  step = (report or {}).get('train_step') or {}
+  bound = step.get('roofline') or {}
+  if bound.get('compute_fraction') is not None:
+    message += (f'; compile report ({report["target"]}): compute {bound["compute_fraction"]:.0%} '
+                f'of the roofline step, about {bound["images_per_second"]:,.0f} images/s')
+  return message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +178,10 @@ def parse_target(spec) -> Target:
 
 def compiler_installed(platform: str) -> bool:
   """Whether ``platform``'s compiler (its extra's wheel) is installed."""
-  return importlib.util.find_spec(EXTRAS[platform][0]) is not None
+  try:
+    return importlib.util.find_spec(EXTRAS[platform][0]) is not None
+  except ModuleNotFoundError:  # the parent package (jax_plugins) is missing too
+    return False
 
 
 def use_host_cpu() -> None:
@@ -183,14 +213,22 @@ def compile_only_devices(target: Target) -> list:
     # libtpu refuses a second process loading it (its lock file guards the chips); a
     # compile-only topology opens no chip, so concurrent compiles (tests, -n 2) are safe.
     os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
-    options = ({'chip_config_name': target.chip.tpu_chip_config}
-               if target.chip.tpu_chip_config else {})
-    topology = topologies.get_topology_desc(platform='tpu',
-                                            topology_name=f'{target.chip.name}:{target.topology}',
-                                            **options)
+    sides = [int(s) for s in target.topology.split('x')] + [1]
+    # Hosts of 2x2x1 chips (libtpu's default), fewer in a smaller slice.
+    options = {'chips_per_host_bounds': (min(sides[0], 2), min(sides[1], 2), 1)}
+    if target.chip.tpu_chip_config:
+      options['chip_config_name'] = target.chip.tpu_chip_config
+    describe = lambda: topologies.get_topology_desc(
+        platform='tpu', topology_name=f'{target.chip.name}:{target.topology}', **options)
   else:
-    topology = topologies.get_topology_desc('', 'cuda', target_config=gpu_target_config(
-        target.chip), topology=target.topology)
+    describe = lambda: topologies.get_topology_desc(
+        '', 'cuda', target_config=gpu_target_config(target.chip), topology=target.topology)
+  try:
+    topology = describe()
+  except Exception as e:  # pylint: disable=broad-except  # the compiler's refusal, in one line
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ValueError(f'compile.target {target.name!r}: the {target.platform.upper()} compiler '
+                     f'refuses it: {message}') from e
   devices = sorted(topology.devices, key=lambda d: d.id)
   if len(devices) != target.num_devices:
     raise ValueError(f'compile.target {target.name!r}: the compiler describes {len(devices)} '

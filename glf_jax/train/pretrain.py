@@ -10,13 +10,18 @@ evaluation needs to use it. The training time and the images trained accumulate 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 
 from glf_jax import prior as prior_lib
+from glf_jax.run import layout
 from glf_jax.run.session import Session
+from glf_jax.runtime import targets
 from glf_jax.train.setup import build_training
 
 
@@ -62,6 +67,31 @@ def banner(config: ml_collections.ConfigDict, *, num_examples: int, num_classes:
   ])
 
 
+def _compile_report(workdir: str, batch_size: int, num_devices: int) -> dict | None:
+  """The workdir's ``compile_report.json`` when it is for this batch over this many devices (the
+  compile mode run with the same config and workdir), else None."""
+  path = layout.path(workdir, layout.COMPILE_REPORT)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding='utf-8') as f:
+      report = json.load(f)
+    step = report['train_step']
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  return report if (step.get('batch'), step.get('devices')) == (batch_size, num_devices) else None
+
+
+def warn_if_small_batch(config: ml_collections.ConfigDict, mesh, workdir: str) -> None:
+  """Warns (process 0) when each accelerator device gets few images a step
+  (``glf_jax.runtime.targets.small_batch_warning``)."""
+  batch_size, platform = int(config.train.batch_size), mesh.devices.flat[0].platform
+  report = _compile_report(workdir, batch_size, mesh.size)
+  message = targets.small_batch_warning(batch_size, mesh.size, platform, report)
+  if message and jax.process_index() == 0:
+    logging.warning('%s', message)
+
+
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   """Pretrains (or resumes) the run in ``workdir``; see the module docstring.
 
@@ -84,6 +114,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
                  image_shape=session.source.image_shape, mesh=session.mesh,
                  steps_per_epoch=session.steps_per_epoch, total_steps=training.total_steps,
                  workdir=session.workdir, step=session.step), flush=True)
+  warn_if_small_batch(config, session.mesh, session.workdir)
 
   def terms(metrics):
     values = '  '.join(f'{k} {float(metrics[k]):.4f}' for k in ('loss', *objective.term_names))
