@@ -77,3 +77,29 @@ def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_p
   summary = json.loads((multi / 'summary.json').read_text())
   assert (summary['status'], summary['step']) == ('finished', STEPS)
   assert 0.0 <= summary['pretrained']['linear/top1'] <= 1.0
+
+
+def test_the_gpu_box_launcher_starts_one_process_per_gpu_on_it(tmp_path):
+  """launch/gpu_box.sh on a machine whose nvidia-smi lists two GPUs: two processes, process i
+  with GPU i alone, both pointed at one coordinator on localhost (python and nvidia-smi are
+  stand-ins that record what they were given)."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  (bin_dir / 'nvidia-smi').write_text('#!/bin/sh\necho "GPU 0: H100"\necho "GPU 1: H100"\n')
+  (bin_dir / 'python').write_text(
+      '#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES $JAX_PLATFORMS $*"\n')
+  for tool in bin_dir.iterdir():
+    tool.chmod(0o755)
+  workdir = tmp_path / 'run'
+  launched = _run(['bash', 'launch/gpu_box.sh', 'configs/simclr.py', str(workdir),
+                   '--config.train.batch_size=1024'], timeout=60, cwd=ROOT,
+                  env={**os.environ, 'PATH': f'{bin_dir}:{os.environ["PATH"]}',
+                       'GLF_JAX_PORT': '23456'})
+  assert launched.returncode == 0, launched.stderr
+  for i in (0, 1):
+    line = pathlib.Path(f'{workdir}.process{i}.log').read_text().strip()
+    assert line == (f'{i} cuda -m glf_jax.main --config configs/simclr.py --workdir {workdir} '
+                    '--config.distributed.coordinator_address=127.0.0.1:23456 '
+                    f'--config.distributed.num_processes=2 --config.distributed.process_id={i} '
+                    '--config.train.batch_size=1024')
+  assert not pathlib.Path(f'{workdir}.process2.log').exists()
