@@ -182,6 +182,8 @@ def test_a_tpu_slice_compiles_the_step_the_shardings_imply(tmp_path):
   assert json.loads((tmp_path / 'compile_report.json').read_text()) == json.loads(
       json.dumps(report))
   assert report['device_kind'] == 'TPU v5 lite'
+  hlo = (tmp_path / 'compile_train_step.hlo.txt').read_text()
+  assert compiled_lib.collectives(hlo) == report['train_step']['collectives']
   _check_train_step(config, report, 4, padded=True)
   step = report['train_step']
   assert step['flops'] > 0 and step['bytes_accessed'] > 0

@@ -8,17 +8,19 @@ accelerator it does not have, and what the compiler says about them, per device.
 ``tpu:v4:2x2x1``, ``gpu:h100x8``, ...). The train step is the one pretraining runs: the state's
 shapes from ``build_training(config, abstract=True)`` (nothing allocated), ``train_step`` jitted
 with ``donate_argnums=0``, over a ``data`` mesh of all the target's devices (``train.num_devices``
-is a CPU run's setting, not used here), the state and the prior
-replicated and the batch sharded (``glf_jax.runtime.devices``). The evaluation forward is the
+is a CPU run's setting, not used here), the state and the prior replicated and the batch sharded
+(``glf_jax.runtime.devices``). The evaluation forward is the
 evaluators' ``make_encode``, compiled as they run it: on one device, ``eval.batch_size`` images.
 The data's sizes come from the dataset table (``glf_jax.data.datasets``): nothing is read.
 
 For each program: argument / output / aliased / temporary / code bytes per device against the
 chip's memory, FLOPs and bytes per call, the collectives (count and bytes by kind) and the
 roofline estimate (``glf_jax.runtime.compiled``; images/s and seconds per epoch from the chip's
-documented figures). One table on the terminal, ``compile_report.json`` in the workdir, and an
+documented figures). One table on the terminal, ``compile_report.json`` in the workdir (and each
+program's optimised HLO, ``compile_<program>.hlo.txt``: what every collective comes from), and an
 ``error:`` line (exit status 1) when a program does not fit in the chip's memory: the TPU
-compiler refuses such a program itself (no report); for GPU the report is written first. Needs the target's compiler: ``pip install -e .[tpu-aot]`` or ``.[gpu-aot]``.
+compiler refuses such a program itself (no report); for GPU the report is written first. Needs
+the target's compiler: ``pip install -e .[tpu-aot]`` or ``.[gpu-aot]``.
 """
 
 from __future__ import annotations
@@ -167,9 +169,9 @@ def _program(compiled, seconds, implied, *, chip, dtype, devices, batch, epoch_i
   }
 
 
-def build_report(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def build_report(config: ml_collections.ConfigDict) -> tuple[dict[str, Any], dict[str, str]]:
   """Compiles the run's programs for ``config.compile.target``; returns the report (module
-  docstring; what ``compile_report.json`` holds)."""
+  docstring; what ``compile_report.json`` holds) and each program's optimised HLO text."""
   target = targets.parse_target(config.compile.target)
   devices = targets.compile_only_devices(target)
   mesh = devices_lib.make_mesh(devices=devices)  # every chip of the target (not train.num_devices)
@@ -177,6 +179,7 @@ def build_report(config: ml_collections.ConfigDict) -> dict[str, Any]:
   chip, dtype = target.chip, str(config.model.dtype)
   step, step_s, step_implied, training = _train_step(config, mesh, sizes)
   forward, forward_s, forward_implied = _eval_forward(config, devices[0], training, sizes)
+  texts = {'train_step': step.as_text(), 'eval_forward': forward.as_text()}
   return {
       'mode': 'compile', 'target': target.name, 'device_kind': devices[0].device_kind,
       'chip': {'name': chip.name, 'description': chip.description,
@@ -191,7 +194,7 @@ def build_report(config: ml_collections.ConfigDict) -> dict[str, Any]:
       'eval_forward': _program(forward, forward_s, forward_implied, chip=chip, dtype=dtype,
                                devices=1, batch=int(config.eval.batch_size),
                                epoch_images=None),
-  }
+  }, texts
 
 
 def _mib(value):
@@ -252,14 +255,18 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run_compile(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """The mode (module docstring): prints the table, writes ``compile_report.json``, returns the
-  report; a ValueError (the report written) when a program does not fit."""
-  report = build_report(config)
+  """The mode (module docstring): prints the table, writes ``compile_report.json`` and the HLO
+  texts, returns the report; a ValueError (the report written) when a program does not fit."""
+  report, texts = build_report(config)
   if jax.process_index() == 0:
     print(format_report(report), flush=True)
     with fileio.atomic_write(layout.path(workdir, layout.COMPILE_REPORT), 'w',
                              encoding='utf-8') as f:
       json.dump(report, f, indent=2)
+    for name, text in texts.items():  # where each collective comes from: its op_name metadata
+      with fileio.atomic_write(layout.path(workdir, layout.COMPILE_HLO.format(name)), 'w',
+                               encoding='utf-8') as f:
+        f.write(text)
   for name in ('train_step', 'eval_forward'):
     program = report[name]
     if program['fits'] is False:

@@ -14,7 +14,8 @@
       features/              cached evaluation features (glf_jax.evaluate)
       curves.png, embedding.png, embedding.npz, tracks.png   pictures (glf_jax.plots)
       encoder_torchvision.safetensors / .json                the export mode's output
-      compile_report.json    the compile mode's report (glf_jax.modes.compile)
+      compile_report.json    the compile mode's report (glf_jax.modes.compile), with
+      compile_train_step.hlo.txt / compile_eval_forward.hlo.txt   the programs it compiled
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ EMBEDDING_DATA = 'embedding.npz'
 TRACKS_PLOT = 'tracks.png'
 EXPORT = 'encoder_torchvision'
 COMPILE_REPORT = 'compile_report.json'
+COMPILE_HLO = 'compile_{}.hlo.txt'
 
 
 def path(workdir: str, name: str) -> str:

@@ -218,13 +218,12 @@ def compile_only_devices(target: Target) -> list:
     options = {'chips_per_host_bounds': (min(sides[0], 2), min(sides[1], 2), 1)}
     if target.chip.tpu_chip_config:
       options['chip_config_name'] = target.chip.tpu_chip_config
-    describe = lambda: topologies.get_topology_desc(
-        platform='tpu', topology_name=f'{target.chip.name}:{target.topology}', **options)
+    name, options = f'{target.chip.name}:{target.topology}', dict(platform='tpu', **options)
   else:
-    describe = lambda: topologies.get_topology_desc(
-        '', 'cuda', target_config=gpu_target_config(target.chip), topology=target.topology)
+    name, options = '', dict(platform='cuda', target_config=gpu_target_config(target.chip),
+                             topology=target.topology)
   try:
-    topology = describe()
+    topology = topologies.get_topology_desc(name, **options)
   except Exception as e:  # pylint: disable=broad-except  # the compiler's refusal, in one line
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise ValueError(f'compile.target {target.name!r}: the {target.platform.upper()} compiler '
