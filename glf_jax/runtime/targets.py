@@ -99,8 +99,9 @@ EXTRAS = {'tpu': ('libtpu', 'pip install -e .[tpu-aot]  (or jax[tpu])'),
 SPEC_DIR = pathlib.Path(__file__).resolve().parent / 'gpu_specs'
 # Fewer images per chip than this and a step is bound by its fixed costs (the replicated state's
 # update, the gradient all-reduces), not by its images: the compile mode's ResNet-18 SimCLR+ADC
-# step on 64 v5e chips at 8 images each (batch 512) is estimated 4.9x as fast as on 4 chips at
-# 128 each, for 16x the chips (README, "Running on TPU and GPU").
+# step on 64 v5e chips at 8 images each (batch 512) is estimated 5.3x as fast as on 4 chips at
+# 128 each, for 16x the chips, computing 8% of its roofline time (README, "Running on TPU and
+# GPU").
 SMALL_BATCH_PER_DEVICE = 64
 
 
