@@ -2,7 +2,9 @@
 
 import itertools
 import json
+import pickle
 
+import grain
 import jax
 from jax.sharding import PartitionSpec as P
 import numpy as np
@@ -77,6 +79,83 @@ def test_process_shards_are_disjoint_and_form_the_global_batch():
     rows = [label for shard in shards for batch in shard[6 * epoch:6 * epoch + 6]
             for label in batch]
     assert len(rows) == len(set(rows)) == 96  # disjoint, covering all but the remainder
+
+
+def test_epoch_order_is_grains_index_shuffle():
+  sizes = [(1, 0), (2, 5), (3, 7), (17, 2), (1347, 12345), (65535, 4), (65536, 3),
+           (65537, 9),  # max_index 2**16: grain wraps the last index to the first's position
+           (131073, 2**32 - 1)]
+  for n, seed in sizes:
+    expected = [grain.experimental.index_shuffle(i, max_index=n - 1, seed=seed, rounds=4)
+                for i in range(n)]
+    np.testing.assert_array_equal(pipeline.epoch_order(n, seed), expected, err_msg=f'{n} {seed}')
+
+
+def test_epoch_order_without_a_table_for_large_blocks(monkeypatch):
+  monkeypatch.setattr(pipeline, '_TABLE_BITS', 16)  # 70,000 needs 18 bits: the cipher per index
+  expected = [grain.experimental.index_shuffle(i, max_index=69999, seed=3, rounds=4)
+              for i in range(70000)]
+  np.testing.assert_array_equal(pipeline.epoch_order(70000, 3), expected)
+
+
+def _grain_batches(source, *, seed, global_batch_size, process_index=0, process_count=1,
+                   shuffle=True, drop_remainder=True):
+  """The loader as grain's own shuffle -> batch -> this process's slice -> repeat (one read per
+  example): what make_loader must equal, batch for batch."""
+  n, per_process = len(source), global_batch_size // process_count
+  dataset = grain.MapDataset.source(source)
+  if shuffle:
+    dataset = dataset.shuffle(seed=pipeline.grain_seed(seed))
+  if drop_remainder:
+    steps = n // global_batch_size
+    dataset = dataset.batch(per_process, drop_remainder=True)
+    dataset = dataset[process_index:steps * process_count:process_count]
+  else:
+    dataset = dataset.batch(global_batch_size, drop_remainder=False)
+  return iter(dataset.repeat(None).to_iter_dataset())
+
+
+def _assert_same_batches(expected_iterator, loader, steps):
+  got = iter(loader)
+  for step in range(steps):
+    expected, batch = next(expected_iterator), next(got)
+    assert expected.keys() == batch.keys(), step
+    for key in expected:
+      assert expected[key].dtype == batch[key].dtype, (step, key)
+      np.testing.assert_array_equal(expected[key], batch[key], err_msg=f'step {step} {key}')
+
+
+@pytest.mark.parametrize('n,batch,processes,shuffle,drop', [
+    (103, 8, 1, True, True), (103, 16, 4, True, True), (103, 96, 2, True, True),
+    (103, 8, 1, False, True), (20, 6, 1, True, False), (20, 6, 1, False, False),
+    (65537 + 3, 96, 2, True, True)])
+def test_batches_are_grains_shuffle_then_batch(n, batch, processes, shuffle, drop):
+  for p in range(processes):
+    kwargs = dict(seed=7, global_batch_size=batch, process_index=p, process_count=processes,
+                  shuffle=shuffle, drop_remainder=drop)
+    steps = min(3 * max(n // batch, 1) + 2, 30)  # three epochs and more (or 30 steps)
+    _assert_same_batches(_grain_batches(IdSource(n), **kwargs),
+                         pipeline.make_loader(IdSource(n), **kwargs), steps)
+
+
+def test_sources_read_whole_batches_as_their_examples_stacked():
+  from glf_jax.data import sources, subsets  # pylint: disable=g-import-not-at-top
+  digits = sources.DigitsSource('test')
+  subset = subsets.SubsetSource(digits, np.arange(3, 400, 2), np.arange(199) % 10,
+                                [str(c) for c in range(10)])
+  for source in (digits, subset):
+    assert source._read_rows(np.arange(2)) is not None  # read in one go, not per example
+    kwargs = dict(seed=2, global_batch_size=32, process_index=0, process_count=1)
+    _assert_same_batches(_grain_batches(source, **kwargs), pipeline.make_loader(source, **kwargs),
+                         30)
+  # A step's reader pickles without its orders and lock (grain's worker processes).
+  reader = pipeline._StepReader(digits, num_examples=len(digits), global_batch_size=8,
+                                per_process=8, steps_per_epoch=len(digits) // 8,
+                                process_index=0, shuffle_seed=5)
+  first = reader(60, None)
+  again = pickle.loads(pickle.dumps(reader))
+  for key in first:
+    np.testing.assert_array_equal(again(60, None)[key], first[key])
 
 
 def test_state_save_and_restore_gives_the_same_batches():

@@ -48,3 +48,6 @@ class DigitsSource(ImageSource):
 
   def _read(self, index):
     return {'image': self._images[index], 'label': self._labels[index]}
+
+  def _read_rows(self, rows):
+    return {'image': self._images[rows], 'label': self._labels[rows]}

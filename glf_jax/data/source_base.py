@@ -66,6 +66,20 @@ class ImageSource:
       raise IndexError(f'index {index} out of range for {self!r} of length {length}')
     return {**self._read(index), 'index': np.int32(index)}
 
+  def _read_rows(self, rows: np.ndarray) -> dict[str, np.ndarray] | None:
+    """``{'image': [b, H, W, 3], 'label': [b]}`` of ``rows`` in one read, or None where the
+    source reads one example at a time (sources holding arrays override it)."""
+    del rows
+    return None
+
+  def read_batch(self, rows) -> dict[str, np.ndarray]:
+    """The examples ``rows`` (in range), stacked: the same arrays as stacking ``self[i]``."""
+    rows = np.asarray(rows, np.int64)
+    batch = self._read_rows(rows)
+    if batch is None:
+      return stack_examples([self[int(i)] for i in rows])
+    return {**batch, 'index': rows.astype(np.int32)}
+
   def labels(self) -> np.ndarray:
     """Every example's label, int32 ``[n]`` in index order.
 
@@ -88,6 +102,20 @@ class ImageSource:
   def __repr__(self) -> str:
     return (f'{type(self).__name__}(name={self.name!r}, split={self.split!r}, len={len(self)}, '
             f'image_shape={self.image_shape}, num_classes={self.num_classes})')
+
+
+def stack_examples(examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """Examples (flat dicts of arrays) as one batch: each entry stacked along a new first axis."""
+  return {key: np.stack([example[key] for example in examples]) for key in examples[0]}
+
+
+def read_rows(source, rows) -> dict[str, np.ndarray]:
+  """The examples ``rows`` of any random-access source, stacked (``source.read_batch`` where the
+  source has it)."""
+  read_batch = getattr(source, 'read_batch', None)
+  if read_batch is not None:
+    return read_batch(rows)
+  return stack_examples([source[int(i)] for i in rows])
 
 
 def resize_and_center_crop(image: Image.Image | np.ndarray, size: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from glf_jax.data.source_base import ImageSource
+from glf_jax.data.source_base import read_rows
 
 KEYS = ('num_classes_subset', 'class_subset_seed', 'long_tail_ratio')
 
@@ -124,6 +125,9 @@ class SubsetSource(ImageSource):
     example = dict(self._source[int(self._rows[index])])
     example['label'] = np.int32(self._labels[index])
     return example
+
+  def _read_rows(self, rows):
+    return {**read_rows(self._source, self._rows[rows]), 'label': self._labels[rows]}
 
   def labels(self) -> np.ndarray:
     return self._labels.copy()
