@@ -1,8 +1,10 @@
 """Tests of the random-access sources: digits, image folders + cache, TFDS (local ArrayRecord)."""
 
 import io
+import itertools
 import json
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -361,3 +363,102 @@ def test_tfds_imagenet100_subset_from_local_array_record(tmp_path):
   config.image_size = 0
   with pytest.raises(ValueError, match='image_size'):
     sources.make_source(config, 'train')
+
+
+def _prepare_imagenet(data_dir, synsets, shade):
+  """A prepared ``imagenet2012`` of JPEGs of differing sizes, pixel values from ``shade``."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  names = _imagenet_label_names()
+  features = tfds.features.FeaturesDict({
+      'file_name': tfds.features.Text(),
+      'image': tfds.features.Image(encoding_format='jpeg'),
+      'label': tfds.features.ClassLabel(names=names),
+  })
+  rng = np.random.default_rng(shade)
+
+  def example(i, synset):
+    size = (20 + 4 * i, 30 + 2 * (i % 3))
+    return {'file_name': f'{synset}_{i}.JPEG', 'label': names.index(synset),
+            'image': _encoded(rng.integers(0, 256, (*size, 3), np.uint8), 'JPEG')}
+
+  _prepare_tfds('imagenet2012', data_dir, features, {
+      'train': [example(i, s) for i, s in enumerate(synsets)],
+      'validation': [example(i, s) for i, s in enumerate(synsets[:2])]})
+
+
+def test_tfds_decode_cache_holds_the_decoded_images_and_follows_the_data(tmp_path):
+  import pickle  # pylint: disable=g-import-not-at-top
+  from glf_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  inside, outside = ['n02869837', 'n01558993', 'n02090622'], ['n01440764']
+  synsets = inside + outside + inside + inside
+  data_dir = tmp_path / 'tfds'
+  _prepare_imagenet(data_dir, synsets, shade=0)
+  config = sources.default_data_config('imagenet100')
+  config.update(data_dir=os.fspath(data_dir), image_size=16,
+                cache_dir=os.fspath(tmp_path / 'cache'))
+  plain = sources.make_source(config, 'train')
+  assert plain.cache_path is None and len(plain) == 9
+  config.decode_cache = True
+  cached = sources.make_source(config, 'train')
+  assert cached.cache_built and cached.cache_path.parent == tmp_path / 'cache'
+  # Bit for bit the images the source decodes and resizes on every read, with the same labels.
+  for i in range(len(plain)):
+    for key in ('image', 'label', 'index'):
+      assert plain[i][key].dtype == cached[i][key].dtype
+      np.testing.assert_array_equal(plain[i][key], cached[i][key])
+  np.testing.assert_array_equal(plain.labels(), cached.labels())
+  kwargs = dict(seed=3, global_batch_size=4, process_index=0, process_count=1)
+  for a, b in zip(itertools.islice(iter(pipeline.make_loader(plain, **kwargs)), 6),
+                  itertools.islice(iter(pipeline.make_loader(cached, **kwargs)), 6)):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  index = json.loads((cached.cache_path / 'index.json').read_text())
+  assert index['num_images'] == 9 and index['image_shape'] == [16, 16, 3]
+
+  # Reused as it is; a worker process maps it again (pickled without its pixels).
+  again = sources.make_source(config, 'train')
+  assert not again.cache_built and again.cache_path == cached.cache_path
+  assert 'images' not in again._decoded.__getstate__()
+  unpickled = pickle.loads(pickle.dumps(again))
+  np.testing.assert_array_equal(unpickled[4]['image'], plain[4]['image'])
+
+  # Another size is another cache.
+  config.image_size = 8
+  small = sources.make_source(config, 'train')
+  assert small.cache_built and small[0]['image'].shape == (8, 8, 3)
+  config.image_size = 16
+
+  # The data prepared again (other pixels): a new cache; the stale one of that size is removed.
+  shutil.rmtree(data_dir / 'imagenet2012')
+  tfds_source._SUBSET_ROWS_MEMO.clear()
+  _prepare_imagenet(data_dir, synsets, shade=1)
+  for record in (data_dir / 'imagenet2012').rglob('*array_record*'):
+    os.utime(record, (1, 1))  # (a re-preparation within the same second, as fast tests are)
+  rebuilt = sources.make_source(config, 'train')
+  assert rebuilt.cache_built and rebuilt.cache_path != cached.cache_path
+  assert not cached.cache_path.exists() and small.cache_path.exists()
+  config.decode_cache = False
+  fresh = sources.make_source(config, 'train')
+  assert not np.array_equal(fresh[0]['image'], plain[0]['image'])
+  for i in range(len(fresh)):
+    np.testing.assert_array_equal(rebuilt[i]['image'], fresh[i]['image'])
+  assert not list((tmp_path / 'cache').glob('.tmp-*'))  # nothing half-written left behind
+
+
+def test_decode_cache_setting_must_be_a_bool(tmp_path):
+  # (A ConfigDict refuses a str for the bool; a config given as a plain dict does not.)
+  config = {**sources.default_data_config('cifar10').to_dict(), 'data_dir': os.fspath(tmp_path),
+            'decode_cache': 'yes'}
+  with pytest.raises(ValueError, match="data.decode_cache must be True or False, got 'yes'"):
+    sources.make_source(config, 'train')
+
+
+def test_decode_cache_refuses_a_cache_larger_than_the_free_space(tmp_path, monkeypatch):
+  monkeypatch.setattr(decode_cache.shutil, 'disk_usage',
+                      lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+  labels = np.zeros(4, np.int32)
+  with pytest.raises(OSError, match=r'need 0\.0 GiB in .*which has 0\.0 GiB free; set '
+                     r'data\.cache_dir'):
+    decode_cache.write(tmp_path / 'c' / 'x', decode=lambda i: np.zeros((20, 20, 3), np.uint8),
+                       count=4, labels=labels, what='test images', index={}, decode_workers=1)
+  assert not (tmp_path / 'c' / 'x').exists() and list((tmp_path / 'c').iterdir()) == []

@@ -1,11 +1,14 @@
-"""Building the decoded-image cache of an image folder: every file decoded once, to ``.npy``.
+"""The decoded-image cache: every image of a split decoded (and resized) once, to ``.npy``.
 
-``build(cache_path, root=..., split=..., entries=..., ...)`` decodes the files of a split with a
-thread pool into a directory that holds:
+``write(cache_path, decode=..., count=..., ...)`` decodes images ``0..count-1`` with a thread pool
+into a directory; ``build(cache_path, root=..., split=..., entries=..., ...)`` does it for the
+files of an image folder, ``TfdsSource`` (``data.decode_cache``) for the rows of a TFDS split. The
+directory holds:
 
 * ``images.npy``: uint8 ``[N, H, W, 3]`` (read back as a read-only memory map);
 * ``labels.npy``: int32 ``[N]``;
-* ``index.json``: classes, files, image shape, skipped files and their errors.
+* ``index.json``: what was decoded (classes, files or rows, image shape, skipped files and
+  their errors).
 
 Threads, not processes: Pillow releases the GIL while it decodes and resizes large images, and
 threads write straight into the output memory map, with no copies between processes and no fork
@@ -18,7 +21,8 @@ parsing), worker processes share the pages, and NumPy writes and reads them with
 dependency. The price is raw-pixel disk use (N*H*W*3 bytes: 150 MB for CIFAR-10's training set).
 
 The cache is written into a temporary directory and renamed into place, so a reader never sees
-half a cache; ``is_complete`` says whether one is there. Reading it is ``ImageFolderSource``'s.
+half a cache; ``is_complete`` says whether one is there. A build that would not fit on the disk
+is refused before it starts. ``Decoded(cache_path)`` opens one for reading.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 import uuid
 
 from absl import logging
@@ -99,6 +103,32 @@ def remove_stale(cache_root: pathlib.Path, prefix: str, keep: pathlib.Path) -> N
       shutil.rmtree(old, ignore_errors=True)
 
 
+class Decoded:
+  """A built cache, open for reading: ``index`` (``index.json``), ``images`` (uint8
+  ``[N, H, W, 3]``, a read-only memory map) and ``labels`` (int32 ``[N]``). Pickled (for grain's
+  worker processes) as its path: the pixels are mapped again, never copied."""
+
+  def __init__(self, cache_path: pathlib.Path):
+    self.path = pathlib.Path(cache_path)
+    with open(self.path / 'index.json', encoding='utf-8') as f:
+      self.index = json.load(f)
+    self.labels = np.load(self.path / 'labels.npy', allow_pickle=False)
+    self._map_images()
+
+  def _map_images(self) -> None:
+    # A plain ndarray view of the memory map: indexing it costs no memmap bookkeeping.
+    self.images = np.load(self.path / 'images.npy', mmap_mode='r').view(np.ndarray)
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    del state['images']
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._map_images()
+
+
 def build(cache_path: pathlib.Path, *, root: pathlib.Path, split: str,
           class_names: Sequence[str], entries: Sequence[tuple[str, int, Any, Any]],
           image_size: int, skip_corrupt: bool, decode_workers: int) -> None:
@@ -117,33 +147,51 @@ def build(cache_path: pathlib.Path, *, root: pathlib.Path, split: str,
   """
   split_dir = root / split
   paths = [os.fspath(split_dir / entry[0]) for entry in entries]
-  # Shown, not logged: the first run of a large folder decodes for minutes before training.
-  progress.announce(f'decoding {len(paths)} images of {split_dir} into {cache_path} (once; '
-                    'later runs read this cache)')
+  write(cache_path, decode=lambda row: decode_image(paths[row], image_size), count=len(paths),
+        labels=np.array([entry[1] for entry in entries], np.int32), what=os.fspath(split_dir),
+        names=[entry[0] for entry in entries], paths=paths, skip_corrupt=skip_corrupt,
+        decode_workers=decode_workers,
+        index={'root': os.fspath(root), 'split': split, 'image_size': image_size,
+               'class_names': list(class_names)})
+
+
+def write(cache_path: pathlib.Path, *, decode: Callable[[int], np.ndarray], count: int,
+          labels: np.ndarray, what: str, index: dict[str, Any], decode_workers: int,
+          names: Sequence[str] | None = None, paths: Sequence[str] | None = None,
+          skip_corrupt: bool = False) -> None:
+  """Decodes images ``0..count-1`` (``decode(row)``: uint8 ``[H, W, 3]``, the same shape for
+  every row) into the cache directory ``cache_path``, with their ``labels``.
+
+  ``what`` names the images in messages; ``index`` is recorded in ``index.json`` with the image
+  shape, the count and, when ``names`` (one per row) are given, the kept rows' names. With
+  ``skip_corrupt``, rows whose ``decode`` raises ``CorruptImageError`` are left out (and listed
+  in ``index.json``); else the first one stops the build. ``paths`` (one per row) name the rows in
+  errors. ``decode_workers`` threads decode.
+  """
+  # Shown, not logged: the first run of a large dataset decodes for minutes before training.
+  progress.announce(f'decoding {count} images of {what} into {cache_path} (once; later runs read '
+                    'this cache)')
   cache_root = cache_path.parent
   cache_root.mkdir(parents=True, exist_ok=True)
   tmp = cache_root / f'.tmp-{cache_path.name}-{uuid.uuid4().hex[:8]}'
   tmp.mkdir()
   try:
     images_file = tmp / 'images.npy'
-    kept, skipped, shape = _decode_all(paths, images_file, split_dir, image_size=image_size,
+    kept, skipped, shape = _decode_all(decode, count, images_file, what, paths=paths,
                                        skip_corrupt=skip_corrupt, decode_workers=decode_workers)
-    labels = np.array([entries[i][1] for i in kept], np.int32)
-    np.save(tmp / 'labels.npy', labels, allow_pickle=False)
-    index = {
-        'format': CACHE_FORMAT,
-        'root': os.fspath(root),
-        'split': split,
-        'image_size': image_size,
+    np.save(tmp / 'labels.npy', np.asarray(labels, np.int32)[kept], allow_pickle=False)
+    name = (lambda row: names[row]) if names is not None else (lambda row: f'row {row}')
+    record = {
+        'format': CACHE_FORMAT, **index,
         'image_shape': list(shape),
         'num_images': len(kept),
-        'class_names': list(class_names),
-        'files': [entries[i][0] for i in kept],
-        'skipped': [{'file': entries[i][0], 'error': err} for i, err in skipped],
+        'skipped': [{'file': name(i), 'error': err} for i, err in skipped],
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
+    if names is not None:
+      record['files'] = [names[i] for i in kept]
     with open(tmp / 'index.json', 'w', encoding='utf-8') as f:
-      json.dump(index, f)
+      json.dump(record, f)
     try:
       os.rename(tmp, cache_path)  # atomic: readers see all of the cache or none of it
     except OSError:
@@ -151,6 +199,15 @@ def build(cache_path: pathlib.Path, *, root: pathlib.Path, split: str,
         raise
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_room(folder: pathlib.Path, needed: int, what: str) -> None:
+  """Refuses a cache that would not fit on the disk of ``folder``, before writing it."""
+  free = shutil.disk_usage(folder).free
+  if needed > free:
+    raise OSError(f'the decoded images of {what} need {needed / 2**30:.1f} GiB in {folder}, '
+                  f'which has {free / 2**30:.1f} GiB free; set data.cache_dir to a folder with '
+                  'room, or a smaller data.image_size')
 
 
 def _on_corrupt(error: CorruptImageError, skip_corrupt: bool) -> None:
@@ -162,45 +219,51 @@ def _on_corrupt(error: CorruptImageError, skip_corrupt: bool) -> None:
   logging.warning('skipping corrupt image: %s', error)
 
 
-def _decode_all(paths: Sequence[str], images_file: pathlib.Path, split_dir: pathlib.Path, *,
-                image_size: int, skip_corrupt: bool, decode_workers: int):
-  """Decodes ``paths`` into ``images_file``; returns (kept rows, [(row, error)], shape)."""
+def _decode_all(decode: Callable[[int], np.ndarray], count: int, images_file: pathlib.Path,
+                what: str, *, paths: Sequence[str] | None, skip_corrupt: bool,
+                decode_workers: int):
+  """Decodes rows ``0..count-1`` into ``images_file``; returns (kept rows, [(row, error)],
+  shape)."""
   errors: dict[int, str] = {}
   first, shape = 0, None
   # The first decodable image fixes [H, W, 3] when sizes are kept as they are.
-  while shape is None and first < len(paths):
+  while shape is None and first < count:
     try:
-      shape = decode_image(paths[first], image_size).shape
+      shape = decode(first).shape
     except CorruptImageError as e:
       _on_corrupt(e, skip_corrupt)
       errors[first] = str(e)
       first += 1
   if shape is None:
-    raise ValueError(f'no decodable image in {split_dir}')
+    raise ValueError(f'no decodable image in {what}')
+  _check_room(images_file.parent, count * int(np.prod(shape)), what)
   images = np.lib.format.open_memmap(images_file, mode='w+', dtype=np.uint8,
-                                     shape=(len(paths), *shape))
+                                     shape=(count, *shape))
+
+  def name(row):
+    return paths[row] if paths is not None else f'row {row} of {what}'
 
   def decode_rows(rows: range) -> dict[int, str]:
     failed = {}
     for row in rows:
       try:
-        image = decode_image(paths[row], image_size)
+        image = decode(row)
       except CorruptImageError as e:
         _on_corrupt(e, skip_corrupt)
         failed[row] = str(e)
         continue
       if image.shape != shape:
         raise ValueError(
-            f'image {paths[row]} has shape {image.shape}, but {paths[first]} has {shape}; '
+            f'image {name(row)} has shape {image.shape}, but {name(first)} has {shape}; '
             'set data.image_size to resize all images to one size')
       images[row] = image
     return failed
 
   chunk = 256
-  chunks = [range(s, min(s + chunk, len(paths))) for s in range(first, len(paths), chunk)]
+  chunks = [range(s, min(s + chunk, count)) for s in range(first, count, chunk)]
   done = first
   with concurrent.futures.ThreadPoolExecutor(decode_workers) as pool, progress.Progress(
-      len(paths), desc='decoding images', unit='img', initial=first) as bar:
+      count, desc='decoding images', unit='img', initial=first) as bar:
     futures = {pool.submit(decode_rows, rows): len(rows) for rows in chunks}
     try:
       for future in concurrent.futures.as_completed(futures):
@@ -212,9 +275,9 @@ def _decode_all(paths: Sequence[str], images_file: pathlib.Path, split_dir: path
         future.cancel()
       raise
   images.flush()
-  kept = [row for row in range(len(paths)) if row not in errors]
+  kept = [row for row in range(count) if row not in errors]
   if errors:
-    logging.warning('skipped %d corrupt image(s) in %s, e.g. %s', len(errors), split_dir,
+    logging.warning('skipped %d corrupt image(s) in %s, e.g. %s', len(errors), what,
                     errors[min(errors)])
     del images
     _compact_rows(images_file, kept)

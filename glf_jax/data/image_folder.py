@@ -135,7 +135,10 @@ class ImageFolderSource(ImageSource):
     return len(self._labels)
 
   def _read(self, index):
-    return {'image': self._images[index], 'label': self._labels[index]}
+    return {'image': self._decoded.images[index], 'label': self._labels[index]}
+
+  def _read_rows(self, rows):
+    return {'image': self._decoded.images[rows], 'label': self._labels[rows]}
 
   def example_ids(self) -> list[str]:
     """``'image_folder/<split>/<class>/<file>'`` of each decoded image (skipped files are not
@@ -143,8 +146,8 @@ class ImageFolderSource(ImageSource):
     return [f'image_folder/{self.split}/{f}' for f in self.index['files']]
 
   def _open_cache(self) -> None:
-    with open(self.cache_path / 'index.json', encoding='utf-8') as f:
-      self.index = json.load(f)
+    self._decoded = decode_cache.Decoded(self.cache_path)
+    self.index = self._decoded.index
     # Relative to the split folder, in cache order; how many: num_skipped.
     self.skipped_files = tuple(s['file'] for s in self.index['skipped'])
     self.num_skipped = len(self.skipped_files)
@@ -158,17 +161,5 @@ class ImageFolderSource(ImageSource):
           self.root / self.split / first['file'],
           f'{reason} ({self.num_skipped} undecodable file(s) in {self.root / self.split}; set '
           '--config.data.skip_corrupt=True to leave them out)')
-    # A plain ndarray view of the memory map: indexing it costs no memmap bookkeeping.
-    self._images = np.load(self.cache_path / 'images.npy', mmap_mode='r').view(np.ndarray)
-    self._labels = np.load(self.cache_path / 'labels.npy', allow_pickle=False)
-    self.image_shape = tuple(self._images.shape[1:])
-
-  def __getstate__(self):
-    # Worker processes reopen the memory map instead of receiving a copy of the pixels.
-    state = dict(self.__dict__)
-    state.pop('_images')
-    return state
-
-  def __setstate__(self, state):
-    self.__dict__.update(state)
-    self._images = np.load(self.cache_path / 'images.npy', mmap_mode='r').view(np.ndarray)
+    self._labels = self._decoded.labels
+    self.image_shape = tuple(self._decoded.images.shape[1:])

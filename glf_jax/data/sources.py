@@ -69,9 +69,11 @@ def default_data_config(name: str = 'digits') -> ml_collections.ConfigDict:
 
   Fields (None: not set): ``name``; ``data_dir`` (TFDS data directory; None =
   ``$TFDS_DATA_DIR`` or TFDS's default); ``root`` (image folders); ``cache_dir`` (None = next to
-  ``root``, or ``<data_dir>/glf_jax_cache`` for the ImageNet-100 index); ``image_size`` (resize and
-  centre-crop every image to this side as it is read; None keeps the stored size; the table's
-  ``stored_size`` by default); ``skip_corrupt``; the studies' subsets (``glf_jax.data.subsets``):
+  ``root``, or ``<data_dir>/glf_jax_cache`` for TFDS's decoded images and the ImageNet-100
+  index); ``image_size`` (resize and centre-crop every image to this side as it is read; None
+  keeps the stored size; the table's ``stored_size`` by default); ``skip_corrupt``;
+  ``decode_cache`` (TFDS sources: decode and resize each image once, into ``cache_dir``, and read
+  the pixels from there; image folders always are); the studies' subsets (``glf_jax.data.subsets``):
   ``num_classes_subset`` (None = all classes; ``C``: ``C`` classes chosen by
   ``class_subset_seed``, relabelled ``0..C-1``) and ``long_tail_ratio`` (None = as is; ``rho >=
   1``: an exponentially long-tailed training split, max/min class count ``rho``).
@@ -86,6 +88,9 @@ def default_data_config(name: str = 'digits') -> ml_collections.ConfigDict:
   config.image_size = config_dict.placeholder(int)
   config.image_size = DATASETS[name].stored_size
   config.skip_corrupt = False
+  # TFDS sources: decode (and resize) every image once into cache_dir, read the pixels from there
+  # (tfds_source; image folders always are).
+  config.decode_cache = False
   config.num_classes_subset = config_dict.placeholder(int)
   config.class_subset_seed = 0
   config.long_tail_ratio = config_dict.placeholder(float)
@@ -127,5 +132,8 @@ def _make_full_source(data_config: Any, split: str) -> ImageSource:
     return ImageFolderSource(get('root'), split, image_size=image_size,
                              cache_dir=get('cache_dir'),
                              skip_corrupt=bool(get('skip_corrupt', False)))
+  decode_cache = get('decode_cache', False)
+  if not isinstance(decode_cache, bool):
+    raise ValueError(f'data.decode_cache must be True or False, got {decode_cache!r}')
   return TfdsSource(name, split, data_dir=get('data_dir'), image_size=image_size,
-                    cache_dir=get('cache_dir'))
+                    cache_dir=get('cache_dir'), decode_cache=decode_cache)

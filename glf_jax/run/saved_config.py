@@ -21,9 +21,10 @@ from glf_jax.run import layout
 from glf_jax.runtime import fileio
 
 # Keys a resumed run (or a finished study cell) may change: what it evaluates and how it executes
-# (cohort.dispatch gives bit-identical members either way), not what it trains.
+# (cohort.dispatch gives bit-identical members either way, data.decode_cache the same pixels),
+# not what it trains.
 IGNORED_ON_RESUME = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags', 'cohort.dispatch',
-                     'compile')
+                     'compile', 'data.decode_cache')
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
