@@ -211,6 +211,76 @@ def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path, monkeypatch):
     main.run(config, str(tmp_path))
 
 
+def _streak_session(tmp_path, *, first_bad, every, num_steps=40, log_every=1):
+  """A session over digits whose jitted step is free and non-finite from step ``first_bad`` on
+  (its metrics: the loss and the streak)."""
+  config = digits_config(num_steps=num_steps, max_nonfinite_in_a_row=3, log_every=log_every)
+  config.checkpoint.every_steps = every
+  session = session_lib.Session(config, str(tmp_path))
+  state = session.open(session.replicate({'step': jnp.int32(0), 'streak': jnp.int32(0)}),
+                       total_steps=num_steps, step_of=lambda s: s['step'])
+
+  @jax.jit
+  def step_fn(state, batch):
+    step = state['step'] + 1
+    streak = jnp.where(step >= first_bad, state['streak'] + 1, 0)
+    loss = jnp.where(streak > 0, jnp.nan, jnp.mean(batch['image'].astype(jnp.float32)))
+    return {'step': step, 'streak': streak}, {'loss': loss, 'nonfinite_in_a_row': streak}
+
+  return session, state, step_fn
+
+
+@pytest.mark.parametrize('first_bad,every', [(6, 2), (3, 1000)])
+def test_a_streak_read_late_stops_at_its_step_and_keeps_the_checkpoint_before_it(
+    tmp_path, first_bad, every):
+  """The guard reads steps' values late and in groups; the run still stops at the step the
+  streak reached the limit, and no checkpoint is saved at or after that step."""
+  session, state, step_fn = _streak_session(tmp_path, first_bad=first_bad, every=every)
+  last = first_bad + 2  # the streak reaches 3 here
+  kept = (last - 1) // every * every or None  # the last checkpoint before it (8 is one: not kept)
+  with pytest.raises(session_lib.NonFiniteLossError,
+                     match=(rf'^3 non-finite losses in a row, the last at step {last}; loss '
+                            rf"terms: {{'loss': nan, 'nonfinite_in_a_row': 3.0}}\. The updates "
+                            rf'were skipped; the last good checkpoint \(step {kept}\) is kept')):
+    session.train(state, step_fn)
+  saved = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
+  assert saved == ([s for s in (2, 4, 6) if s <= kept] if kept else []), saved
+  # The logs hold every step before the stop, read late but in order.
+  steps = [r['step'] for r in metrics_log.read(str(tmp_path / 'metrics.jsonl'))]
+  assert steps == list(range(1, last)), steps
+
+
+def test_metrics_are_read_a_few_steps_at_a_time_behind_the_dispatched_steps(tmp_path,
+                                                                            monkeypatch):
+  session, state, step_fn = _streak_session(tmp_path, first_bad=10**6, every=1000,
+                                            log_every=1000)
+  dispatched, reads = [0], []
+  real_get = session_lib.jax.device_get
+
+  def counting_step(state, batch):
+    dispatched[0] += 1
+    return step_fn(state, batch)
+
+  def recording_get(tree):
+    if isinstance(tree, list):  # the guard's values of some steps (not a log step's metrics)
+      reads.append((dispatched[0], len(tree)))  # (steps dispatched, steps read)
+    return real_get(tree)
+
+  monkeypatch.setattr(session_lib.jax, 'device_get', recording_get)
+  outcome = session.train(state, counting_step)
+  assert outcome.step == 40
+  guard_reads = [r for r in reads if r[1]]
+  lag, group = session_lib.METRICS_LAG, session_lib.METRICS_READ_EVERY
+  # Every read but the last (at the end) takes a group of steps, the newest of them `lag` behind
+  # the last dispatched step: the device always had that many steps queued.
+  assert [n for _, n in guard_reads[:-1]] == [group] * (len(guard_reads) - 1), guard_reads
+  read_so_far = 0
+  for steps_dispatched, count in guard_reads[:-1]:
+    read_so_far += count
+    assert steps_dispatched - read_so_far == lag, guard_reads
+  assert sum(n for _, n in guard_reads) == 40
+
+
 def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
   # 4 steps: the train step of digits_config() (and of the tests below), compiled once a session.
   config = digits_config(num_steps=4, eval_after=True)
@@ -308,16 +378,16 @@ def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):
 
 def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path, monkeypatch):
   config = digits_config()
-  real = session_lib.devices.to_global_batch
-  batches = []
+  real_train = session_lib.Session.train
 
-  def sigterm_at_the_second_batch(batch, mesh):
-    batches.append(1)
-    if len(batches) == 2:
-      signal.raise_signal(signal.SIGTERM)  # the loop saves step 2 and returns
-    return real(batch, mesh)
+  def sigterm_after_the_second_step(self, state, step_fn, **kwargs):
+    # (Not from inside the data pipeline: the batches are placed on the devices steps ahead.)
+    def on_step(step):
+      if step == 2:
+        signal.raise_signal(signal.SIGTERM)  # the loop saves step 2 and returns
+    return real_train(self, state, step_fn, **kwargs, on_step=on_step)
 
-  monkeypatch.setattr(session_lib.devices, 'to_global_batch', sigterm_at_the_second_batch)
+  monkeypatch.setattr(session_lib.Session, 'train', sigterm_after_the_second_step)
   first = pretrain(config, str(tmp_path / 'run'))
   monkeypatch.undo()
   assert first.interrupted and int(first.state['step']) == 2

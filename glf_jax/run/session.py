@@ -10,7 +10,9 @@ A session owns what every training run in a workdir needs, whatever it trains:
 
 * **the mesh and the data**: a 1-D ``data`` mesh over ``train.num_devices`` devices, the training
   source and its loader (this process's share of every global batch, in the order ``seed``
-  fixes), and the loader's position;
+  fixes), and the loader's position; batches are placed on the devices (sharded over the mesh)
+  ``DEVICE_PREFETCH`` steps ahead by a background thread (grain's ``ThreadPrefetchIterDataset``),
+  and the position saved with a checkpoint is that of the next batch the step consumes;
 * **checkpoints**: a saved run with another config is refused (:class:`ConfigChangedError`,
   unless ``allow_config_change``: then logged), the latest state and data position restored,
   ``config.json`` written; a checkpoint every ``checkpoint.every_steps``, at the end and on an
@@ -22,16 +24,20 @@ A session owns what every training run in a workdir needs, whatever it trains:
 * **interruption**: SIGTERM or a first Ctrl-C saves a checkpoint at the end of the step and
   returns (a second Ctrl-C aborts); ``on_step(step)`` returning True does the same;
 * **the NaN guard**: every ``nonfinite_in_a_row`` the step reports (one per cohort member) is
-  checked; at ``train.max_nonfinite_in_a_row`` the run stops with :class:`NonFiniteLossError`,
-  naming the step and the terms and keeping the last good checkpoint.
+  checked, step by step; at ``train.max_nonfinite_in_a_row`` the run stops with
+  :class:`NonFiniteLossError`, naming the step and the terms and keeping the last good checkpoint.
 
 The caller supplies the state, the jitted ``step_fn(state, batch) -> (state, metrics)``, and what
-to show (``tail``); metrics stay on the device and are read one step late, so the host never waits
-for the step it has just dispatched.
+to show (``tail``). Metrics stay on the device and are read late: ``METRICS_READ_EVERY`` steps at
+a time, once ``METRICS_LAG`` newer steps are dispatched, so the device's queue stays several steps
+deep and the host never waits for a step it has just dispatched. Every pending step is read (and
+checked) before a checkpoint is saved, so no checkpoint follows a streak the guard stops at; the
+logs and the progress bar read the values as they are drained (the bar only when it draws).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import signal
@@ -39,6 +45,7 @@ import time
 from typing import Any, Callable
 
 from absl import logging
+import grain
 import jax
 import ml_collections
 
@@ -51,6 +58,13 @@ from glf_jax.runtime import progress
 
 # The suffix of a step's metric that counts its consecutive skipped (non-finite) updates.
 NONFINITE = 'nonfinite_in_a_row'
+# Batches on the devices ahead of the step that reads them (besides one being placed).
+DEVICE_PREFETCH = 2
+# Steps' metrics are read (NaN guard, logs, progress) this many at a time, once METRICS_LAG newer
+# steps are dispatched: one device-to-host read per METRICS_READ_EVERY steps, never a wait for a
+# step the device has not reached.
+METRICS_READ_EVERY = 4
+METRICS_LAG = 4
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -174,7 +188,7 @@ class Session:
         logging.warning('resuming with a changed config (allow_config_change): %s', changed)
     self.ckpt = checkpoint_lib.Checkpointer(directory, keep=self.config.checkpoint.keep,
                                             async_save=self.config.checkpoint.async_save)
-    self.iterator = iter(self.loader)
+    self.iterator = self._device_batches()
     restored_meta = {}  # the totals of the sessions before this one (none in older checkpoints)
     if saved is not None:
       restored = self.ckpt.restore(state)
@@ -191,6 +205,14 @@ class Session:
     self._before = (float(restored_meta.get('train_seconds', 0.0)),
                     int(restored_meta.get('images_trained', 0)))
     return state
+
+  def _device_batches(self) -> grain.DatasetIterator:
+    """The loader's batches as global arrays on the mesh, placed ``DEVICE_PREFETCH`` ahead by a
+    background thread; ``get_state()`` is the position of the next batch ``next()`` returns."""
+    # devices.to_global_batch is looked up per batch (tests replace it).
+    placed = self.loader.dataset.map(lambda batch: devices.to_global_batch(batch, self.mesh))
+    return iter(grain.experimental.ThreadPrefetchIterDataset(
+        placed, prefetch_buffer_size=DEVICE_PREFETCH))
 
   def totals(self, step: int) -> tuple[float, int]:
     """Training seconds and images of all sessions up to ``step`` (the totals saved with that
@@ -233,7 +255,7 @@ class Session:
     """Trains from the opened step to ``total_steps`` (see the module docstring).
 
     ``step_fn(state, batch)`` returns the new state and the step's metrics (scalars, or one dict
-    of scalars per cohort member), read one step late (at once when ``report_now(step)``);
+    of scalars per cohort member), read a few steps late (at once when ``report_now(step)``);
     ``tail(metrics)`` is the progress line's text after ``|``; ``after_step(step, state)`` runs
     after each step (a cohort's tracking); ``on_step(step)`` returning True stops as SIGTERM
     does. Returns the :class:`Outcome`; the checkpointer is closed.
@@ -246,9 +268,10 @@ class Session:
     writers = metrics_log.Writers(self.workdir, self.is_chief, start_step=self.step)
     window = [time.perf_counter(), self.step]  # the images/s of metrics.jsonl: since last log
 
-    def report(step, metrics):
+    def report(step, metrics, guard_values):
+      """Step ``step``'s metrics, read late: the guard's values are already on the host."""
       flat = _flat_scalars(metrics)
-      self._check_finite(step, flat)
+      self._check_finite(step, {**flat, **guard_values})
       # Shown after the first step is done: the rate leaves out XLA's compilation.
       bar.update(step, head=f'epoch {step / self.steps_per_epoch:.2f}',
                  tail=(lambda: tail(metrics)) if tail else None)
@@ -257,7 +280,7 @@ class Session:
       now = time.perf_counter()
       rate = (step - window[1]) * self.images_per_step / max(now - window[0], 1e-9)
       window[:] = [now, step]
-      scalars = {k: float(v) for k, v in flat.items()}
+      scalars = {k: float(v) for k, v in jax.device_get(flat).items()}
       scalars.update(epoch=step / self.steps_per_epoch, images_per_second=rate,
                      wall_time=time.time())
       writers.write(step, scalars)
@@ -265,14 +288,14 @@ class Session:
     holder = {'state': state}
 
     def advance():
-      batch = devices.to_global_batch(next(self.iterator), self.mesh)
-      holder['state'], metrics = step_fn(holder['state'], batch)
+      holder['state'], metrics = step_fn(holder['state'], next(self.iterator))
       return metrics
 
     try:
       stop_signal = self._loop(advance, report, holder, report_now=report_now,
                                after_step=after_step, on_step=on_step, on_interrupt=bar.close)
     finally:
+      self.iterator.close()
       bar.close()
       writers.close()
       self.ckpt.close()
@@ -284,31 +307,39 @@ class Session:
   def _loop(self, advance, report, holder, *, report_now, after_step, on_step,
             on_interrupt) -> str | None:
     """Steps until ``total_steps`` or an interruption; returns the stopping signal's name."""
-    pending = None
+    pending = collections.deque()  # (step, metrics) dispatched and not read yet, oldest first
+
+    def read(keep: int = 0) -> None:
+      """Reads (and reports, in order) all but the newest ``keep`` pending steps, the guard's
+      values of them all in one transfer."""
+      steps = [pending.popleft() for _ in range(len(pending) - keep)]
+      guard_values = jax.device_get([
+          {k: v for k, v in _flat_scalars(metrics).items() if k.endswith(NONFINITE)}
+          for _, metrics in steps])
+      for (step, metrics), values in zip(steps, guard_values):
+        report(step, metrics, values)
+
     stopped_by = None
     every = self.config.checkpoint.every_steps
     with _StopFlag(announce=self.is_chief) as stop:
       while self.step < self.total_steps:
-        metrics = advance()
+        pending.append((self.step + 1, advance()))
         self.step += 1
         self.ckpt.check_for_errors()  # a failed background save (a full disk) stops the run now
-        if pending is not None:
-          report(*pending)
-        pending = (self.step, metrics)
+        if len(pending) >= METRICS_LAG + METRICS_READ_EVERY:
+          read(keep=METRICS_LAG)
         if report_now is not None and report_now(self.step):
-          report(*pending)
-          pending = None
+          read()
         if after_step is not None:
           after_step(self.step, holder['state'])
         if self.step % every == 0:
+          read()  # the guard checks every step before a checkpoint is kept
           self._save(holder['state'], self.step)
         if on_step is not None and on_step(self.step):
           stop.raised = True
           stop.signal_name = stop.signal_name or 'SIGTERM'
         if stop.raised:  # (also at the last step: the caller stops before evaluating)
-          if pending is not None:
-            report(*pending)
-            pending = None
+          read()
           self._save(holder['state'], self.step, force=True)
           self.ckpt.wait_until_finished()
           on_interrupt()
@@ -317,8 +348,7 @@ class Session:
                   f'{self.ckpt.directory}; run the same command to resume', flush=True)
           stopped_by = stop.signal_name
           break
-      if pending is not None:
-        report(*pending)
+      read()
       if stopped_by is None:
         self._save(holder['state'], self.step, force=True)
       self.ckpt.wait_until_finished()
