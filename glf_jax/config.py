@@ -21,9 +21,10 @@ Sub-trees (each module reads only its own)::
     distributed multi-process settings
     compile     the compile mode's target chips (glf_jax.modes.compile)
 
-plus ``mode``, ``seed``, ``allow_config_change`` and ``xla_cpu_flags``. A value that may be "not
-set" is ``None`` (a typed placeholder that the command line can set), never ``''``, ``0`` or
-``-1``. :func:`validate` checks a run's config once, when a run starts.
+plus ``mode``, ``seed``, ``allow_config_change``, ``xla_cpu_flags`` and
+``compilation_cache_dir``. A value that may be "not set" is ``None`` (a typed placeholder that the
+command line can set), never ``''``, ``0`` or ``-1``. :func:`validate` checks a run's config once,
+when a run starts.
 
 This module assembles defaults the layers below expose; none of them imports it back. Imports:
 methods, data, models, train (optimiser defaults), prior, evaluate, run (the saved config).
@@ -43,6 +44,7 @@ from glf_jax.data import datasets, recipes, sources
 from glf_jax.losses import checks
 from glf_jax.models import default_model_config
 from glf_jax.prior import default_prior_config
+from glf_jax.runtime import compile_cache
 # Re-exported: what a saved config is compared with (glf_jax.run.saved_config).
 from glf_jax.runtime import targets
 from glf_jax.run.saved_config import IGNORED_ON_RESUME, config_differences, flatten, to_json  # noqa: F401
@@ -67,6 +69,9 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
   # XLA CPU flag preset (glf_jax.xla_cpu): 'fast' halves a ResNet step on CPU; 'none' for XLA's
   # defaults. Ignored on GPU/TPU.
   c.xla_cpu_flags = 'fast'
+  # JAX's persistent compilation cache (glf_jax.runtime.compile_cache): a restarted run loads its
+  # compiled programs. A directory or gs:// path; 'none' (or None, '') turns it off.
+  c.compilation_cache_dir = compile_cache.default_dir()
 
   c.data = sources.default_data_config(dataset)
   c.augment = recipes.RECIPES[record.augment].views(info.image_size, mean=info.mean,

@@ -84,9 +84,12 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every step at INFO
   config = flags.FLAGS.config
   if config.mode != 'show_config':
+    from glf_jax.runtime import compile_cache  # pylint: disable=g-import-not-at-top
     from glf_jax.runtime import xla_cpu  # pylint: disable=g-import-not-at-top
     # Before JAX initialises its backend (XLA reads XLA_FLAGS once); a no-op on GPU/TPU.
     xla_cpu.configure(config.xla_cpu_flags)
+    # Before the first compilation: a restarted run loads its compiled programs.
+    compile_cache.configure(config.compilation_cache_dir)
   if config.mode == 'compile':
     from glf_jax.runtime import targets  # pylint: disable=g-import-not-at-top
     targets.use_host_cpu()  # the target's devices are compile-only; this host compiles

@@ -22,6 +22,9 @@ jax.config.update('jax_num_cpu_devices', 8)
 _CACHE = os.environ.get('GLF_JAX_TEST_CACHE',
                         str(pathlib.Path(__file__).resolve().parent.parent / '.jax_cache'))
 jax.config.update('jax_compilation_cache_dir', _CACHE)
+# The CLI runs of subprocess tests use it too (glf_jax.runtime.compile_cache defers to the
+# variable), never the user's ~/.cache/glf_jax/xla.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 # Most in-process tests compile a program and run it a few times on small inputs: compiling is
 # their cost, and XLA's backend optimisations (LLVM's passes) halve a step test's time when off.

@@ -24,7 +24,7 @@ from glf_jax.runtime import fileio
 # (cohort.dispatch gives bit-identical members either way, data.decode_cache the same pixels),
 # not what it trains.
 IGNORED_ON_RESUME = ('allow_config_change', 'mode', 'eval', 'xla_cpu_flags', 'cohort.dispatch',
-                     'compile', 'data.decode_cache')
+                     'compile', 'data.decode_cache', 'compilation_cache_dir')
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
