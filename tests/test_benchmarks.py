@@ -105,3 +105,23 @@ def test_cohort_step_benchmark_quick(tmp_path):
   for dispatch in ('cohort split', 'cohort fused'):
     assert result['gflop'][dispatch] < result['gflop']['cl'] + result['gflop']['nscl'], dispatch
   assert len(result['vmap']['ratios']) == 3 and result['vmap']['ratio_median'] > 0  # --quick
+
+
+_HOST_LOOP_SCRIPT = _SCRIPT.parent / 'host_loop.py'
+
+
+def test_host_loop_benchmark_quick(tmp_path):
+  out = tmp_path / 'host.json'
+  proc = subprocess.run([sys.executable, str(_HOST_LOOP_SCRIPT), '--quick', '--json', str(out)],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert '| code | stage | images/s | ms/step | main-thread CPU ms/step | of a 2 ms step |' in (
+      proc.stdout)
+  result = json.loads(out.read_text())
+  assert result['metadata']['batch_size'] == 512 and result['metadata']['quick']
+  stages = [r['stage'] for r in result['rows']]
+  assert stages[:3] == ['loader', 'loader + placement (to_global_batch)',
+                        'dispatch alone (null step, one placed batch)'], stages
+  assert stages[3].startswith('session loop (null step, 2 state arrays)'), stages
+  for r in result['rows']:
+    assert r['steps'] == 20 and r['images_per_s'] > 0 and r['ms_per_step'] > 0, r
