@@ -125,3 +125,20 @@ def test_host_loop_benchmark_quick(tmp_path):
   assert stages[3].startswith('session loop (null step, 2 state arrays)'), stages
   for r in result['rows']:
     assert r['steps'] == 20 and r['images_per_s'] > 0 and r['ms_per_step'] > 0, r
+
+
+_TFDS_CACHE_SCRIPT = _SCRIPT.parent / 'tfds_decode_cache.py'
+
+
+def test_tfds_decode_cache_benchmark_quick(tmp_path):
+  out = tmp_path / 'tfds.json'
+  proc = subprocess.run([sys.executable, str(_TFDS_CACHE_SCRIPT), '--quick', '--json', str(out)],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert '| stage | images | seconds | images/s | images per core-second |' in proc.stdout
+  result = json.loads(out.read_text())
+  assert result['metadata']['image_size'] == 224 and result['metadata']['images'] == 64
+  stages = [r['stage'] for r in result['rows']]
+  assert [s.split(' (')[0] for s in stages] == [
+      'decode every read', 'cache build', 'cached read_batch', 'cached loader'], stages
+  assert all(r['images'] > 0 and r['images_per_core_s'] > 0 for r in result['rows'])

@@ -250,30 +250,8 @@ def _encoded(pixels, fmt):
   return buffer.getvalue()
 
 
-def _prepare_tfds(name, data_dir, features, splits):
-  """Writes ``splits`` as a real TFDS ArrayRecord dataset ``name``, as TFDS itself would.
-
-  Images are given already encoded, so no TensorFlow is needed. The registered builder of the same
-  name (and version) reads it back, as it would read data prepared by TFDS.
-  """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  version = tfds.builder_cls(name).VERSION
-
-  class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    VERSION = version
-    code_path = None  # no checksums file to look up (and no importlib_resources needed)
-
-    def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=features)
-
-    def _split_generators(self, dl_manager):
-      return {split: self._generate_examples(examples) for split, examples in splits.items()}
-
-    def _generate_examples(self, examples):
-      yield from enumerate(examples)
-
-  LocalBuilder.name = name
-  LocalBuilder(data_dir=data_dir, file_format='array_record').download_and_prepare()
+# Real TFDS ArrayRecord files, written here without TensorFlow (also imported by other tests).
+_prepare_tfds = tfds_source.prepare_from_examples
 
 
 def test_tfds_cifar10_from_local_array_record(tmp_path):

@@ -99,6 +99,33 @@ def prepare_command(builder_name: str, data_dir: str) -> str:
           ".download_and_prepare(file_format='array_record')\"")
 
 
+def prepare_from_examples(builder_name: str, data_dir: str | os.PathLike[str], features,
+                          splits: dict) -> None:
+  """Writes ``splits`` (``{split: [example dict, ...]}``, images already encoded) as a prepared
+  ArrayRecord dataset ``builder_name`` in ``data_dir``, without TensorFlow: the registered builder
+  of that name and version reads it back as data TFDS prepared. ``features`` is the builder's
+  ``tfds.features.FeaturesDict``. For tests, benchmarks and small data made locally."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  version = tfds.builder_cls(builder_name).VERSION
+
+  class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    VERSION = version
+    code_path = None  # no checksums file to look up (and no importlib_resources needed)
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=features)
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {split: self._generate_examples(examples) for split, examples in splits.items()}
+
+    def _generate_examples(self, examples):
+      yield from enumerate(examples)
+
+  LocalBuilder.name = builder_name
+  LocalBuilder(data_dir=os.fspath(data_dir), file_format='array_record').download_and_prepare()
+
+
 def _not_prepared_message(name: str, builder_name: str, data_dir: str, problem: str) -> str:
   lines = [
       f'dataset {name!r} (TFDS {builder_name!r}) {problem} in {data_dir}.',
