@@ -62,6 +62,8 @@ from glf_jax.data import make_loader, make_source  # noqa: E402
 from glf_jax.run.session import Session  # noqa: E402
 from glf_jax.runtime import devices  # noqa: E402
 
+import report  # noqa: E402  # (benchmarks/report.py, beside this script)
+
 DEVICE_STEP_MS = 2.0  # the device step the host must keep up with (a pod step, CIFAR batch 512)
 
 
@@ -232,14 +234,14 @@ def run_baseline(args) -> list[dict]:
     return json.loads(out.read_text())['rows']
 
 
-def markdown_table(rows) -> str:
-  lines = ['| code | stage | images/s | ms/step | main-thread CPU ms/step | of a 2 ms step |',
-           '|---|---|---:|---:|---:|---:|']
-  for r in rows:
-    lines.append(f"| {r['code']} | {r['stage']} | {r['images_per_s']:,.0f} | "
-                 f"{r['ms_per_step']:.3f} | {r['main_thread_cpu_ms_per_step']:.3f} | "
-                 f"{100 * r['share_of_device_step']:.0f}% |")
-  return '\n'.join(lines)
+COLUMNS = (
+    ('code', False, lambda r: r['code']),
+    ('stage', False, lambda r: r['stage']),
+    ('images/s', True, lambda r: f"{r['images_per_s']:,.0f}"),
+    ('ms/step', True, lambda r: f"{r['ms_per_step']:.3f}"),
+    ('main-thread CPU ms/step', True, lambda r: f"{r['main_thread_cpu_ms_per_step']:.3f}"),
+    ('of a 2 ms step', True, lambda r: f"{100 * r['share_of_device_step']:.0f}%"),
+)
 
 
 def metadata(args) -> dict:
@@ -266,11 +268,8 @@ def main(argv=None):
   if args.baseline_repo is not None:
     rows += run_baseline(args)
   rows += [{'code': label, **row} for row in measure(args)]
-  print(markdown_table(rows))
-  args.json.parent.mkdir(parents=True, exist_ok=True)
-  with open(args.json, 'w', encoding='utf-8') as f:
-    json.dump({'metadata': meta, 'rows': rows}, f, indent=2)
-  print(f'Wrote {args.json}', file=sys.stderr)
+  print(report.markdown_table(COLUMNS, rows))
+  report.write_json(args.json, {'metadata': meta, 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import json
 import os
 import pathlib
 import platform
@@ -43,6 +42,8 @@ from PIL import Image  # noqa: E402
 
 from glf_jax.data import make_loader  # noqa: E402
 from glf_jax.data import tfds_source  # noqa: E402
+
+import report  # noqa: E402  # (benchmarks/report.py, beside this script)
 
 
 def parse_args(argv=None):
@@ -140,13 +141,13 @@ def measure(args, base: pathlib.Path) -> tuple[list[dict], float]:
   return rows, jpeg_bytes
 
 
-def markdown_table(rows) -> str:
-  lines = ['| stage | images | seconds | images/s | images per core-second |',
-           '|---|---:|---:|---:|---:|']
-  for r in rows:
-    lines.append(f"| {r['stage']} | {r['images']:,} | {r['seconds']:.3f} | "
-                 f"{r['images_per_s']:,.0f} | {r['images_per_core_s']:,.0f} |")
-  return '\n'.join(lines)
+COLUMNS = (
+    ('stage', False, lambda r: r['stage']),
+    ('images', True, lambda r: f"{r['images']:,}"),
+    ('seconds', True, lambda r: f"{r['seconds']:.3f}"),
+    ('images/s', True, lambda r: f"{r['images_per_s']:,.0f}"),
+    ('images per core-second', True, lambda r: f"{r['images_per_core_s']:,.0f}"),
+)
 
 
 def main(argv=None):
@@ -162,13 +163,10 @@ def main(argv=None):
   with tempfile.TemporaryDirectory(prefix='glf_tfds_cache_') as tmp:
     rows, jpeg_bytes = measure(args, args.workdir or pathlib.Path(tmp))
   meta['mean_jpeg_bytes'] = round(jpeg_bytes)
-  print(markdown_table(rows))
+  print(report.markdown_table(COLUMNS, rows))
   print(f'\n(mean JPEG: {jpeg_bytes / 1024:.0f} KiB; the cache holds '
         f'{args.image_size ** 2 * 3 / 1024:.0f} KiB an image)')
-  args.json.parent.mkdir(parents=True, exist_ok=True)
-  with open(args.json, 'w', encoding='utf-8') as f:
-    json.dump({'metadata': meta, 'rows': rows}, f, indent=2)
-  print(f'Wrote {args.json}', file=sys.stderr)
+  report.write_json(args.json, {'metadata': meta, 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -107,17 +107,20 @@ def test_cohort_step_benchmark_quick(tmp_path):
   assert len(result['vmap']['ratios']) == 3 and result['vmap']['ratio_median'] > 0  # --quick
 
 
-_HOST_LOOP_SCRIPT = _SCRIPT.parent / 'host_loop.py'
+def _quick_run(script, tmp_path):
+  """Runs ``benchmarks/<script> --quick`` from ``tmp_path``; returns (stdout, its JSON)."""
+  out = tmp_path / 'results.json'
+  proc = subprocess.run([sys.executable, str(_SCRIPT.parent / script), '--quick', '--json',
+                         str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  return proc.stdout, json.loads(out.read_text())
 
 
 def test_host_loop_benchmark_quick(tmp_path):
-  out = tmp_path / 'host.json'
-  proc = subprocess.run([sys.executable, str(_HOST_LOOP_SCRIPT), '--quick', '--json', str(out)],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
-  assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert '| code | stage | images/s | ms/step | main-thread CPU ms/step | of a 2 ms step |' in (
-      proc.stdout)
-  result = json.loads(out.read_text())
+  stdout, result = _quick_run('host_loop.py', tmp_path)
+  header = '| code | stage | images/s | ms/step | main-thread CPU ms/step | of a 2 ms step |'
+  assert header in stdout
   assert result['metadata']['batch_size'] == 512 and result['metadata']['quick']
   stages = [r['stage'] for r in result['rows']]
   assert stages[:3] == ['loader', 'loader + placement (to_global_batch)',
@@ -127,18 +130,10 @@ def test_host_loop_benchmark_quick(tmp_path):
     assert r['steps'] == 20 and r['images_per_s'] > 0 and r['ms_per_step'] > 0, r
 
 
-_TFDS_CACHE_SCRIPT = _SCRIPT.parent / 'tfds_decode_cache.py'
-
-
 def test_tfds_decode_cache_benchmark_quick(tmp_path):
-  out = tmp_path / 'tfds.json'
-  proc = subprocess.run([sys.executable, str(_TFDS_CACHE_SCRIPT), '--quick', '--json', str(out)],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
-  assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert '| stage | images | seconds | images/s | images per core-second |' in proc.stdout
-  result = json.loads(out.read_text())
+  stdout, result = _quick_run('tfds_decode_cache.py', tmp_path)
+  assert '| stage | images | seconds | images/s | images per core-second |' in stdout
   assert result['metadata']['image_size'] == 224 and result['metadata']['images'] == 64
-  stages = [r['stage'] for r in result['rows']]
-  assert [s.split(' (')[0] for s in stages] == [
-      'decode every read', 'cache build', 'cached read_batch', 'cached loader'], stages
+  stages = [r['stage'].split(' (')[0] for r in result['rows']]
+  assert stages == ['decode every read', 'cache build', 'cached read_batch', 'cached loader']
   assert all(r['images'] > 0 and r['images_per_core_s'] > 0 for r in result['rows'])

@@ -12,8 +12,6 @@ import os
 import pathlib
 from typing import Sequence
 
-import numpy as np
-
 from glf_jax.data import decode_cache
 from glf_jax.data.source_base import CorruptImageError
 from glf_jax.data.source_base import ImageSource

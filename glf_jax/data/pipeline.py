@@ -37,7 +37,7 @@ import numpy as np
 
 from glf_jax.data.source_base import read_rows
 
-# grain's shuffle: index_shuffle with 4 rounds (grain/_src/python/dataset/transformations/shuffle.py).
+# grain's shuffle: index_shuffle with 4 rounds (grain's dataset/transformations/shuffle.py).
 _SHUFFLE_ROUNDS = 4
 _U32 = 0xFFFFFFFF
 # Blocks up to this many bits are enciphered whole (a table of 2**bits words, 256 MiB at most).
