@@ -58,8 +58,8 @@ CIFAR10_ARCHIVE_VARIABLE = 'GLF_JAX_CIFAR10_ARCHIVE'
 def write_image_folder(root, per_class=None, classes=CLASSES, size=32, seed=0):
   """Writes ``root/<split>/<class>/NNNN.jpg``: ``per_class[split]`` images of every class.
 
-  Each class is a colour and a stripe direction of its own (photographs' JPEG path, and a
-  structure a few training steps can pick up); phase, contrast and noise vary per image.
+  JPEGs, as CIFAR-10's are. Each class is a colour and a stripe direction of its own (a linear
+  probe on the pixels separates the classes); phase, contrast and noise vary per image.
   """
   rng = np.random.default_rng(seed)
   y, x = np.mgrid[0:size, 0:size] / size
@@ -121,7 +121,7 @@ CHILD_MARGIN_S = 30  # a child is stopped this long before pytest-timeout would 
 _test_deadline = None  # time.monotonic() at which the running test's children are stopped
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item):
   """Sets the running test's deadline for its children (pytest-timeout's clock starts here too:
   it covers the test's set-up, call and teardown)."""
@@ -129,7 +129,7 @@ def pytest_runtest_protocol(item):
   limit = _test_limit_s(item.config)
   _test_deadline = (time.monotonic() + limit - min(CHILD_MARGIN_S, limit / 2)) if limit else None
   try:
-    yield
+    return (yield)
   finally:
     _test_deadline = None
 
@@ -158,8 +158,8 @@ def run_child(command, **kwargs):
     except subprocess.TimeoutExpired:
       os.killpg(proc.pid, signal.SIGKILL)
       out, err = proc.communicate()
-      raise AssertionError(f'{command[:4]} still running {CHILD_MARGIN_S} s before the test\'s '
-                           f'hang timeout; killed:\n{out[-3000:]}\n{err[-3000:]}') from None
+      raise AssertionError(f'{command[:4]} still running just before the test\'s hang timeout; '
+                           f'killed:\n{out[-3000:]}\n{err[-3000:]}') from None
   return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
