@@ -1,7 +1,8 @@
-"""End to end on real CIFAR-10 JPEGs: folder -> cache -> grain loader -> 8-device mesh -> views.
+"""End to end on CIFAR-10-sized JPEGs: folder -> cache -> grain loader -> 8-device mesh -> views.
 
-A few hundred images are streamed out of ``../shared/data/cifar10-jpeg.tar.gz`` (relative to the
-repository root; always present in CI), without extracting the whole archive.
+On the made image folder of ``tests/conftest.py`` (CIFAR-10's layout and sizes), and on a few
+hundred real CIFAR-10 JPEGs streamed out of the archive that ``$GLF_JAX_CIFAR10_ARCHIVE`` names
+(skipped, in one line, when it is not set).
 """
 
 import functools
@@ -9,12 +10,19 @@ import functools
 import jax
 from jax.sharding import PartitionSpec as P
 import numpy as np
+import pytest
 
 from glf_jax.runtime import devices
 from glf_jax.data import pipeline
 from glf_jax.data import sources
 
-from tests.conftest import CLASSES, GLOBAL_BATCH  # the cifar_root fixture is in conftest
+from tests.conftest import CLASSES, GLOBAL_BATCH  # the folders' fixtures are in conftest
+
+
+@pytest.fixture(params=['image_root', 'cifar10_root'])
+def folder_root(request):
+  """The made folder, then the real CIFAR-10 one (when its archive is given)."""
+  return request.getfixturevalue(request.param)
 
 
 @functools.cache
@@ -47,16 +55,16 @@ def _run(root, cache_dir, seed, steps=3):
   return source, labels, results
 
 
-def test_cifar10_folder_to_sharded_views(cifar_root, tmp_path):
+def test_cifar10_folder_to_sharded_views(folder_root, tmp_path):
   cache = tmp_path / 'cache'
-  test_split = sources.ImageFolderSource(cifar_root, 'test', cache_dir=cache)
+  test_split = sources.ImageFolderSource(folder_root, 'test', cache_dir=cache)
   assert len(test_split) == 40 and test_split.class_names == CLASSES
 
-  source, labels, results = _run(cifar_root, cache, seed=0)
+  source, labels, results = _run(folder_root, cache, seed=0)
   assert source.cache_built and len(source) == 400
   assert source.image_shape == (32, 32, 3) and source.class_names == CLASSES
   image = source[0]['image']
-  assert image.dtype == np.uint8 and 20 < image.mean() < 235  # a real photo, not a blank
+  assert image.dtype == np.uint8 and 20 < image.mean() < 235  # an image, not a blank
   for v1, v2 in results:
     for view in (v1, v2):
       assert view.shape == (GLOBAL_BATCH, 32, 32, 3)
@@ -67,7 +75,7 @@ def test_cifar10_folder_to_sharded_views(cifar_root, tmp_path):
   assert all(len(np.unique(batch)) > 5 and batch.max() < 10 for batch in labels)
 
   # Same seed: same batches in the same order and the same views (the cache is reused).
-  again, labels_again, results_again = _run(cifar_root, cache, seed=0)
+  again, labels_again, results_again = _run(folder_root, cache, seed=0)
   assert not again.cache_built
   for a, b in zip(labels, labels_again):
     np.testing.assert_array_equal(a, b)
@@ -76,6 +84,6 @@ def test_cifar10_folder_to_sharded_views(cifar_root, tmp_path):
     np.testing.assert_array_equal(np.asarray(a2), np.asarray(b2))
 
   # Another seed: another order and other views.
-  _, labels_other, results_other = _run(cifar_root, cache, seed=1, steps=1)
+  _, labels_other, results_other = _run(folder_root, cache, seed=1, steps=1)
   assert not np.array_equal(labels_other[0], labels[0])
   assert not np.array_equal(np.asarray(results_other[0][0]), np.asarray(results[0][0]))

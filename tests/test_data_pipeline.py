@@ -231,9 +231,15 @@ def test_worker_processes_keep_order_and_state():
   kwargs = {'seed': 5, 'global_batch_size': 32, 'process_index': 0, 'process_count': 1}
   expected = _labels(pipeline.make_loader(source, **kwargs), 8)
   loader = pipeline.make_loader(source, worker_count=2, **kwargs)
-  it = iter(loader)
-  assert _labels(it, 3) == expected[:3]
-  state = json.loads(json.dumps(it.get_state()))
-  resumed = iter(loader)
-  resumed.set_state(state)
-  assert _labels(resumed, 5) == expected[3:]
+  it = resumed = None
+  try:
+    it = iter(loader)
+    assert _labels(it, 3) == expected[:3]
+    state = json.loads(json.dumps(it.get_state()))
+    resumed = iter(loader)
+    resumed.set_state(state)
+    assert _labels(resumed, 5) == expected[3:]
+  finally:  # the worker processes end with the test, not whenever the iterators are collected
+    for iterator in (it, resumed):
+      if iterator is not None:
+        iterator.close()

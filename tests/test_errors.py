@@ -10,7 +10,6 @@ import errno
 import logging
 import os
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -28,6 +27,7 @@ from glf_jax import main
 from glf_jax.data import decode_cache
 from glf_jax.data import sources
 from glf_jax.data import tfds_source
+from tests.conftest import run_child
 
 # Orbax's failed writes leave coroutines that complain once their event loop is closed: noise.
 pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
@@ -45,9 +45,9 @@ def _env(**extra):
   return env
 
 
-def _cli(*args, env=None, timeout=120):
-  return subprocess.run([sys.executable, '-m', 'glf_jax.main', *map(str, args)], cwd=ROOT,
-                        env=env or _env(), capture_output=True, text=True, timeout=timeout)
+def _cli(*args, env=None):
+  return run_child([sys.executable, '-m', 'glf_jax.main', *map(str, args)], cwd=ROOT,
+                   env=env or _env())
 
 
 def _one_error(result) -> str:
@@ -328,9 +328,8 @@ def test_full_disk_hidden_in_an_io_error_is_named_at_the_failed_save(tmp_path, m
   with pytest.raises(checkpoint.CheckpointError) as info:
     ckpt.save(2, _state(2), data_state={})
     if async_save:
-      deadline = time.monotonic() + 60
-      while time.monotonic() < deadline:  # reported as soon as the write fails, no next save
-        ckpt.check_for_errors()
+      while True:  # reported as soon as the write fails, with no next save; no limit but the
+        ckpt.check_for_errors()  # suite's hang timeout: a slow machine only takes longer
         time.sleep(0.05)
   message = str(info.value)
   assert info.value.errno == errno.ENOSPC
@@ -396,7 +395,7 @@ def test_resuming_prints_no_read_only_notice(tmp_path):
   main.run(digits_config(), str(tmp_path / 'run'))
   args = ['--config', QUICKSTART, '--workdir', tmp_path / 'run', '--config.train.num_steps=4',
           '--config.train.batch_size=64', '--config.train.eval_after=False']
-  again = _cli(*args, timeout=300)
+  again = _cli(*args)
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'resumed from step 4' in again.stdout
   assert 'read only' not in again.stderr, again.stderr

@@ -5,22 +5,20 @@ a single process over two devices step for step, and only process 0 writes logs 
 """
 
 import json
-import os
 import pathlib
-import signal
 import socket
-import subprocess
 import sys
 
 import numpy as np
 
-from tests.test_train_loop import ROOT, _cifar_overrides, _env
+from tests.conftest import run_child
+from tests.test_train_loop import ROOT, _env, _folder_overrides
 
 STEPS = 4
 
 
 def _overrides(root):
-  return _cifar_overrides(root, **{
+  return _folder_overrides(root, **{
       'train.num_steps': STEPS, 'train.log_every': 1, 'checkpoint.every_steps': 2,
       'eval.linear.epochs': 5, 'eval.compare_random_init': False})
 
@@ -37,35 +35,23 @@ def _losses(workdir):
   return {row['step']: row['loss'] for row in map(json.loads, lines) if 'evaluation' not in row}
 
 
-def _run(command, timeout, **kwargs):
-  """subprocess.run in a session of its own: on a timeout the whole group (the launcher *and* the
-  training processes it started) is killed, and the test fails within pytest-timeout's limit."""
-  with subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True, **kwargs) as proc:
-    try:
-      out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-      os.killpg(proc.pid, signal.SIGKILL)
-      out, err = proc.communicate()
-      raise AssertionError(f'{command[:3]} still running after {timeout} s:\n{err[-3000:]}')
-  return subprocess.CompletedProcess(command, proc.returncode, out, err)
-
-
-def test_two_processes_train_like_one_process_over_two_devices(cifar_root, tmp_path):
+def test_two_processes_train_like_one_process_over_two_devices(image_root, tmp_path):
   config = 'configs/simclr.py:adc'
   multi = tmp_path / 'multi'
   env = {k: v for k, v in _env().items() if k != 'XLA_FLAGS'}  # one CPU device per process
-  launched = _run(
-      ['bash', 'launch/multiprocess_cpu.sh', '2', config, str(multi), *_overrides(cifar_root)],
-      timeout=240, cwd=ROOT, env={**env, 'GLF_JAX_PORT': str(_free_port())})
+  # In a session of its own: a launcher still running near the hang timeout is killed with the
+  # training processes it started.
+  launched = run_child(
+      ['bash', 'launch/multiprocess_cpu.sh', '2', config, str(multi), *_overrides(image_root)],
+      cwd=ROOT, env={**env, 'GLF_JAX_PORT': str(_free_port())})
   logs = {i: pathlib.Path(f'{multi}.process{i}.log').read_text() for i in (0, 1)}
   assert launched.returncode == 0, logs[0][-3000:] + logs[1][-3000:]
 
   single = tmp_path / 'single'
-  one = _run(
+  one = run_child(
       [sys.executable, '-m', 'glf_jax.main', '--config', config, '--workdir', str(single),
-       *_overrides(cifar_root), '--config.train.eval_after=False'],  # its losses only
-      timeout=240, cwd=ROOT, env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+       *_overrides(image_root), '--config.train.eval_after=False'],  # its losses only
+      cwd=ROOT, env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
   assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
 
   multi_losses, single_losses = _losses(multi), _losses(single)

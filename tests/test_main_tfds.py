@@ -1,16 +1,16 @@
-"""`python -m glf_jax.main` on a TFDS dataset: real CIFAR-10 pixels written as a prepared TFDS
-`cifar10` (ArrayRecord) in a local data_dir, read back by the registered builder, as a user's
-`tfds build cifar10` output would be. Pretrain a few steps, evaluate, check summary.json."""
+"""`python -m glf_jax.main` on a TFDS dataset: the made CIFAR-10-sized images (tests/conftest.py)
+written as a prepared TFDS `cifar10` (ArrayRecord) in a local data_dir, read back by the
+registered builder, as a user's `tfds build cifar10` output would be. Pretrain a few steps,
+evaluate, check summary.json."""
 
 import io
 import json
-import subprocess
 import sys
 
 import numpy as np
 from PIL import Image
 
-from tests.conftest import CLASSES
+from tests.conftest import CLASSES, run_child
 from tests.test_data_sources import _prepare_tfds
 from tests.test_train_loop import ROOT, _env
 
@@ -26,7 +26,7 @@ def _examples(root, split):
   return examples
 
 
-def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(cifar_root, tmp_path):
+def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(image_root, tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   features = tfds.features.FeaturesDict({
       'id': tfds.features.Text(),
@@ -34,7 +34,7 @@ def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(cifar_root, tmp
       'label': tfds.features.ClassLabel(names=CLASSES),
   })
   data_dir = tmp_path / 'tensorflow_datasets'
-  splits = {split: _examples(cifar_root, split) for split in ('train', 'test')}
+  splits = {split: _examples(image_root, split) for split in ('train', 'test')}
   _prepare_tfds('cifar10', data_dir, features, splits)
 
   workdir = tmp_path / 'run'
@@ -47,10 +47,10 @@ def test_main_pretrains_and_evaluates_on_a_prepared_tfds_dataset(cifar_root, tmp
   }
   env = _env()
   env.pop('TFDS_DATA_DIR', None)
-  result = subprocess.run(
+  result = run_child(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/simclr.py',
        '--workdir', str(workdir), *[f'--config.{k}={v}' for k, v in overrides.items()]],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+      cwd=ROOT, env=env)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
   summary = json.loads((workdir / 'summary.json').read_text())

@@ -2,7 +2,6 @@
 the batch's example index, the on-device lookup (1 and 8 devices), the writing tool, and a run."""
 
 import json
-import subprocess
 import sys
 import pathlib
 
@@ -18,6 +17,7 @@ from glf_jax.prior import features_file as prior_features
 from glf_jax.prior import __main__ as tool
 from glf_jax.runtime import devices
 from glf_jax.data import make_loader, make_source, sources
+from tests.conftest import run_child
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -140,10 +140,9 @@ def test_tool_writes_a_runs_features_and_a_run_trains_with_them(tmp_path):
   assert features.shape[0] == len(train_source) and np.all(np.isfinite(features))
   assert 'quickstart' in metadata['description'] or 'simclr' in metadata['description']
 
-  bad = subprocess.run(
+  bad = run_child(
       [sys.executable, '-m', 'glf_jax.prior', '--encoder', str(tmp_path / 'none'),
-       '--out', str(tmp_path / 'x.safetensors')], cwd=tmp_path, env=env, capture_output=True,
-      text=True, timeout=300)
+       '--out', str(tmp_path / 'x.safetensors')], cwd=tmp_path, env=env)
   assert bad.returncode == 2 and bad.stderr.strip().startswith('error: no glf_jax checkpoint')
 
   config = quickstart.get_config()
@@ -172,8 +171,7 @@ def test_tool_accepts_a_torchvision_file(tmp_path):
   env = {'PYTHONPATH': str(ROOT), 'JAX_PLATFORMS': 'cpu', 'PATH': '/usr/bin:/bin'}
   command = [sys.executable, '-m', 'glf_jax.prior', '--encoder', weights,
              '--out', str(out), '--image-size', '8']
-  missing = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=300)
+  missing = run_child(command, cwd=tmp_path, env=env)
   assert missing.returncode == 2 and 'set --data' in missing.stderr
   # In process (no second start-up); the test split: a quarter of the images to encode.
   assert tool.main([*command[3:], '--data', 'digits', '--split', 'test']) == 0

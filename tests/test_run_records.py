@@ -35,8 +35,9 @@ def _digits_config(**train):
 def test_a_held_workdir_refuses_a_second_run_naming_the_holder(tmp_path):
   holder = subprocess.Popen(
       [sys.executable, '-c', 'import sys, time; from glf_jax.run import lock\n'
-       f'with lock.hold({str(tmp_path)!r}):\n  print("held", flush=True); time.sleep(60)'],
-      cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(ROOT)})
+       f'with lock.hold({str(tmp_path)!r}):\n  print("held", flush=True); sys.stdin.read()'],
+      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+      env={**os.environ, 'PYTHONPATH': str(ROOT)})  # holds the lock until it is killed
   try:
     assert holder.stdout.readline().strip() == 'held'
     with pytest.raises(lock.WorkdirBusyError, match=rf'in use by another run: pid '

@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -18,6 +17,7 @@ from glf_jax import main
 from glf_jax.run import lock
 from glf_jax.study import aggregate as aggregate_lib
 from glf_jax.study import runner as study_runner
+from tests.conftest import run_child
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -256,12 +256,11 @@ def test_study_config_round_trips_through_json():
 
 @pytest.mark.slow  # subprocesses or a trained run (5-10 s each): in CI, not in the fast tier
 def test_study_config_takes_command_line_overrides(tmp_path):
-  result = subprocess.run(
+  result = run_child(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/studies/adc_ablation.py:smoke',
        '--config.mode=show_config', '--config.study.shard=1/2', '--config.study.seeds=(3,4)',
        '--config.study.only_cells=adc', '--config.objective.adc.nu=2.5', f'--workdir={tmp_path}'],
-      cwd=ROOT, capture_output=True, text=True, timeout=300,
-      env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT)})
+      cwd=ROOT, env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT)})
   assert result.returncode == 0, result.stderr
   for line in ("study.shard: '1/2'", 'study.seeds: (3, 4)', "study.only_cells: 'adc'",
                'objective.adc.nu: 2.5'):

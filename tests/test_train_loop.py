@@ -1,5 +1,6 @@
 """The main job end to end: pretrain, resume after SIGKILL / SIGTERM, refuse changed configs,
-stop on non-finite losses, evaluate and write summary.json. Real CIFAR-10 JPEGs (few hundred)."""
+stop on non-finite losses, evaluate and write summary.json. On the made CIFAR-10-sized image folder
+of tests/conftest.py (400 + 40 JPEGs)."""
 
 import json
 import os
@@ -7,7 +8,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import threading
 
 import jax
 import jax.numpy as jnp
@@ -22,12 +22,13 @@ from glf_jax.losses import glf
 from glf_jax.run import metrics_log
 from glf_jax.run import session as session_lib
 from glf_jax.train.pretrain import pretrain
+from tests.conftest import child_lines, run_child
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TOTAL_STEPS = 20  # the kill comes at step 10, after the checkpoint of step 8
 
 
-def _cifar_overrides(root, **extra):
+def _folder_overrides(root, **extra):
   settings = {
       'data.name': 'image_folder', 'data.root': str(root), 'model.arch': 'resnet_tiny',
       'model.projector_hidden_dim': 32, 'model.projection_dim': 16, 'train.batch_size': 32,
@@ -62,39 +63,27 @@ def _final_params(workdir):
   return step, [np.asarray(x) for x in jax.tree.leaves((params, batch_stats))]
 
 
-def _lines(proc, limit_s=200):
-  """``proc``'s output lines as they come; a child still running after ``limit_s`` is killed (its
-  output then ends), so a child that hangs fails the test instead of blocking the suite."""
-  watchdog = threading.Timer(limit_s, proc.kill)
-  watchdog.start()
-  try:
-    yield from proc.stdout
-  finally:
-    watchdog.cancel()
-
-
 def _run_and_kill(workdir, overrides, sig, after_line):
   """Starts the job, sends ``sig`` as soon as a progress line starts with ``after_line``."""
   proc = subprocess.Popen(_command(workdir, overrides), cwd=ROOT, env=_env(), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   output = []
   sent = False
-  for line in _lines(proc):
+  for line in child_lines(proc):
     output.append(line)
     if not sent and line.startswith(after_line):
       proc.send_signal(sig)
       sent = True
-  proc.wait(timeout=300)
   assert sent, ''.join(output)
   return proc.returncode, ''.join(output)
 
 
-def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
-  overrides = _cifar_overrides(cifar_root, **{'data.cache_dir': str(tmp_path / 'cache')})
+def test_killed_run_resumes_exactly_then_evaluates(image_root, tmp_path):
+  overrides = _folder_overrides(image_root, **{'data.cache_dir': str(tmp_path / 'cache')})
   # Uninterrupted reference (no evaluation, to save time).
   reference = tmp_path / 'reference'
-  done = subprocess.run(_command(reference, overrides + ['--config.train.eval_after=False']),
-                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+  done = run_child(_command(reference, overrides + ['--config.train.eval_after=False']),
+                   cwd=ROOT, env=_env())
   assert done.returncode == 0, done.stdout + done.stderr
 
   # SIGKILL in the middle of training, then the same command again.
@@ -102,8 +91,7 @@ def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
   code, output = _run_and_kill(resumed, overrides, signal.SIGKILL, f'step 10/{TOTAL_STEPS}')
   assert code == -signal.SIGKILL, output
   assert not (resumed / 'summary.json').exists()
-  again = subprocess.run(_command(resumed, overrides), cwd=ROOT, env=_env(), capture_output=True,
-                         text=True, timeout=240)
+  again = run_child(_command(resumed, overrides), cwd=ROOT, env=_env())
   assert again.returncode == 0, again.stdout + again.stderr
   assert 'resumed from step' in again.stderr + again.stdout or 'step 12/' not in again.stdout
 
@@ -135,10 +123,10 @@ def test_killed_run_resumes_exactly_then_evaluates(cifar_root, tmp_path):
 
 
 @pytest.mark.parametrize('sig,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
-def test_sigterm_and_ctrl_c_save_and_exit_cleanly(cifar_root, tmp_path, sig, code):
+def test_sigterm_and_ctrl_c_save_and_exit_cleanly(image_root, tmp_path, sig, code):
   """SIGTERM (a scheduler's pre-emption) exits 0; Ctrl-C exits 130; both save, print one line."""
-  overrides = _cifar_overrides(cifar_root, **{'data.cache_dir': str(tmp_path / 'cache'),
-                                              'checkpoint.every_steps': 1000})
+  overrides = _folder_overrides(image_root, **{'data.cache_dir': str(tmp_path / 'cache'),
+                                               'checkpoint.every_steps': 1000})
   returncode, output = _run_and_kill(tmp_path / 'run', overrides, sig, f'step 6/{TOTAL_STEPS}')
   assert returncode == code, output
   assert 'Traceback' not in output and 'interrupted at step' in output, output
@@ -150,18 +138,17 @@ def test_sigterm_and_ctrl_c_save_and_exit_cleanly(cifar_root, tmp_path, sig, cod
   assert 6 <= step == summary['step'] < TOTAL_STEPS
 
 
-def test_second_ctrl_c_aborts_at_once_without_a_traceback(cifar_root, tmp_path):
-  overrides = _cifar_overrides(cifar_root, **{'data.cache_dir': str(tmp_path / 'cache')})
+def test_second_ctrl_c_aborts_at_once_without_a_traceback(image_root, tmp_path):
+  overrides = _folder_overrides(image_root, **{'data.cache_dir': str(tmp_path / 'cache')})
   proc = subprocess.Popen(_command(tmp_path / 'run', overrides), cwd=ROOT, env=_env(), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   output = []
-  for line in _lines(proc):
+  for line in child_lines(proc):
     output.append(line)
     if line.startswith(f'step 4/{TOTAL_STEPS}'):
       proc.send_signal(signal.SIGINT)
     if line.startswith('Ctrl-C: saving'):
       proc.send_signal(signal.SIGINT)
-  proc.wait(timeout=300)
   output = ''.join(output)
   assert proc.returncode == 130, output
   assert 'aborted' in output and 'Traceback' not in output, output
@@ -304,10 +291,9 @@ def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
     ('--config.data.name=imagenet2012', 'tfds'),
 ])
 def test_command_line_rejects_bad_config(override, message, tmp_path):
-  result = subprocess.run(
+  result = run_child(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/quickstart.py', override,
-       '--config.train.num_steps=1', f'--workdir={tmp_path}'], cwd=ROOT, env=_env(),
-      capture_output=True, text=True, timeout=300)
+       '--config.train.num_steps=1', f'--workdir={tmp_path}'], cwd=ROOT, env=_env())
   assert result.returncode != 0
   assert message in result.stderr.lower() or message in result.stderr
 

@@ -2,13 +2,13 @@
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 from glf_jax.runtime import xla_cpu
+from tests.conftest import run_child
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,8 +18,8 @@ def _run(code, **env):
   environ = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_PLATFORMS')}
   environ.update(env)
   environ['PYTHONPATH'] = _REPO
-  out = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], env=environ, check=True,
-                       capture_output=True, text=True, timeout=300)
+  out = run_child([sys.executable, '-c', textwrap.dedent(code)], env=environ)
+  assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 

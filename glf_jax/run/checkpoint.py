@@ -36,9 +36,11 @@ Guarantees, and how they are obtained:
   state structure that does not match the checkpoints, not corruption): that raises instead.
 * **Clear save errors.** Any error while saving (synchronously, or surfacing from the background
   write in ``wait_until_finished`` / the next ``save``) becomes a ``CheckpointError`` naming the
-  directory and the checkpoints still intact; the manager is then re-read from disk so that its
-  idea of the existing steps matches the files, and the failed save's temporary directory is
-  removed (with retries: orbax reports the first failed write while others may still be running).
+  directory and the checkpoints still intact. It is raised once the save's other writes have
+  stopped (orbax reports the first failed write while others may still be running: they would
+  race the clean-up and the next save of that step); the manager is then re-read from disk so
+  that its idea of the existing steps matches the files, and the failed save's temporary
+  directory is removed.
   A full disk (ENOSPC / EDQUOT, also when only the text of a wrapping I/O error says so) is named
   first, ``no space left on <directory>``, and the OS's reason is never cut from a shortened
   message. ``check_for_errors`` reports a failed background save without waiting for the next.
@@ -56,6 +58,7 @@ import errno
 import json
 import numbers
 import os
+import threading
 import time
 from typing import Any
 
@@ -63,6 +66,7 @@ from absl import logging
 from etils import epath
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint._src.futures import future as orbax_future
 
 from glf_jax.run import layout
 
@@ -181,6 +185,19 @@ def _full_disk_errno(error: BaseException) -> int | None:
         return code
     stack += [e.__cause__, e.__context__, *getattr(e, 'exceptions', ())]
   return None
+
+
+def _wait_for_background_writes() -> None:
+  """Joins orbax's background write threads (one per item of a save) still running.
+
+  After a failed save orbax has stopped waiting for the others; they end on their own (done, or
+  failed on their own errors). Orbax has no public handle on them: its thread class is matched
+  (if orbax renames it, nothing is waited for and tests/test_checkpoint.py fails).
+  """
+  writer = getattr(orbax_future, '_SignalingThread', ())
+  for thread in threading.enumerate():
+    if isinstance(thread, writer) and thread is not threading.current_thread():
+      threading.Thread.join(thread)  # not orbax's join, which re-raises the thread's error
 
 
 def _check_json(name: str, value: Any) -> None:
@@ -308,6 +325,7 @@ class Checkpointer:
     return started
 
   def _save_error(self, step: int | None, error: BaseException) -> CheckpointError:
+    _wait_for_background_writes()
     # A failed save has left the manager's step list wrong (orbax registers the new step and
     # drops the ones it planned to delete before the write finishes): re-read it from disk.
     self._reload()
@@ -329,12 +347,9 @@ class Checkpointer:
         'Fix the cause and resume from the latest one.')
 
   def _remove_failed_save(self, step: int) -> None:
-    """Removes the temporary directory of a failed save, once its last writes have stopped.
-
-    Orbax reports the first failed write without waiting for the others, which may still be
-    writing into ``<step>.orbax-checkpoint-tmp``; removing it while they do fails (ENOTEMPTY),
-    and so would orbax's own removal when the step is saved again. Hence the retries. A leftover
-    is harmless: orbax ignores it, and the next run's first save removes it.
+    """Removes the temporary directory of a failed save (its writes have stopped: see
+    :func:`_wait_for_background_writes`), retrying a removal that a file system refuses for a
+    moment. A leftover is harmless: orbax ignores it, and the next run's first save removes it.
     """
     if jax.process_index() != 0:
       return
