@@ -61,6 +61,36 @@ def test_lock_is_reentrant_across_sequential_runs_and_disabled_off_chief(tmp_pat
     assert not (tmp_path / '.lock').exists() or (tmp_path / '.lock').read_text() == ''
 
 
+def test_a_lock_file_that_is_not_the_locks_own_is_refused_and_left_untouched(tmp_path):
+  victim = tmp_path / 'victim.txt'
+  victim.write_text('precious')
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / '.lock').symlink_to(victim)
+  with pytest.raises(lock.LockFileError, match=rf'{workdir / ".lock"} is a symbolic link \(to '
+                     rf'{victim}\).*remove it'):
+    with lock.hold(str(workdir)):
+      pass
+  assert victim.read_text() == 'precious'
+  (workdir / '.lock').unlink()
+  os.link(victim, workdir / '.lock')  # a hard link: emptying it empties the victim
+  with pytest.raises(lock.LockFileError, match='has 2 names'):
+    with lock.hold(str(workdir)):
+      pass
+  assert victim.read_text() == 'precious'
+  (workdir / '.lock').unlink()
+  (workdir / '.lock').write_text('a file of somebody else')
+  with pytest.raises(lock.LockFileError, match='something other than a lock record'):
+    with lock.hold(str(workdir)):
+      pass
+  assert (workdir / '.lock').read_text() == 'a file of somebody else'
+  (workdir / '.lock').unlink()
+  (workdir / '.lock').mkdir()
+  with pytest.raises(lock.LockFileError, match='is a directory'):
+    with lock.hold(str(workdir)):
+      pass
+
+
 def test_runner_refuses_a_workdir_that_is_a_file_and_removes_a_workdir_it_created(tmp_path):
   a_file = tmp_path / 'file'
   a_file.write_text('x')
