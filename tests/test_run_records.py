@@ -132,6 +132,21 @@ def test_merging_keeps_the_training_record_and_every_evaluation(tmp_path):
   assert merged['mode'] == 'linear_probe' and sorted(merged['evaluations']) == ['a', 'b']
 
 
+@pytest.mark.parametrize('damage', ['{"mode": "pretrain", "step": 4, "evalu', '[1, 2, 3]'])
+def test_an_unreadable_summary_is_kept_aside_not_overwritten(tmp_path, caplog, damage):
+  (tmp_path / 'summary.json').write_text(damage)
+  assert run_records.read_summary(str(tmp_path)) == {}
+  assert 'summary.json is unreadable' in caplog.text
+  key = run_records.evaluation_key('knn', 'digits', str(tmp_path), 4)
+  merged = run_records.record_evaluation(str(tmp_path), key, {'mode': 'knn', 'pretrained': {}})
+  (kept,) = tmp_path.glob('summary.json.corrupt-*')
+  assert kept.read_text() == damage
+  assert f'kept the unreadable {tmp_path / "summary.json"} as {kept}' in caplog.text
+  assert json.loads((tmp_path / 'summary.json').read_text()) == merged
+  run_records.record_evaluation(str(tmp_path), key, {'mode': 'knn', 'pretrained': {}})
+  assert len(list(tmp_path.glob('summary.json.corrupt-*'))) == 1  # a readable one is replaced
+
+
 def test_evaluation_metrics_go_to_metrics_jsonl_once_per_key(tmp_path):
   workdir = str(tmp_path)
   (tmp_path / 'metrics.jsonl').write_text(json.dumps({'step': 4, 'loss': 1.0}) + '\n')

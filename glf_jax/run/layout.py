@@ -10,6 +10,7 @@
       tracks.jsonl           a cohort's tracked alignment (glf_jax.cohort)
       tensorboard/           the same scalars as TensorBoard events
       summary.json           the merged record of training and evaluations (glf_jax.run.records)
+      summary.json.corrupt-<time>   an unreadable summary.json, kept aside when one is rewritten
       evaluations.jsonl      one line per evaluation invocation
       features/              cached evaluation features (glf_jax.evaluate)
       curves.png, embedding.png, embedding.npz, tracks.png   pictures (glf_jax.plots)

@@ -11,6 +11,10 @@
 * ``metrics.jsonl`` and TensorBoard also get the evaluation metrics, as ``eval/<column>/<metric>``
   at the evaluated step (one record per evaluation key, replaced when it is re-run).
 
+A damaged ``summary.json`` (not a JSON object: a torn write, a hand edit) is never overwritten:
+the next write first renames it to ``summary.json.corrupt-<time>`` beside it, with a warning
+naming both, like the checkpoints' ``corrupt-<step>-<time>``.
+
 ``config.json`` is written by ``glf_jax.run.saved_config``. Process 0 writes; the others return at
 once.
 """
@@ -38,22 +42,47 @@ def _is_chief() -> bool:
   return jax.process_index() == 0
 
 
-def read_summary(workdir: str) -> dict[str, Any]:
-  """The workdir's ``summary.json`` ({} if absent or unreadable, with a warning if unreadable)."""
-  path = os.path.join(workdir, SUMMARY)
-  if not os.path.exists(path):
-    return {}
+def _load(path: str) -> tuple[dict[str, Any] | None, str | None]:
+  """``(summary, None)``, or ``(None, why)`` when ``path`` is not a readable JSON object."""
   try:
     with open(path, encoding='utf-8') as f:
       summary = json.load(f)
-    return summary if isinstance(summary, dict) else {}
   except (OSError, ValueError) as e:
-    logging.warning('%s is unreadable (%s); it will be rewritten', path, e)
+    return None, f'{type(e).__name__}: {e}'
+  if not isinstance(summary, dict):
+    return None, f'a JSON {type(summary).__name__}, not an object'
+  return summary, None
+
+
+def read_summary(workdir: str) -> dict[str, Any]:
+  """The workdir's ``summary.json`` ({} if absent or unreadable, with a warning if unreadable:
+  it is kept aside, not overwritten, when the summary is next written)."""
+  path = os.path.join(workdir, SUMMARY)
+  if not os.path.exists(path):
     return {}
+  summary, why = _load(path)
+  if summary is None:
+    logging.warning('%s is unreadable (%s); it will be kept as %s.corrupt-<time> when a new one '
+                    'is written', path, why, SUMMARY)
+    return {}
+  return summary
+
+
+def _set_aside_if_damaged(path: str) -> None:
+  """Renames an unreadable ``path`` to ``<path>.corrupt-<time>`` (never overwritten)."""
+  if not os.path.exists(path) or _load(path)[0] is not None:
+    return
+  stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
+  target, suffix = f'{path}.corrupt-{stamp}', 1
+  while os.path.exists(target):
+    target, suffix = f'{path}.corrupt-{stamp}-{suffix}', suffix + 1
+  os.rename(path, target)
+  logging.warning('kept the unreadable %s as %s; writing a new one', path, target)
 
 
 def write_summary(workdir: str, summary: dict) -> None:
   path = os.path.join(workdir, SUMMARY)
+  _set_aside_if_damaged(path)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=2, default=float)
   print(f'summary written to {path}', flush=True)
