@@ -178,6 +178,17 @@ def test_metrics_log_tolerates_a_torn_line_and_is_trimmed_to_the_resumed_step(tm
   assert metrics_log.trim(str(path), 1) == 0  # nothing more to drop
 
 
+def test_metrics_log_lines_that_are_json_but_not_records_are_skipped(tmp_path, caplog):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1, "loss": 2.0}\n[1, 2, 3]\nnull\n{"step": "two"}\n'
+                  '{"step": 3, "loss": 1.0}\n')
+  assert [r['step'] for r in metrics_log.read(str(path))] == [1, 3]
+  for number in (2, 3, 4):
+    assert f'{path}: line {number} is not a record' in caplog.text
+  assert metrics_log.trim(str(path), 1) == 4  # a resume cuts them with the later steps
+  assert [json.loads(l) for l in path.read_text().splitlines()] == [{'step': 1, 'loss': 2.0}]
+
+
 def digits_config(**train):
   sys.path.insert(0, str(ROOT))
   from configs import quickstart  # pylint: disable=g-import-not-at-top
