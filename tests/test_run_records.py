@@ -160,6 +160,25 @@ def test_evaluation_metrics_go_to_metrics_jsonl_once_per_key(tmp_path):
   assert [json.loads(line)['pretrained']['knn/k20'] for line in history] == [0.5, 0.7]
 
 
+def test_a_hand_edited_config_json_is_kept_aside_and_restored_on_resume(tmp_path, caplog):
+  from glf_jax.train.pretrain import pretrain  # pylint: disable=g-import-not-at-top
+  config = _digits_config(num_steps=4)
+  pretrain(config, str(tmp_path))
+  original = (tmp_path / 'config.json').read_text()
+  edited = json.loads(original)
+  edited['optim']['base_learning_rate'] = 123.0
+  (tmp_path / 'config.json').write_text(json.dumps(edited))
+  again = pretrain(config, str(tmp_path))  # finished: nothing to train, but the file is checked
+  assert int(again.state['step']) == 4
+  assert (tmp_path / 'config.json').read_text() == original
+  (kept,) = tmp_path.glob('config.json.edited-*')
+  assert json.loads(kept.read_text())['optim']['base_learning_rate'] == 123.0
+  assert f'kept it as {kept} and restored the original' in caplog.text
+  caplog.clear()
+  pretrain(config, str(tmp_path))  # an intact config.json: nothing to say
+  assert 'config.json' not in caplog.text and len(list(tmp_path.glob('config.json.*'))) == 1
+
+
 @pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
 def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
   # 4 then 6 steps at learning rate 0.5: the two train steps of test_train_loop's

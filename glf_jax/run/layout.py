@@ -5,6 +5,7 @@
     WORKDIR/
       .lock                  one run at a time (glf_jax.run.lock)
       config.json            the config the run started with; config_changes.jsonl: allowed changes
+      config.json.edited-<time>   a hand-edited config.json, kept when the original is restored
       checkpoints/           orbax checkpoints (glf_jax.run.checkpoint)
       metrics.jsonl          training scalars every train.log_every steps, evaluation records
       tracks.jsonl           a cohort's tracked alignment (glf_jax.cohort)

@@ -182,10 +182,15 @@ class Session:
         _, state, data_state, restored_meta = restored
         self.iterator.set_state(data_state)
     self.step = self.start_step = int(step_of(state))
+    started = saved_config.to_json(self.config)  # the config the run started with
+    if saved is not None:
+      started = saved.get('started_config') or saved_config.started_config(self.workdir,
+                                                                           saved['config'])
     saved_config.write_config(self.workdir, self.config, step=self.step,
-                              saved_json=saved['config'] if saved is not None else None)
+                              saved_json=saved['config'] if saved is not None else None,
+                              started_json=started)
     self.total_steps = int(total_steps)
-    self._meta_out = {'config': saved_config.to_json(self.config),
+    self._meta_out = {'config': saved_config.to_json(self.config), 'started_config': started,
                       'steps_per_epoch': self.steps_per_epoch, 'num_classes': self.num_classes,
                       'total_steps': self.total_steps, **(meta or {})}
     self._before = (float(restored_meta.get('train_seconds', 0.0)),
