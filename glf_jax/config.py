@@ -207,7 +207,8 @@ def _check_data_roots(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_eval_splits(config: ml_collections.ConfigDict) -> None:
-  """Checks, before training, that an image folder has the splits its evaluation will read."""
+  """Checks, before training, that an image folder has the splits its evaluation will read, and
+  no class in the test split that the train split lacks."""
   if not ((config.mode == 'pretrain' and config.train.eval_after) or
           (config.mode in EVAL_MODES and config.eval.data.name is not None)):
     return  # the eval modes otherwise read the evaluated run's data: checked when it is read
@@ -216,6 +217,7 @@ def _check_eval_splits(config: ml_collections.ConfigDict) -> None:
     return
   for key in ('train_split', 'test_split'):
     sources.check_image_folder_split(data.root, config.eval[key], f'eval.{key}')
+  sources.check_image_folder_classes(data.root, config.eval.train_split, config.eval.test_split)
 
 
 def parse_config_arg(arg: str | None, *, choices: dict[str, tuple[str, ...]],

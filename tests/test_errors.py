@@ -253,6 +253,28 @@ def test_missing_test_split_is_found_before_training_with_the_flag(tmp_path):
     sources.ImageFolderSource(root, 'test', cache_dir=tmp_path / 'cache')
 
 
+def test_a_class_only_in_the_test_split_is_refused_naming_it(tmp_path):
+  root = _image_folder(tmp_path / 'images', ('train', 'test'))
+  extra = root / 'test' / 'zebra' / '0.png'
+  extra.parent.mkdir()
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(extra)
+  config = _quickstart()
+  config.data.name, config.data.root = 'image_folder', str(root)
+  expected = (rf"image folder {root}: the 'test' split has 1 class\(es\) that the 'train' split "
+              r"has no example of \('zebra'\)")
+  with pytest.raises(ValueError, match=expected):  # before training
+    config_lib.validate(config)
+  config.train.eval_after = False
+  config_lib.validate(config)
+  # An evaluation mode (the run's own data, not checked before) refuses it as it builds its data.
+  train, test = (sources.ImageFolderSource(root, s, cache_dir=tmp_path / 'cache')
+                 for s in ('train', 'test'))
+  assert train.num_classes == test.num_classes == 3  # labels follow the union of the splits
+  with pytest.raises(ValueError, match=expected):
+    sources.check_shared_classes(train, test, f'image folder {root}')
+  sources.check_shared_classes(test, train, 'fine: a class not tested is no error')
+
+
 def test_corrupt_image_errors_name_the_flag_once_and_count_the_skipped(tmp_path):
   root = _image_folder(tmp_path / 'images', ('train',))
   (root / 'train' / 'a' / 'bad.png').write_bytes(b'not a png')

@@ -74,6 +74,9 @@ def make_context(config, run_config, eval_graphdef, params, batch_stats, *,
   e = config.eval
   data = eval_data_config(e, run_config.data)
   train_full, test_full = make_source(data, e.train_split), make_source(data, e.test_split)
+  where = (f'image folder {data.root}' if data.name == 'image_folder'
+           else f'the evaluation data {data.name}')
+  sources.check_shared_classes(train_full, test_full, where)
   train_source = _subset(train_full, e.max_train_examples)
   test_source = _subset(test_full, e.max_test_examples)
   # The data's content is part of the feature cache's key (with the encoder's parameter hash):
