@@ -296,6 +296,18 @@ def test_corrupt_image_errors_name_the_flag_once_and_count_the_skipped(tmp_path)
   assert sources.DigitsSource('test').num_skipped == 0
 
 
+def test_a_symlink_loop_among_the_images_is_a_corrupt_file_naming_it(tmp_path):
+  root = _image_folder(tmp_path / 'images', ('train',))
+  loop = root / 'train' / 'a' / 'loop.png'
+  loop.symlink_to(loop)
+  with pytest.raises(sources.CorruptImageError, match=rf'cannot decode image file {loop}: '
+                     r'.*Too many levels of symbolic links.*--config.data.skip_corrupt=True'):
+    sources.ImageFolderSource(root, 'train', cache_dir=tmp_path / 'cache')
+  skipping = sources.ImageFolderSource(root, 'train', cache_dir=tmp_path / 'cache',
+                                       skip_corrupt=True)
+  assert skipping.skipped_files == ('a/loop.png',) and len(skipping) == 4
+
+
 def test_sixteen_bit_png_is_scaled_not_saturated(tmp_path):
   values = np.linspace(0, 63000, 16 * 16).reshape(16, 16).astype(np.uint16)
   path = tmp_path / 'deep.png'

@@ -79,10 +79,18 @@ def scan_split(split_dir: pathlib.Path, class_names: Sequence[str]):
     with os.scandir(class_dir) as it:
       for entry in it:
         # Hidden files are skipped: e.g. macOS '._x.jpg' resource forks are not images.
-        if (entry.is_file() and not entry.name.startswith('.')
-            and entry.name.lower().endswith(IMAGE_EXTENSIONS)):
+        if entry.name.startswith('.') or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+          continue
+        try:
+          if not entry.is_file():
+            continue
           stat = entry.stat()
-          found.append((f'{class_name}/{entry.name}', label, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+          # A link that cannot be followed (a loop: ELOOP): listed with the link's own stat, so
+          # that decoding it fails like a corrupt file: one error naming it, or skipped with
+          # data.skip_corrupt.
+          stat = entry.stat(follow_symlinks=False)
+        found.append((f'{class_name}/{entry.name}', label, stat.st_size, stat.st_mtime_ns))
     if not found:
       raise ValueError(f'class folder {class_dir} holds no images; expected at least one file '
                        f'ending in {"/".join(IMAGE_EXTENSIONS)} (remove the folder or add images)')
