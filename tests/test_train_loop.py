@@ -220,6 +220,20 @@ def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path, monkeypatch):
   config.objective.name = 'simclr+always_nan'
   with pytest.raises(session_lib.NonFiniteLossError, match=r'3 non-finite losses in a row.*step 3'):
     main.run(config, str(tmp_path))
+  summary = json.loads((tmp_path / 'summary.json').read_text())  # the record exists
+  assert summary['status'] == 'stopped: non-finite' and summary['step'] == 3
+  assert summary['checkpoint_step'] is None and 'non-finite losses' in summary['error']
+
+
+def test_a_nonfinite_gradient_of_a_finite_loss_is_named_as_such(tmp_path, monkeypatch):
+  # sqrt at 0: the value 0, the gradient inf * 0 = NaN.
+  monkeypatch.setitem(CONSTRAINTS, 'nan_gradient', glf.Constraint('nan_gradient', glf.Term(
+      lambda o, b: (jnp.sqrt(0.0 * jnp.sum(o['z1']) ** 2), {}), {})))
+  config = digits_config(num_steps=20, max_nonfinite_in_a_row=2)
+  config.objective.name = 'simclr+nan_gradient'
+  with pytest.raises(session_lib.NonFiniteLossError,
+                     match=r'2 non-finite gradients \(the loss itself finite\) in a row.*step 2'):
+    main.run(config, str(tmp_path))
 
 
 def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):

@@ -15,6 +15,7 @@ from glf_jax.modes.evaluation import eval_data_config, make_context, print_table
 from glf_jax.run import layout
 from glf_jax.run import metrics_log
 from glf_jax.run import records
+from glf_jax.run.session import NonFiniteLossError
 from glf_jax.train import state as state_lib
 from glf_jax.train.pretrain import pretrain
 
@@ -44,7 +45,16 @@ def _training_record(config, workdir, result) -> dict[str, Any]:
 
 def run_pretrain(config, workdir):
   """Pretrains, evaluates, records and draws; returns the summary."""
-  result = pretrain(config, workdir)
+  try:
+    result = pretrain(config, workdir)
+  except NonFiniteLossError as e:
+    # The run stops here: its record says so (status, where, why) before the error line.
+    records.record_pretraining(workdir, {
+        'mode': 'pretrain', 'objective': config.objective.name, 'arch': config.model.arch,
+        'dataset': config.data.name, 'status': 'stopped: non-finite', 'step': e.step,
+        'checkpoint_step': e.checkpoint_step, 'error': str(e),
+        'last_metrics': _last_metrics(workdir)})
+    raise
   summary = _training_record(config, workdir, result)
   if result.interrupted or not config.train.eval_after:
     summary = records.record_pretraining(workdir, summary)

@@ -33,6 +33,7 @@ for the step it has just dispatched.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -54,7 +55,14 @@ NONFINITE = 'nonfinite_in_a_row'
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Too many consecutive non-finite losses; the last good checkpoint is kept."""
+  """Too many consecutive non-finite losses (or gradients); the last good checkpoint is kept.
+
+  ``step``: the last skipped step; ``checkpoint_step``: the last good checkpoint's step."""
+
+  def __init__(self, message: str, *, step: int = 0, checkpoint_step: int | None = None):
+    super().__init__(message)
+    self.step = step
+    self.checkpoint_step = checkpoint_step
 
 
 class ConfigChangedError(ValueError):
@@ -220,15 +228,20 @@ class Session:
     limit = self.config.train.max_nonfinite_in_a_row
     for key, value in flat.items():
       if key.endswith(NONFINITE) and int(value) >= limit:
-        member = key[:-len(NONFINITE)].rstrip('/')
+        prefix = key[:-len(NONFINITE)]
+        member = prefix.rstrip('/')
         who = f'cohort member {member!r}: ' if member else ''
         terms = {k: float(v) for k, v in flat.items()}
+        # The step skips an update when its loss or its gradient is not finite: say which.
+        what = ('gradients (the loss itself finite)'
+                if math.isfinite(terms.get(prefix + 'loss', math.nan)) else 'losses')
         self.ckpt.wait_until_finished()
+        kept = self.ckpt.latest_step()
         raise NonFiniteLossError(
-            f'{who}{int(value)} non-finite losses in a row, the last at step {step}; loss terms: '
-            f'{terms}. The updates were skipped; the last good checkpoint (step '
-            f'{self.ckpt.latest_step()}) is kept in {self.ckpt.directory}. Lower the learning '
-            'rate, check the inputs, or raise train.max_nonfinite_in_a_row.')
+            f'{who}{int(value)} non-finite {what} in a row, the last at step {step}; loss terms: '
+            f'{terms}. The updates were skipped; the last good checkpoint (step {kept}) is kept '
+            f'in {self.ckpt.directory}. Lower the learning rate, check the inputs, or raise '
+            'train.max_nonfinite_in_a_row.', step=step, checkpoint_step=kept)
 
   def train(self, state, step_fn: Callable[[Any, dict], tuple[Any, Any]], *,
             tail: Callable[[Any], str] | None = None,
