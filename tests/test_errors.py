@@ -378,11 +378,64 @@ def test_full_disk_hidden_in_an_io_error_is_named_at_the_failed_save(tmp_path, m
 def test_short_errors_keep_the_os_reason():
   text = checkpoint._short(OSError(errno.EIO, _LONG_IO_ERROR))
   assert len(text) < 600 and text.endswith('(No space left on device)')
+  cut = 'x' * (checkpoint._ERROR_CHARS - len('OSError: ') - 4) + 'File too large, and more'
+  assert checkpoint._short(OSError(cut)).endswith('... (File too large)')  # the cut went through it
   assert checkpoint._short(ValueError('short')) == 'ValueError: short'
   assert checkpoint._full_disk_errno(RuntimeError('x')) is None
   wrapped = RuntimeError('background save failed')
   wrapped.__cause__ = OSError(errno.ENOSPC, 'No space left on device')
   assert checkpoint._full_disk_errno(wrapped) == errno.ENOSPC
+
+
+def _limited_file_size(limit_bytes):
+  """A child's file size limit: writes past it fail (EFBIG) as on a full disk, not fatally."""
+  def apply():
+    import resource  # pylint: disable=g-import-not-at-top
+    import signal  # pylint: disable=g-import-not-at-top
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+  return apply
+
+
+@pytest.mark.slow  # a training subprocess (~30 s)
+def test_a_run_whose_checkpoint_writes_fail_ends_with_one_line(tmp_path):
+  # The checkpoint's array files (~250 kB) cannot be written, as on a full disk; orbax's writer,
+  # commit and finalize threads logged their tracebacks of it (a full disk: 545 lines before).
+  result = subprocess.run(
+      [sys.executable, '-m', 'glf_jax.main', '--config', str(QUICKSTART), '--workdir',
+       str(tmp_path / 'run'), '--config.train.num_steps=4', '--config.train.batch_size=64',
+       '--config.checkpoint.every_steps=2', '--config.train.eval_after=False'],
+      # No persistent compilation cache: its entries would be cut at the limit too.
+      cwd=ROOT, env=_env(JAX_ENABLE_COMPILATION_CACHE='false'), capture_output=True, text=True,
+      timeout=600, preexec_fn=_limited_file_size(100_000))
+  line = _one_error(result)
+  assert line.startswith(f'error: saving checkpoint step 2 to {tmp_path / "run"}/checkpoints '
+                         'failed'), line
+  assert result.stderr.strip() == line
+
+
+def test_noise_of_a_failed_save_is_dropped_and_nothing_else():
+  import asyncio  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as e:
+    closed = types.SimpleNamespace(exc_value=e, exc_traceback=e.__traceback__)
+  other = RuntimeError('Event loop is closed')  # the same words from elsewhere
+  assert checkpoint._is_closed_loop_callback(closed)
+  assert not checkpoint._is_closed_loop_callback(types.SimpleNamespace(exc_value=other,
+                                                                       exc_traceback=None))
+  dropped = checkpoint._SaveFailureLogFilter()
+  for message in ('[process=%d][thread=%s][operation_id=%s] _SignalingThread.run() raised an '
+                  'exception: %s',
+                  '[process=0] Failed to run 5 Handler Commit operations or the Commit callback in '
+                  'background save thread, directory: /x',
+                  '[process=%s][thread=%s][step=%s][wait_until_finished] Save Finalize thread (%s) '
+                  'failed.'):
+    assert not dropped.filter(logging.makeLogRecord({'msg': message}))
+  assert dropped.filter(logging.makeLogRecord({'msg': 'any other error'}))
 
 
 # ---------------------------------------------------------------------------------------------
