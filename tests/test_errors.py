@@ -84,6 +84,24 @@ def test_flag_mistakes_are_one_line(args, expected, tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
+def test_a_missing_workdir_is_reported_before_the_config_is_loaded():
+  # configs/nope.py does not exist: the message shows that nothing was loaded before it.
+  result = _cli('--config', 'configs/nope.py', '--config.train.batch_size=8')
+  assert _one_error(result) == 'error: --workdir is required' == result.stderr.strip()
+  assert flag_errors.missing_required(['m', '--config=a.py', '--workdir', 'w'],
+                                      main.REQUIRED_FLAGS) is None
+  assert flag_errors.missing_required(['m', '--workdir=w'], main.REQUIRED_FLAGS) == 'config'
+  assert flag_errors.missing_required(['m', '--helpfull'], main.REQUIRED_FLAGS) is None
+
+
+def test_an_evaluation_without_its_checkpoint_dir_names_the_key(tmp_path):
+  result = _cli('--config', 'configs/linear_probe.py', '--workdir', tmp_path / 'probe')
+  line = _one_error(result)
+  assert line.startswith('error: eval.checkpoint_dir is not set, and the workdir '
+                         f'{tmp_path / "probe"} holds no checkpoint'), line
+  assert '--config.eval.checkpoint_dir' in line
+
+
 def test_missing_config_file_names_the_available_ones(tmp_path):
   result = _cli('--config', 'configs/nope.py', '--workdir', tmp_path / 'run',
                 '--config.train.batch_size=8')

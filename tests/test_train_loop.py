@@ -311,7 +311,9 @@ def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_
   pretrain(digits_config(num_steps=4, log_every=1000), str(tmp_path))
   out = capsys.readouterr().out
   assert 'starting from step 0' in out
-  assert out.index('pretraining simclr+adc on digits') < out.index('step 1/4'), out
+  assert (out.index('pretraining simclr+adc on digits')
+          < out.index('compiling the train step (the first step waits for XLA')
+          < out.index('step 1/4')), out
   assert re.findall(r'^step (\d+)/4  epoch ', out, flags=re.M) == ['1', '2', '3', '4'], out
   # The first step compiles: no rate and no ETA from it.
   assert 'step 1/4  epoch 0.05  - img/s  ETA -:--:--  |  loss ' in out, out

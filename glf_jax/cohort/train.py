@@ -15,6 +15,7 @@ from glf_jax.run import layout
 from glf_jax.run import metrics_log
 from glf_jax.run import records
 from glf_jax.run.session import Session
+from glf_jax.runtime import progress
 
 
 def run_cohort(config: ml_collections.ConfigDict, workdir: str, *,
@@ -77,6 +78,8 @@ def train_cohort(config: ml_collections.ConfigDict, workdir: str, *,
     print(f'track step {step}: {cka}', flush=True)
 
   track(session.step, state)
+  if session.step < session.total_steps:
+    progress.announce_compiling('the cohort step')
   outcome = session.train(
       state, lambda s, batch: cohort_step(s, batch, prior_states),
       tail=lambda metrics: '  '.join(f'{name} loss {float(ms["loss"]):.4f}'

@@ -19,6 +19,7 @@ import numpy as np
 from glf_jax import evaluate as evaluate_lib
 from glf_jax.data import make_source, sources
 from glf_jax.evaluate import encoder as encoder_lib
+from glf_jax.run import checkpoint
 from glf_jax.run import layout
 from glf_jax.run import records
 
@@ -101,6 +102,12 @@ def evaluate_saved(config, workdir):
   """An eval mode: the evaluators on the encoder of ``eval.checkpoint_dir`` (default: the
   workdir); records the results and returns the summary."""
   source_dir = config.eval.checkpoint_dir or workdir
+  if config.eval.checkpoint_dir is None and checkpoint.read_meta(
+      checkpoint.checkpoint_dir(workdir)) is None:
+    raise FileNotFoundError(
+        f'eval.checkpoint_dir is not set, and the workdir {workdir} holds no checkpoint to '
+        f'evaluate: set --config.eval.checkpoint_dir to a pretrained run\'s workdir (or to a '
+        'torchvision .safetensors file)')
   # A run's workdir, or a torchvision .safetensors file (step None, no objective).
   run_config, eval_graphdef, params, batch_stats, step = encoder_lib.load_evaluated_encoder(
       config, source_dir)

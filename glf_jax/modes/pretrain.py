@@ -101,8 +101,13 @@ def _draw(workdir: str, embedding_columns=None, seed: int = 0,
   try:
     written = [plots.draw_curves(workdir)]
     if embedding_columns:
+      max_points = max_points or plots.MAX_POINTS
+      images = min(max_points, min(len(labels) for _, labels in embedding_columns.values()))
+      # A t-SNE per column: a minute or more on a CPU for a few thousand images.
+      print(f'drawing {layout.EMBEDDING} (t-SNE of {images} test images, '
+            f'{len(embedding_columns)} columns)...', flush=True)
       written.append(plots.save_embedding(workdir, embedding_columns, seed=seed,
-                                          max_points=max_points or plots.MAX_POINTS))
+                                          max_points=max_points))
   except (OSError, ValueError, RuntimeError) as e:
     logging.warning('could not draw the pictures of %s: %s: %s', workdir, type(e).__name__, e)
     return

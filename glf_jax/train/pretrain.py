@@ -17,6 +17,7 @@ import ml_collections
 
 from glf_jax import prior as prior_lib
 from glf_jax.run.session import Session
+from glf_jax.runtime import progress
 from glf_jax.train.setup import build_training
 
 
@@ -89,6 +90,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
     values = '  '.join(f'{k} {float(metrics[k]):.4f}' for k in ('loss', *objective.term_names))
     return f'{values}  probe/top1 {float(metrics["probe/top1"]):.3f}'
 
+  if session.step < training.total_steps:
+    progress.announce_compiling('the train step')
   outcome = session.train(state, lambda s, batch: train_step(s, batch, prior_state), tail=terms)
   return Run(eval_graphdef=training.eval_graphdef, state=outcome.state,
              total_steps=training.total_steps, steps_per_epoch=session.steps_per_epoch,
