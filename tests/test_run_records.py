@@ -199,16 +199,28 @@ def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
 
 
 @pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
-def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path):
+def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path, capsys):
   config = _digits_config(num_steps=4, eval_after=True)
   config.eval.compare_random_init = False
   first = main.run(config, str(tmp_path))
   assert first['train_seconds'] > 0.1 and first['images_per_second'] > 0
+  assert 'drawing embedding.png (t-SNE of 90 test images, 1 column)' in capsys.readouterr().out
   for picture in ('curves.png', 'embedding.png'):  # drawn at the end of the run
     with Image.open(tmp_path / picture) as image:
       assert image.format == 'PNG' and min(image.size) > 100
-  # Re-running the finished run only re-evaluates: the training record stays the original one.
+  # Re-running the finished run says so and changes nothing: no second evaluation.
   again = main.run(config, str(tmp_path))
+  assert f'{tmp_path} holds a finished run (step 4, evaluated): nothing to do' in (
+      capsys.readouterr().out)
+  assert again == json.loads((tmp_path / 'summary.json').read_text())
+  assert len((tmp_path / 'evaluations.jsonl').read_text().splitlines()) == 1
+  # A run stopped while it evaluated (its summary not finished) is evaluated again; the training
+  # record stays the original one.
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  (tmp_path / 'summary.json').write_text(json.dumps({**summary, 'status': 'interrupted'}))
+  again = main.run(config, str(tmp_path))
+  assert len((tmp_path / 'evaluations.jsonl').read_text().splitlines()) == 2
+  assert again['status'] == 'finished'
   assert again['train_seconds'] == pytest.approx(first['train_seconds'])
   assert again['images_per_second'] == pytest.approx(first['images_per_second'])
   assert again['pretrained'] == first['pretrained']

@@ -1,6 +1,11 @@
 """The ``pretrain`` mode: ``glf_jax.train.pretrain``, then (``train.eval_after``) the evaluators of
 ``config.eval.evaluators`` on the pretrained encoder — and, with ``eval.compare_random_init``, on
-the same network at its initialisation, side by side — then the pictures."""
+the same network at its initialisation, side by side — then the pictures.
+
+A finished run (trained to its last step and evaluated, with the config it was trained with) is
+left as it is when run again: one line says so and where its results are, and its summary is
+returned; ``--config.mode=eval`` evaluates it again. A run stopped while it evaluated is
+evaluated again."""
 
 from __future__ import annotations
 
@@ -12,9 +17,11 @@ import jax
 
 from glf_jax import evaluate as evaluate_lib
 from glf_jax.modes.evaluation import eval_data_config, make_context, print_table
+from glf_jax.run import checkpoint
 from glf_jax.run import layout
 from glf_jax.run import metrics_log
 from glf_jax.run import records
+from glf_jax.run import saved_config
 from glf_jax.run.session import NonFiniteLossError
 from glf_jax.train import state as state_lib
 from glf_jax.train.pretrain import pretrain
@@ -43,8 +50,37 @@ def _training_record(config, workdir, result) -> dict[str, Any]:
   }
 
 
+def _finished(config, workdir) -> dict | None:
+  """The summary of the run in ``workdir`` when it has nothing left to do with ``config``: its
+  summary says finished (and, with ``train.eval_after``, evaluated) at the step of its latest
+  checkpoint, which is its last step, and ``config`` trains what it trained. None otherwise: a
+  run killed while it evaluated is evaluated again, a changed config is refused or trains on
+  (``allow_config_change``) by the session."""
+  summary = records.read_summary(workdir)
+  if summary.get('status') != 'finished' or (config.train.eval_after
+                                             and 'pretrained' not in summary):
+    return None
+  meta = checkpoint.read_meta(checkpoint.checkpoint_dir(workdir))
+  if (meta is None or meta.get('step') != summary.get('step')
+      or meta['step'] < meta.get('total_steps', meta['step'] + 1)
+      or saved_config.config_differences(meta['config'], config)):
+    return None
+  saved_config.restore_if_edited(workdir, saved_config.started_config(workdir, meta))
+  return summary
+
+
 def run_pretrain(config, workdir):
-  """Pretrains, evaluates, records and draws; returns the summary."""
+  """Pretrains, evaluates, records and draws; returns the summary. A finished run is left as it
+  is (its summary returned, with a line saying so): evaluating it again is ``mode=eval``."""
+  finished = _finished(config, workdir)
+  if finished is not None:
+    if jax.process_index() == 0:
+      print(f'{workdir} holds a finished run (step {finished["step"]}'
+            f'{", evaluated" if "pretrained" in finished else ""}): nothing to do; its results are '
+            f'in {layout.path(workdir, layout.SUMMARY)}. To evaluate it again: '
+            '--config.mode=eval; to train longer: a larger train.num_steps (or train.epochs) '
+            'with --config.allow_config_change=True', flush=True)
+    return finished
   try:
     result = pretrain(config, workdir)
   except NonFiniteLossError as e:
@@ -105,7 +141,8 @@ def _draw(workdir: str, embedding_columns=None, seed: int = 0,
       images = min(max_points, min(len(labels) for _, labels in embedding_columns.values()))
       # A t-SNE per column: a minute or more on a CPU for a few thousand images.
       print(f'drawing {layout.EMBEDDING} (t-SNE of {images} test images, '
-            f'{len(embedding_columns)} columns)...', flush=True)
+            f'{len(embedding_columns)} column{"s" if len(embedding_columns) > 1 else ""})...',
+            flush=True)
       written.append(plots.save_embedding(workdir, embedding_columns, seed=seed,
                                           max_points=max_points))
   except (OSError, ValueError, RuntimeError) as e:

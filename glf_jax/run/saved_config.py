@@ -95,21 +95,29 @@ def _write(path: str, text: str) -> None:
     f.write(text)
 
 
-def started_config(workdir: str, saved_json: str) -> str:
-  """The config a resumed run started with, for checkpoints from before their meta held it:
-  ``config.json`` when it reads as JSON, else the checkpoint's config."""
+def started_config(workdir: str, meta: dict) -> str:
+  """The config the run of a checkpoint's ``meta`` started with: ``meta['started_config']``; for
+  checkpoints from before it was saved, ``config.json`` when it reads as JSON, else the
+  checkpoint's config."""
+  if meta.get('started_config'):
+    return meta['started_config']
   try:
     with open(layout.path(workdir, layout.CONFIG), encoding='utf-8') as f:
       text = f.read()
     json.loads(text)
     return text
   except (OSError, ValueError):
-    return saved_json
+    return meta['config']
+
+
+def restore_if_edited(workdir: str, started_json: str) -> None:
+  """Rewrites ``config.json`` as ``started_json`` when it is missing or says otherwise, keeping
+  the edited file as ``config.json.edited-<time>`` (process 0 only)."""
+  if jax.process_index() == 0:
+    _restore_if_edited(layout.path(workdir, layout.CONFIG), started_json)
 
 
 def _restore_if_edited(path: str, started_json: str) -> None:
-  """Rewrites ``config.json`` as ``started_json`` when it is missing or says otherwise, keeping
-  the edited file as ``config.json.edited-<time>``."""
   if not os.path.exists(path):
     _write(path, started_json)
     logging.warning('%s was missing; restored the config the run started with', path)

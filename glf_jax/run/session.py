@@ -190,10 +190,8 @@ class Session:
         _, state, data_state, restored_meta = restored
         self.iterator.set_state(data_state)
     self.step = self.start_step = int(step_of(state))
-    started = saved_config.to_json(self.config)  # the config the run started with
-    if saved is not None:
-      started = saved.get('started_config') or saved_config.started_config(self.workdir,
-                                                                           saved['config'])
+    started = (saved_config.to_json(self.config) if saved is None  # the run's first config
+               else saved_config.started_config(self.workdir, saved))
     saved_config.write_config(self.workdir, self.config, step=self.step,
                               saved_json=saved['config'] if saved is not None else None,
                               started_json=started)
