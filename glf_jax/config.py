@@ -83,7 +83,7 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       batch_size=512,             # global: per process x processes
       epochs=1000,
       num_steps=config_dict.placeholder(int),  # set: overrides epochs
-      log_every=50,
+      log_every=50,               # metrics.jsonl; at most total steps / 20 (run.session)
       online_probe_lr=1e-3,
       max_nonfinite_in_a_row=5,   # stop after this many skipped (non-finite) steps in a row
       worker_count=0,             # grain worker processes (0: threads)

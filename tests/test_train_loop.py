@@ -308,6 +308,8 @@ from glf_jax.runtime import progress  # pylint: disable=g-import-not-at-top,wron
 def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_path, capsys,
                                                                             monkeypatch):
   monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)  # a plain line at every step, by wall time
+  # 4 steps would otherwise all be logged (at least 20 records per run).
+  monkeypatch.setattr(session_lib, 'MIN_LOGGED_POINTS', 1)
   pretrain(digits_config(num_steps=4, log_every=1000), str(tmp_path))
   out = capsys.readouterr().out
   assert 'starting from step 0' in out
@@ -318,7 +320,13 @@ def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_
   # The first step compiles: no rate and no ETA from it.
   assert 'step 1/4  epoch 0.05  - img/s  ETA -:--:--  |  loss ' in out, out
   records = metrics_log.read(str(tmp_path / 'metrics.jsonl'))
-  assert [r['step'] for r in records] == [4]  # log_every (and the last step) only
+  assert [r['step'] for r in records] == [1, 4]  # log_every (and the first and last steps) only
+
+
+def test_a_short_run_logs_its_first_step_and_at_least_20_records():
+  assert session_lib.logging_interval(50, 10_000) == 50
+  assert session_lib.logging_interval(50, 200) == 10  # 20 records, not 4
+  assert session_lib.logging_interval(50, 7) == 1
 
 
 def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):

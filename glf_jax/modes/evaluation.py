@@ -49,6 +49,7 @@ class _Subset:
     self._source = source
     self._rows = np.linspace(0, len(source) - 1, limit).astype(np.int64)
     self.num_classes = source.num_classes
+    self.class_names = source.class_names
     self.image_shape = source.image_shape
 
   def __len__(self):

@@ -122,12 +122,13 @@ def run_pretrain(config, workdir):
   summary = records.record_pretraining(workdir, summary)
   embedding = ({name: c.features('test') for name, c in contexts.items()}
                if config.eval.embedding_examples else None)
-  _draw(workdir, embedding, seed=config.seed, max_points=config.eval.embedding_examples)
+  _draw(workdir, embedding, seed=config.seed, max_points=config.eval.embedding_examples,
+        class_names=contexts['pretrained'].test_source.class_names)
   return summary
 
 
 def _draw(workdir: str, embedding_columns=None, seed: int = 0,
-          max_points: int | None = None) -> None:
+          max_points: int | None = None, class_names=None) -> None:
   """``curves.png`` and (given test features) ``embedding.png`` of at most ``max_points`` test
   images per column; after the results are recorded, and a failure is a warning: a picture
   never costs a run its results."""
@@ -144,7 +145,7 @@ def _draw(workdir: str, embedding_columns=None, seed: int = 0,
             f'{len(embedding_columns)} column{"s" if len(embedding_columns) > 1 else ""})...',
             flush=True)
       written.append(plots.save_embedding(workdir, embedding_columns, seed=seed,
-                                          max_points=max_points))
+                                          max_points=max_points, class_names=class_names))
   except (OSError, ValueError, RuntimeError) as e:
     logging.warning('could not draw the pictures of %s: %s: %s', workdir, type(e).__name__, e)
     return

@@ -15,8 +15,10 @@ A session owns what every training run in a workdir needs, whatever it trains:
   unless ``allow_config_change``: then logged), the latest state and data position restored,
   ``config.json`` written; a checkpoint every ``checkpoint.every_steps``, at the end and on an
   interruption, each with the totals below in its meta;
-* **logs and progress**: ``metrics.jsonl`` and TensorBoard every ``train.log_every`` steps (cut
-  back to the resumed step first), a progress bar or plain lines (``glf_jax.runtime.progress``);
+* **logs and progress**: ``metrics.jsonl`` and TensorBoard at step 1, every ``train.log_every``
+  steps (at most ``total_steps / 20``: a short run's curves have 20 points) and at the last step
+  (cut back to the resumed step first), a progress bar or plain lines
+  (``glf_jax.runtime.progress``);
 * **time**: training seconds and images over every session of the run (restored from the
   checkpoint's meta), so a resumed run reports the whole run's rate;
 * **interruption**: SIGTERM or a first Ctrl-C saves a checkpoint at the end of the step and
@@ -52,6 +54,9 @@ from glf_jax.runtime import progress
 
 # The suffix of a step's metric that counts its consecutive skipped (non-finite) updates.
 NONFINITE = 'nonfinite_in_a_row'
+# A run logs at least this many records (train.log_every is lowered for shorter runs): a short
+# run logged every 50 steps drew curves of 2 points.
+MIN_LOGGED_POINTS = 20
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -117,6 +122,12 @@ class _StopFlag:
   def __exit__(self, *exc):
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
+
+
+def logging_interval(log_every: int, total_steps: int) -> int:
+  """Steps between two records of ``metrics.jsonl``: ``train.log_every``, or less for a short run
+  so that its curves have at least :data:`MIN_LOGGED_POINTS` points."""
+  return max(1, min(int(log_every), int(total_steps) // MIN_LOGGED_POINTS))
 
 
 def _flat_scalars(metrics) -> dict[str, Any]:
@@ -255,7 +266,7 @@ class Session:
     does. Returns the :class:`Outcome`; the checkpointer is closed.
     """
     self._t_start = time.perf_counter()
-    log_every = max(1, int(self.config.train.log_every))
+    log_every = logging_interval(self.config.train.log_every, self.total_steps)
     bar = progress.Progress(self.total_steps, desc='step', unit='img',
                             scale=self.images_per_step, initial=self.step, every=log_every,
                             enabled=self.is_chief)
@@ -268,7 +279,7 @@ class Session:
       # Shown after the first step is done: the rate leaves out XLA's compilation.
       bar.update(step, head=f'epoch {step / self.steps_per_epoch:.2f}',
                  tail=(lambda: tail(metrics)) if tail else None)
-      if step % log_every and step != self.total_steps:
+      if step % log_every and step not in (1, self.total_steps):  # the curves' ends
         return
       now = time.perf_counter()
       rate = (step - window[1]) * self.images_per_step / max(now - window[0], 1e-9)
