@@ -75,7 +75,8 @@ def test_terms_of_other_scales_get_their_own_axes_and_legends_stay_off_the_curve
              for s in range(1, 101, 5)]
   assert plots.curve_panels(records) == [
       ('loss', ['loss']), ('adc/prior_entropy', ['adc/prior_entropy']), ('adc/lpm', ['adc/lpm']),
-      ('adc/dcm', ['adc/dcm']), ('simclr statistics', ['simclr/pos_sim', 'simclr/neg_sim'])]
+      ('adc/dcm', ['adc/dcm']),
+      ('simclr: pos_sim, neg_sim', ['simclr/pos_sim', 'simclr/neg_sim'])]
   figure = plots.curves_figure(records, 'run: simclr+adc on cifar10, 96 steps')
   figure.canvas.draw()
   assert figure.get_suptitle() == 'run: simclr+adc on cifar10, 96 steps'

@@ -245,9 +245,13 @@ def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
   summary = main.run(config, str(tmp_path))
   saved = json.loads((tmp_path / 'summary.json').read_text())
   assert saved['status'] == 'finished' and saved['step'] == 4
-  for column in (summary['random_init'], summary['pretrained']):
+  for column in (summary['raw_pixels'], summary['random_init'], summary['pretrained']):
     assert 0.0 <= column['linear/top1'] <= 1.0 and 0.0 <= column['knn/k20'] <= 1.0
   assert saved['random_init'] != saved['pretrained']
+  # The raw pixels: the floor of the table (the digits' pixels alone give a good kNN).
+  assert saved['raw_pixels']['knn/k20'] > 0.9
+  (evaluation,) = saved['evaluations'].values()
+  assert list(evaluation) == ['raw_pixels', 'random_init', 'pretrained']
   assert (tmp_path / 'curves.png').exists() and not (tmp_path / 'embedding.png').exists()
 
 
@@ -284,6 +288,7 @@ def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layou
   evaluation.eval.checkpoint_dir = str(run_dir)
   summary = main.run(evaluation, str(tmp_path / 'knn'))
   assert summary['step'] == 2 and 0.0 <= summary['pretrained']['knn/k20'] <= 1.0
+  assert summary['raw_pixels']['knn/k20'] > 0.9  # the table's raw-pixel column
 
   # A checkpoint written before methods became units (no 'format' in its meta) is refused.
   meta_file = run_dir / 'checkpoints' / '2' / 'meta' / 'metadata'

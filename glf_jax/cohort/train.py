@@ -10,6 +10,7 @@ import ml_collections
 from glf_jax.cohort.config import check_cohort_config
 from glf_jax.cohort.members import build_members, cohort_step_program, initial_state
 from glf_jax.cohort.tracking import Tracker
+from glf_jax.data import sources
 from glf_jax.plots import tracks as plots_tracks
 from glf_jax.run import layout
 from glf_jax.run import metrics_log
@@ -29,7 +30,7 @@ def run_cohort(config: ml_collections.ConfigDict, workdir: str, *,
 
 def _header(config, members, session, tracker) -> str:
   track_every = int(config.cohort.track_every)
-  return (f'cohort of {len(members)} on {config.data.name}: '
+  return (f'cohort of {len(members)} on {sources.data_name(config.data)}: '
           + ', '.join(f'{m.name} ({m.config.objective.name})' for m in members)
           + f'\n  {config.model.arch}, batch {config.train.batch_size}, {session.total_steps} '
           f'steps ({session.steps_per_epoch}/epoch), tracked every {track_every} on '

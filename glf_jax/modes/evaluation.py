@@ -3,8 +3,10 @@ every mode builds for an encoder.
 
 In the eval modes the encoder, its input transform, its view recipes and (unless ``eval.data`` is
 set) its data come from the evaluated run's saved config; the evaluators and their settings from
-this config. ``eval.checkpoint_dir`` (default: the workdir) may also be a torchvision ResNet
-``.safetensors`` file (``glf_jax.evaluate.encoder``; set ``eval.data.name``).
+this config, which also says whether the table has a raw-pixel column
+(``eval.compare_raw_pixels``, ``glf_jax.evaluate.raw_pixels``). ``eval.checkpoint_dir`` (default:
+the workdir) may also be a torchvision ResNet ``.safetensors`` file (``glf_jax.evaluate.encoder``;
+set ``eval.data.name``).
 """
 
 from __future__ import annotations
@@ -114,14 +116,21 @@ def evaluate_saved(config, workdir):
       config, source_dir)
   names = MODE_EVALUATORS.get(config.mode, config.eval.evaluators)
   context = make_context(config, run_config, eval_graphdef, params, batch_stats, workdir=workdir)
+  columns = {}
+  if config.eval.compare_raw_pixels:
+    columns['raw pixels'] = evaluate_lib.evaluate(evaluate_lib.raw_pixels_context(context), names,
+                                                  config.eval)
   results = evaluate_lib.evaluate(context, names, config.eval)
-  data_name = eval_data_config(config.eval, run_config.data).name
-  column = 'torchvision weights' if step is None else f'step {step}'
-  print_table({column: results}, f'{config.mode} of {source_dir} on {data_name} '
+  data = eval_data_config(config.eval, run_config.data)
+  columns['torchvision weights' if step is None else f'step {step}'] = results
+  print_table(columns, f'{config.mode} of {source_dir} on {sources.data_name(data)} '
               f'({len(context.train_source)} train / {len(context.test_source)} test images)')
   record = {'mode': config.mode, 'checkpoint_dir': source_dir, 'step': step,
             'objective': 'torchvision' if step is None else run_config.objective.name,
-            'dataset': data_name, 'pretrained': results}
-  key = records.evaluation_key(config.mode, data_name, source_dir, step)
-  records.log_evaluation(workdir, key, step, {'pretrained': results})
+            'dataset': data.name, 'pretrained': results}
+  logged = {'pretrained': results}
+  if 'raw pixels' in columns:
+    record['raw_pixels'] = logged['raw_pixels'] = columns['raw pixels']
+  key = records.evaluation_key(config.mode, data.name, source_dir, step)
+  records.log_evaluation(workdir, key, step, logged)
   return records.record_evaluation(workdir, key, record)

@@ -1,6 +1,7 @@
 """The ``pretrain`` mode: ``glf_jax.train.pretrain``, then (``train.eval_after``) the evaluators of
-``config.eval.evaluators`` on the pretrained encoder — and, with ``eval.compare_random_init``, on
-the same network at its initialisation, side by side — then the pictures.
+``config.eval.evaluators`` on the pretrained encoder — and, side by side, with
+``eval.compare_raw_pixels`` on the raw pixels (``glf_jax.evaluate.raw_pixels``) and with
+``eval.compare_random_init`` on the same network at its initialisation — then the pictures.
 
 A finished run (trained to its last step and evaluated, with the config it was trained with) is
 left as it is when run again: one line says so and where its results are, and its summary is
@@ -16,6 +17,7 @@ from absl import logging
 import jax
 
 from glf_jax import evaluate as evaluate_lib
+from glf_jax.data import sources
 from glf_jax.modes.evaluation import eval_data_config, make_context, print_table
 from glf_jax.run import checkpoint
 from glf_jax.run import layout
@@ -60,7 +62,10 @@ def _finished(config, workdir) -> dict | None:
   if summary.get('status') != 'finished' or (config.train.eval_after
                                              and 'pretrained' not in summary):
     return None
-  meta = checkpoint.read_meta(checkpoint.checkpoint_dir(workdir))
+  directory = checkpoint.checkpoint_dir(workdir)
+  meta = checkpoint.read_meta(directory)
+  if meta is not None:
+    checkpoint.check_format(meta, directory)  # another layout: refused as a resume refuses it
   if (meta is None or meta.get('step') != summary.get('step')
       or meta['step'] < meta.get('total_steps', meta['step'] + 1)
       or saved_config.config_differences(meta['config'], config)):
@@ -96,26 +101,14 @@ def run_pretrain(config, workdir):
     summary = records.record_pretraining(workdir, summary)
     _draw(workdir)
     return summary
-  state = jax.device_get(result.state)
-  names = config.eval.evaluators
-  columns, contexts = {}, {}
-  if config.eval.compare_random_init:
-    # The same initial parameters the run started from (init is a function of config.seed).
-    _, init_eval_graphdef, init_params, init_stats, _ = state_lib.init_encoder(config)
-    contexts['random init'] = make_context(config, config, init_eval_graphdef, init_params,
-                                           init_stats, workdir=workdir)
-    columns['random init'] = evaluate_lib.evaluate(contexts['random init'], names, config.eval)
-    summary['random_init'] = columns['random init']
-  contexts['pretrained'] = make_context(config, config, result.eval_graphdef, state['params'],
-                                        state['batch_stats'], workdir=workdir)
-  columns['pretrained'] = evaluate_lib.evaluate(contexts['pretrained'], names, config.eval)
-  summary['pretrained'] = columns['pretrained']
-  data_name = eval_data_config(config.eval, config.data).name
+  contexts, columns = _evaluate(config, workdir, result)
+  summary.update({column.replace(' ', '_'): results for column, results in columns.items()})
+  test_source = contexts['pretrained'].test_source
   step = summary['step']
-  print_table(columns, f'{config.objective.name} on {config.data.name}: {step} steps in '
-              f'{result.train_seconds:.0f} s ({result.images_per_second:.1f} img/s); evaluated '
-              f'on {data_name} {config.eval.test_split} '
-              f'({len(contexts["pretrained"].test_source)} images)')
+  print_table(columns, f'{config.objective.name} on {sources.data_name(config.data)}: {step} '
+              f'steps in {result.train_seconds:.0f} s ({result.images_per_second:.1f} img/s); '
+              f'evaluated on {sources.data_name(eval_data_config(config.eval, config.data))} '
+              f'{config.eval.test_split} ({len(test_source)} images)')
   key = records.evaluation_key('pretrain', config.data.name, workdir, step)
   records.log_evaluation(workdir, key, step, {c.replace(' ', '_'): r
                                               for c, r in columns.items()})
@@ -123,8 +116,29 @@ def run_pretrain(config, workdir):
   embedding = ({name: c.features('test') for name, c in contexts.items()}
                if config.eval.embedding_examples else None)
   _draw(workdir, embedding, seed=config.seed, max_points=config.eval.embedding_examples,
-        class_names=contexts['pretrained'].test_source.class_names)
+        class_names=test_source.class_names)
   return summary
+
+
+def _evaluate(config, workdir, result) -> tuple[dict, dict]:
+  """The evaluators of ``config.eval`` on the pretrained encoder and, as switched on, on the raw
+  pixels and on the same network at its initialisation: ``(contexts, columns)``, both keyed by
+  the table's column names (``'raw pixels'``, ``'random init'``, ``'pretrained'``, in order)."""
+  state = jax.device_get(result.state)
+  pretrained = make_context(config, config, result.eval_graphdef, state['params'],
+                            state['batch_stats'], workdir=workdir)
+  contexts = {}
+  if config.eval.compare_raw_pixels:
+    contexts['raw pixels'] = evaluate_lib.raw_pixels_context(pretrained)
+  if config.eval.compare_random_init:
+    # The same initial parameters the run started from (init is a function of config.seed).
+    _, init_eval_graphdef, init_params, init_stats, _ = state_lib.init_encoder(config)
+    contexts['random init'] = make_context(config, config, init_eval_graphdef, init_params,
+                                           init_stats, workdir=workdir)
+  contexts['pretrained'] = pretrained
+  columns = {name: evaluate_lib.evaluate(context, config.eval.evaluators, config.eval)
+             for name, context in contexts.items()}
+  return contexts, columns
 
 
 def _draw(workdir: str, embedding_columns=None, seed: int = 0,

@@ -100,7 +100,8 @@ def curve_panels(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[s
     panels.append(('loss' if 'loss' in group else ', '.join(group), group))
   for term in dict.fromkeys(k.split('/')[0] for k in losses if '/' in k):
     for group in _shared_axes(records, [k for k in losses if k.startswith(term + '/')]):
-      panels.append((group[0] if len(group) == 1 else f'{term} statistics', group))
+      panels.append((group[0] if len(group) == 1 else
+                     f'{term}: {", ".join(k.split("/", 1)[1] for k in group)}', group))
   panels.append(('online probe top-1', [k for k in (_PROBE_KEY,) if k in present]))
   panels.append(('learning rate', [k for k in _LR_KEYS if k in present][:1]))
   return [(title, ks) for title, ks in panels if ks]

@@ -2,9 +2,10 @@
 
 * ``summary.json``: the merged view. In a pretraining workdir its top level is the training record
   (status, steps, training time over all sessions, ...) with the latest end-of-training
-  evaluation (``random_init``, ``pretrained``); an evaluation mode run there later never replaces
-  it. In a workdir that only evaluates, the top level is the latest evaluation. Every evaluation
-  (pretraining's too) is also under ``evaluations``, keyed by what was evaluated:
+  evaluation (``raw_pixels``, ``random_init``, ``pretrained``); an evaluation mode run there
+  later never replaces it. In a workdir that only evaluates, the top level is the latest
+  evaluation. Every evaluation (pretraining's too) is also under ``evaluations``, keyed by what
+  was evaluated:
   ``'<mode> | <data> | <encoder> | step <N>'``; running the same evaluation again replaces only its
   own entry.
 * ``evaluations.jsonl``: one line per evaluation invocation, appended, never rewritten.
@@ -100,7 +101,8 @@ def record_pretraining(workdir: str, record: dict) -> dict:
   evaluations = read_summary(workdir).get('evaluations', {})
   if 'pretrained' in record:
     key = evaluation_key('pretrain', record['dataset'], workdir, record['step'])
-    evaluations[key] = {k: record[k] for k in ('random_init', 'pretrained') if k in record}
+    evaluations[key] = {k: record[k] for k in ('raw_pixels', 'random_init', 'pretrained')
+                        if k in record}
   summary = {**record, 'evaluations': evaluations}
   write_summary(workdir, summary)
   return summary

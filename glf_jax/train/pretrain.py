@@ -16,6 +16,7 @@ import jax
 import ml_collections
 
 from glf_jax import prior as prior_lib
+from glf_jax.data import sources
 from glf_jax.run.session import Session
 from glf_jax.runtime import progress
 from glf_jax.train.setup import build_training
@@ -52,8 +53,8 @@ def banner(config: ml_collections.ConfigDict, *, num_examples: int, num_classes:
   mesh_shape = ' x '.join(f'{name}={size}' for name, size in dict(mesh.shape).items())
   devices, processes = jax.device_count(), jax.process_count()
   return '\n'.join([
-      f'pretraining {config.objective.name} on {config.data.name}: {num_examples} training '
-      f'images, {num_classes} classes, {"x".join(str(d) for d in image_shape)}',
+      f'pretraining {config.objective.name} on {sources.data_name(config.data)}: {num_examples} '
+      f'training images, {num_classes} classes, {"x".join(str(d) for d in image_shape)}',
       f'  model {m.arch} (width x{m.width_multiplier})  |  {devices} '
       f'device{"s" if devices > 1 else ""}, {processes} process{"es" if processes > 1 else ""}, '
       f'mesh {mesh_shape}',
