@@ -73,11 +73,7 @@ def _set_aside_if_damaged(path: str) -> None:
   """Renames an unreadable ``path`` to ``<path>.corrupt-<time>`` (never overwritten)."""
   if not os.path.exists(path) or _load(path)[0] is not None:
     return
-  stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
-  target, suffix = f'{path}.corrupt-{stamp}', 1
-  while os.path.exists(target):
-    target, suffix = f'{path}.corrupt-{stamp}-{suffix}', suffix + 1
-  os.rename(path, target)
+  target = fileio.keep_aside(path, 'corrupt')
   logging.warning('kept the unreadable %s as %s; writing a new one', path, target)
 
 

@@ -129,11 +129,7 @@ def _restore_if_edited(path: str, started_json: str) -> None:
     edited = True
   if not edited:
     return
-  stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
-  target, suffix = f'{path}.edited-{stamp}', 1
-  while os.path.exists(target):
-    target, suffix = f'{path}.edited-{stamp}-{suffix}', suffix + 1
-  os.rename(path, target)
+  target = fileio.keep_aside(path, 'edited')
   _write(path, started_json)
   logging.warning('%s differs from the config this run started with (the checkpoint\'s): kept it '
                   'as %s and restored the original; editing config.json changes nothing, a run\'s '
