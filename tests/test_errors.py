@@ -499,6 +499,9 @@ def test_resuming_prints_no_read_only_notice(tmp_path):
   # with 4 steps at batch 64, no evaluation), whose train step the session has compiled already.
   from tests.test_train_loop import digits_config  # pylint: disable=g-import-not-at-top
   main.run(digits_config(), str(tmp_path / 'run'))
+  # Without its summary, as a run killed before writing it: resumed (a run with its finished
+  # summary is not resumed, it says it is finished).
+  (tmp_path / 'run' / 'summary.json').unlink()
   args = ['--config', QUICKSTART, '--workdir', tmp_path / 'run', '--config.train.num_steps=4',
           '--config.train.batch_size=64', '--config.train.eval_after=False']
   again = _cli(*args, timeout=300)
