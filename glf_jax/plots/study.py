@@ -69,12 +69,12 @@ def _bar(ax, fig, data):
   if paper:
     ax.scatter([p[0] for p in paper], [p[1] for p in paper], marker='_', s=400,
                color='tab:red', zorder=3, label='paper')
-    ax.legend()
+    ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=8)  # off the bars
   ax.set_xticks(positions)
   ax.set_xticklabels(data['names'], rotation=30, ha='right', fontsize=8)
   ax.set_ylim(*bar_limits(means, stds, [p[1] for p in paper]))
   # The values themselves: differences too small to see on an axis from zero are read here.
-  ax.bar_label(bars, labels=[f'{m:.4g}' for m in means], fontsize=7, padding=2)
+  ax.bar_label(bars, labels=[f'{m:.4f}' for m in means], fontsize=7, padding=2)
   ax.set_ylabel(data['metric'])
 
 
