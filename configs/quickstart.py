@@ -3,9 +3,11 @@
     python -m glf_jax.main --config configs/quickstart.py --workdir /tmp/glf_quickstart
 
 Pretrains, then prints linear probe, kNN, class geometry and alignment/uniformity of the
-pretrained encoder next to the same network at its random initialisation. Override any field,
+pretrained encoder next to the raw pixels and the same network at its random initialisation
+(``eval.compare_raw_pixels``, ``eval.compare_random_init``). Override any field,
 e.g. ``--config.objective.name=balanced+adc`` or ``--config.train.num_steps=100``; unknown keys are
-refused. A second run with the same workdir resumes (or, when finished, just re-evaluates).
+refused. A second run with the same workdir resumes (or, when finished, says so and does nothing:
+``--config.mode=eval`` evaluates it again).
 
 ``digits_run(objective)`` is this run's data, network, optimiser and views for any objective:
 the digits studies (``configs/studies/digits.py``) start from it.

@@ -90,7 +90,7 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       batch_size=512,             # global: per process x processes
       epochs=1000,
       num_steps=config_dict.placeholder(int),  # set: overrides epochs
-      log_every=50,
+      log_every=50,               # metrics.jsonl; at most total steps / 20 (run.session)
       online_probe_lr=1e-3,
       max_nonfinite_in_a_row=5,   # stop after this many skipped (non-finite) steps in a row
       worker_count=0,             # grain worker processes (0: threads)
@@ -231,7 +231,8 @@ def _check_data_roots(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_eval_splits(config: ml_collections.ConfigDict) -> None:
-  """Checks, before training, that an image folder has the splits its evaluation will read."""
+  """Checks, before training, that an image folder has the splits its evaluation will read, and
+  no class in the test split that the train split lacks."""
   if not ((config.mode == 'pretrain' and config.train.eval_after) or
           (config.mode in EVAL_MODES and config.eval.data.name is not None)):
     return  # the eval modes otherwise read the evaluated run's data: checked when it is read
@@ -240,6 +241,7 @@ def _check_eval_splits(config: ml_collections.ConfigDict) -> None:
     return
   for key in ('train_split', 'test_split'):
     sources.check_image_folder_split(data.root, config.eval[key], f'eval.{key}')
+  sources.check_image_folder_classes(data.root, config.eval.train_split, config.eval.test_split)
 
 
 def parse_config_arg(arg: str | None, *, choices: dict[str, tuple[str, ...]],

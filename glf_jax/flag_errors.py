@@ -52,6 +52,23 @@ def config_spec(argv) -> str | None:
   return None
 
 
+def missing_required(argv, names) -> str | None:
+  """The first of the flags ``names`` that ``argv`` does not give (``--name X``, ``--name=X``),
+  read before absl parses: parsing loads the config file, seconds of imports before absl's own
+  check. None when all are there, and when ``argv`` asks for help or reads a flag file (absl
+  decides then)."""
+  given = set()
+  for arg in argv[1:]:
+    if arg == '--':
+      break
+    match = re.match(r'^--?([A-Za-z_][\w.]*)', arg)
+    if match:
+      given.add(match.group(1))
+  if given & {'help', 'helpfull', 'helpshort', 'helpxml', 'h', 'flagfile'}:
+    return None
+  return next((name for name in names if name not in given), None)
+
+
 def missing_config_message(spec: str) -> str:
   """The error for a config file that does not exist, listing the configs next to it."""
   path = spec.split(':', 1)[0]

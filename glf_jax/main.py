@@ -26,7 +26,8 @@ from glf_jax import flag_errors
 
 config_flags.DEFINE_config_file('config', None, 'Path to a get_config() file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and summary.json.')
-flags.mark_flags_as_required(['config', 'workdir'])
+REQUIRED_FLAGS = ('config', 'workdir')
+flags.mark_flags_as_required(list(REQUIRED_FLAGS))
 
 
 def _fail(message: str, error: BaseException | None = None) -> None:
@@ -39,7 +40,11 @@ def _fail(message: str, error: BaseException | None = None) -> None:
 
 def _parse_flags(argv):
   """absl's flag parsing with its errors as one line: config overrides are parsed (and refused)
-  by ml_collections' flag before ``main`` runs, so ``main`` cannot catch them."""
+  by ml_collections' flag before ``main`` runs, so ``main`` cannot catch them. A missing
+  required flag is reported at once, before parsing loads the config file."""
+  missing = flag_errors.missing_required(argv, REQUIRED_FLAGS)
+  if missing:
+    _fail(f'--{missing} is required')
   try:
     rest = flags.FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except  # KeyError/AttributeError: unknown keys

@@ -84,6 +84,24 @@ def test_flag_mistakes_are_one_line(args, expected, tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
+def test_a_missing_workdir_is_reported_before_the_config_is_loaded():
+  # configs/nope.py does not exist: the message shows that nothing was loaded before it.
+  result = _cli('--config', 'configs/nope.py', '--config.train.batch_size=8')
+  assert _one_error(result) == 'error: --workdir is required' == result.stderr.strip()
+  assert flag_errors.missing_required(['m', '--config=a.py', '--workdir', 'w'],
+                                      main.REQUIRED_FLAGS) is None
+  assert flag_errors.missing_required(['m', '--workdir=w'], main.REQUIRED_FLAGS) == 'config'
+  assert flag_errors.missing_required(['m', '--helpfull'], main.REQUIRED_FLAGS) is None
+
+
+def test_an_evaluation_without_its_checkpoint_dir_names_the_key(tmp_path):
+  result = _cli('--config', 'configs/linear_probe.py', '--workdir', tmp_path / 'probe')
+  line = _one_error(result)
+  assert line.startswith('error: eval.checkpoint_dir is not set, and the workdir '
+                         f'{tmp_path / "probe"} holds no checkpoint'), line
+  assert '--config.eval.checkpoint_dir' in line
+
+
 def test_missing_config_file_names_the_available_ones(tmp_path):
   result = _cli('--config', 'configs/nope.py', '--workdir', tmp_path / 'run',
                 '--config.train.batch_size=8')
@@ -253,6 +271,28 @@ def test_missing_test_split_is_found_before_training_with_the_flag(tmp_path):
     sources.ImageFolderSource(root, 'test', cache_dir=tmp_path / 'cache')
 
 
+def test_a_class_only_in_the_test_split_is_refused_naming_it(tmp_path):
+  root = _image_folder(tmp_path / 'images', ('train', 'test'))
+  extra = root / 'test' / 'zebra' / '0.png'
+  extra.parent.mkdir()
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(extra)
+  config = _quickstart()
+  config.data.name, config.data.root = 'image_folder', str(root)
+  expected = (rf"image folder {root}: the 'test' split has 1 class\(es\) that the 'train' split "
+              r"has no example of \('zebra'\)")
+  with pytest.raises(ValueError, match=expected):  # before training
+    config_lib.validate(config)
+  config.train.eval_after = False
+  config_lib.validate(config)
+  # An evaluation mode (the run's own data, not checked before) refuses it as it builds its data.
+  train, test = (sources.ImageFolderSource(root, s, cache_dir=tmp_path / 'cache')
+                 for s in ('train', 'test'))
+  assert train.num_classes == test.num_classes == 3  # labels follow the union of the splits
+  with pytest.raises(ValueError, match=expected):
+    sources.check_shared_classes(train, test, f'image folder {root}')
+  sources.check_shared_classes(test, train, 'fine: a class not tested is no error')
+
+
 def test_corrupt_image_errors_name_the_flag_once_and_count_the_skipped(tmp_path):
   root = _image_folder(tmp_path / 'images', ('train',))
   (root / 'train' / 'a' / 'bad.png').write_bytes(b'not a png')
@@ -272,6 +312,18 @@ def test_corrupt_image_errors_name_the_flag_once_and_count_the_skipped(tmp_path)
   assert 'bad.png' in message and '--config.data.skip_corrupt=True' in message
   # Other sources skip nothing.
   assert sources.DigitsSource('test').num_skipped == 0
+
+
+def test_a_symlink_loop_among_the_images_is_a_corrupt_file_naming_it(tmp_path):
+  root = _image_folder(tmp_path / 'images', ('train',))
+  loop = root / 'train' / 'a' / 'loop.png'
+  loop.symlink_to(loop)
+  with pytest.raises(sources.CorruptImageError, match=rf'cannot decode image file {loop}: '
+                     r'.*Too many levels of symbolic links.*--config.data.skip_corrupt=True'):
+    sources.ImageFolderSource(root, 'train', cache_dir=tmp_path / 'cache')
+  skipping = sources.ImageFolderSource(root, 'train', cache_dir=tmp_path / 'cache',
+                                       skip_corrupt=True)
+  assert skipping.skipped_files == ('a/loop.png',) and len(skipping) == 4
 
 
 def test_sixteen_bit_png_is_scaled_not_saturated(tmp_path):
@@ -343,11 +395,64 @@ def test_full_disk_hidden_in_an_io_error_is_named_at_the_failed_save(tmp_path, m
 def test_short_errors_keep_the_os_reason():
   text = checkpoint._short(OSError(errno.EIO, _LONG_IO_ERROR))
   assert len(text) < 600 and text.endswith('(No space left on device)')
+  cut = 'x' * (checkpoint._ERROR_CHARS - len('OSError: ') - 4) + 'File too large, and more'
+  assert checkpoint._short(OSError(cut)).endswith('... (File too large)')  # the cut went through it
   assert checkpoint._short(ValueError('short')) == 'ValueError: short'
   assert checkpoint._full_disk_errno(RuntimeError('x')) is None
   wrapped = RuntimeError('background save failed')
   wrapped.__cause__ = OSError(errno.ENOSPC, 'No space left on device')
   assert checkpoint._full_disk_errno(wrapped) == errno.ENOSPC
+
+
+def _limited_file_size(limit_bytes):
+  """A child's file size limit: writes past it fail (EFBIG) as on a full disk, not fatally."""
+  def apply():
+    import resource  # pylint: disable=g-import-not-at-top
+    import signal  # pylint: disable=g-import-not-at-top
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+  return apply
+
+
+@pytest.mark.slow  # a training subprocess (~30 s)
+def test_a_run_whose_checkpoint_writes_fail_ends_with_one_line(tmp_path):
+  # The checkpoint's array files (~250 kB) cannot be written, as on a full disk; orbax's writer,
+  # commit and finalize threads logged their tracebacks of it (a full disk: 545 lines before).
+  result = subprocess.run(
+      [sys.executable, '-m', 'glf_jax.main', '--config', str(QUICKSTART), '--workdir',
+       str(tmp_path / 'run'), '--config.train.num_steps=4', '--config.train.batch_size=64',
+       '--config.checkpoint.every_steps=2', '--config.train.eval_after=False'],
+      # No persistent compilation cache: its entries would be cut at the limit too.
+      cwd=ROOT, env=_env(JAX_ENABLE_COMPILATION_CACHE='false'), capture_output=True, text=True,
+      timeout=600, preexec_fn=_limited_file_size(100_000))
+  line = _one_error(result)
+  assert line.startswith(f'error: saving checkpoint step 2 to {tmp_path / "run"}/checkpoints '
+                         'failed'), line
+  assert result.stderr.strip() == line
+
+
+def test_noise_of_a_failed_save_is_dropped_and_nothing_else():
+  import asyncio  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as e:
+    closed = types.SimpleNamespace(exc_value=e, exc_traceback=e.__traceback__)
+  other = RuntimeError('Event loop is closed')  # the same words from elsewhere
+  assert checkpoint._is_closed_loop_callback(closed)
+  assert not checkpoint._is_closed_loop_callback(types.SimpleNamespace(exc_value=other,
+                                                                       exc_traceback=None))
+  dropped = checkpoint._SaveFailureLogFilter()
+  for message in ('[process=%d][thread=%s][operation_id=%s] _SignalingThread.run() raised an '
+                  'exception: %s',
+                  '[process=0] Failed to run 5 Handler Commit operations or the Commit callback in '
+                  'background save thread, directory: /x',
+                  '[process=%s][thread=%s][step=%s][wait_until_finished] Save Finalize thread (%s) '
+                  'failed.'):
+    assert not dropped.filter(logging.makeLogRecord({'msg': message}))
+  assert dropped.filter(logging.makeLogRecord({'msg': 'any other error'}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,6 +498,9 @@ def test_resuming_prints_no_read_only_notice(tmp_path):
   # with 4 steps at batch 64, no evaluation), whose train step the session has compiled already.
   from tests.test_train_loop import digits_config  # pylint: disable=g-import-not-at-top
   main.run(digits_config(), str(tmp_path / 'run'))
+  # Without its summary, as a run killed before writing it: resumed (a run with its finished
+  # summary is not resumed, it says it is finished).
+  (tmp_path / 'run' / 'summary.json').unlink()
   args = ['--config', QUICKSTART, '--workdir', tmp_path / 'run', '--config.train.num_steps=4',
           '--config.train.batch_size=64', '--config.train.eval_after=False']
   again = _cli(*args)

@@ -1,5 +1,6 @@
 """Evaluation: linear probe, feature extraction + cache, eval-mode encoders, fine-tuning, report."""
 
+import dataclasses
 import os
 
 import jax
@@ -394,3 +395,45 @@ def test_format_table():
   # Right-aligned columns: every value ends where its header ends.
   assert len({len(line) for line in lines[:3]}) == 1
   assert lines[5].endswith('1.0000') and len(lines[5]) == len(lines[6])
+
+
+# ------------------------------------------------------------------------------------------------
+# The raw-pixel column
+
+
+def test_raw_pixels_are_the_transformed_image_and_every_evaluator_runs_on_them(tmp_path):
+  from glf_jax.data import recipes  # pylint: disable=g-import-not-at-top
+  source = DigitsSource('test', image_size=16)
+  encoder = build_encoder(default_model_config('resnet_tiny', projector_layers=0),
+                          rngs=nnx.Rngs(0))
+  encoder.eval()
+  graphdef, params, batch_stats = nnx.split(encoder, nnx.Param, nnx.BatchStat)
+  transform = dict(image_size=16, mean=DIGITS_MEAN, std=DIGITS_STD, crop_fraction=1.0)
+  context = common.Context(eval_graphdef=graphdef, params=params, batch_stats=batch_stats,
+                           transform=transform, augment=recipes.simclr_config(16),
+                           train_source=source, test_source=source, num_classes=10, batch_size=128,
+                           cache_dir=str(tmp_path))
+  pixels = evaluate.raw_pixels_context(context)
+  images = np.stack([source[i]['image'] for i in range(len(source))])
+  expected = np.asarray(augment.eval_transform(images, size=16, mean=DIGITS_MEAN,
+                                               std=DIGITS_STD)).reshape(len(source), -1)
+  features, labels = pixels.features('test')
+  np.testing.assert_allclose(features, expected, atol=1e-6)
+  assert features.shape == (450, 16 * 16 * 3) and labels.shape == (450,)
+  # Its own cache entry, never the encoder's (nor the other way round).
+  assert context.features('test')[0].shape[1] != features.shape[1]
+  assert len(os.listdir(tmp_path)) == 2
+  eval_config = evaluate.default_eval_config(DigitsInfo)
+  assert eval_config.compare_raw_pixels  # small images: on by default
+  assert not evaluate.default_eval_config(dataset_info('imagenet100')).compare_raw_pixels
+  eval_config.linear.epochs, eval_config.finetune.epochs = 5, 1
+  eval_config.prototype_bias.examples = 40
+  results = evaluate.evaluate(pixels, ('linear', 'knn', 'geometry', 'alignment', 'finetune',
+                                       'prototype_bias'), eval_config)
+  assert results['linear/top1'] > 0.8 and results['knn/k20'] > 0.9  # digits' pixels say a lot
+  assert np.isfinite(results['alignment/uniformity']) and results['finetune/top1'] > 0.1
+  # ImageNet-size inputs are resized down to at most 32 px (3072 values per image).
+  large = evaluate.raw_pixels_context(dataclasses.replace(
+      context, transform={**transform, 'image_size': 224}, cache_dir=None, _features={}))
+  assert large.transform['image_size'] == 32 and context.transform['image_size'] == 16
+  assert large.features('test')[0].shape == (450, 32 * 32 * 3)

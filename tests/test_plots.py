@@ -45,10 +45,15 @@ def _full_record(step):
 
 def test_curves_from_a_full_log(tmp_path):
   records = [_full_record(step) for step in range(10, 201, 10)]
+  # Series of other scales (the constant adc at -0.5 beside a loss falling from 5) have axes of
+  # their own: on one axis they would all look flat.
   assert plots.curve_panels(records) == [
-      ('loss', ['loss', 'simclr', 'adc']),
-      ('adc statistics', ['adc/dcm', 'adc/lpm']),
-      ('simclr statistics', ['simclr/pos_sim', 'simclr/neg_sim']),
+      ('loss', ['loss', 'simclr']),
+      ('adc', ['adc']),
+      ('adc/dcm', ['adc/dcm']),
+      ('adc/lpm', ['adc/lpm']),
+      ('simclr/pos_sim', ['simclr/pos_sim']),
+      ('simclr/neg_sim', ['simclr/neg_sim']),
       ('online probe top-1', ['probe/top1']),
       ('learning rate', ['lr']),
   ]
@@ -57,8 +62,35 @@ def test_curves_from_a_full_log(tmp_path):
                                    'eval/pretrained/knn/k20': 0.9, 'wall_time': 1.8e9}])
   path = plots.draw_curves(str(tmp_path))
   assert path == str(tmp_path / 'curves.png')
-  assert _png_size(path) == (1350, 640)  # 5 panels: 3 columns x 2 rows at 450 x 320 px
+  assert _png_size(path) == (1350, 960)  # 8 panels: 3 columns x 3 rows at 450 x 320 px
   assert not [p for p in os.listdir(tmp_path) if p.endswith('.tmp')]  # atomic write cleaned up
+
+
+def test_terms_of_other_scales_get_their_own_axes_and_legends_stay_off_the_curves(tmp_path):
+  # ADC's statistics: prior entropy ~6.2, LPM ~-5.5, DCM ~0.01 (one linear axis: three flat
+  # lines); two similarities of one scale share theirs.
+  records = [{'step': s, 'loss': 5 - s / 50, 'adc/prior_entropy': 6.2 + s / 1000,
+              'adc/lpm': -5.5 + s / 500, 'adc/dcm': 0.01 + s / 10000,
+              'simclr/pos_sim': 0.5 + s / 400, 'simclr/neg_sim': 0.3 - s / 400}
+             for s in range(1, 101, 5)]
+  assert plots.curve_panels(records) == [
+      ('loss', ['loss']), ('adc/prior_entropy', ['adc/prior_entropy']), ('adc/lpm', ['adc/lpm']),
+      ('adc/dcm', ['adc/dcm']),
+      ('simclr: pos_sim, neg_sim', ['simclr/pos_sim', 'simclr/neg_sim'])]
+  figure = plots.curves_figure(records, 'run: simclr+adc on cifar10, 96 steps')
+  figure.canvas.draw()
+  assert figure.get_suptitle() == 'run: simclr+adc on cifar10, 96 steps'
+  (ax,) = [a for a in figure.axes if a.get_legend() is not None]
+  legend, plot_area = ax.get_legend().get_window_extent(), ax.get_window_extent()
+  assert legend.y1 <= plot_area.y0  # below the axes, not over the curves
+  # The title of curves.png names the run, its objective and data (config.json's).
+  workdir = tmp_path / 'my_run'
+  _write_log(workdir, records)
+  (workdir / 'config.json').write_text(json.dumps(
+      {'objective': {'name': 'simclr+adc'}, 'data': {'name': 'image_folder',
+                                                     'root': '/data/flowers/'}}))
+  assert plots._run_title(str(workdir), records) == (  # pylint: disable=protected-access
+      'my_run: simclr+adc on flowers, 96 steps')
 
 
 def test_curves_skip_missing_keys_and_nonfinite_values(tmp_path):
@@ -78,7 +110,7 @@ def test_curves_skip_missing_keys_and_nonfinite_values(tmp_path):
 
 def test_curves_from_a_single_record(tmp_path):
   _write_log(tmp_path, [_full_record(10)])
-  assert _png_size(plots.draw_curves(str(tmp_path))) == (1350, 640)
+  assert _png_size(plots.draw_curves(str(tmp_path))) == (1350, 960)
   # One panel without a legend: its only blue (matplotlib's first colour) is the point itself.
   _write_log(tmp_path, [{'step': 10, 'probe/top1': 0.5}])
   with Image.open(plots.draw_curves(str(tmp_path))) as image:
@@ -163,6 +195,20 @@ def test_embedding_is_deterministic_for_a_seed(embedded, tmp_path):
                                 plots.embed_2d(columns['pré"trained'][0][:60], seed=1))
 
 
+def test_embedding_legend_names_the_classes(tmp_path):
+  features, labels = _blobs(n_per_class=10, dim=4)
+  plots.save_embedding(str(tmp_path), {'x': (features, labels)},
+                       class_names=('airplane', 'bird', 'cat'))
+  assert plots.load_class_names(str(tmp_path)) == ['airplane', 'bird', 'cat']
+  columns = plots.load_embedding(str(tmp_path))
+
+  def legend(names):
+    (figure_legend,) = plots.embedding_figure(columns, names).legends
+    return [text.get_text() for text in figure_legend.get_texts()]
+  assert legend(plots.load_class_names(str(tmp_path))) == ['airplane', 'bird', 'cat']
+  assert legend(None) == ['0', '1', '2']  # no names (an older embedding.npz): the labels
+
+
 def test_save_embedding_subsamples_and_checks_inputs(tmp_path):
   features, labels = _blobs(n_per_class=40, dim=64)  # 64 > PCA_DIMS: the PCA path
   plots.save_embedding(str(tmp_path), {'x': (features, labels)}, max_points=60)
@@ -210,3 +256,16 @@ def test_plot_config():
   spec.loader.exec_module(module)
   assert 'python -m glf_jax.main --config configs/plot.py' in module.__doc__
   assert module.get_config().mode == 'plot'
+
+
+def test_study_bars_start_at_zero_and_show_their_values(tmp_path):
+  from glf_jax.plots import study as study_plots  # pylint: disable=g-import-not-at-top
+  means, stds = [0.5147, 0.5165], [0.0004, 0.0002]
+  low, high = study_plots.bar_limits(means, stds)
+  assert low == 0.0 and 0.5167 < high < 0.6  # not zoomed to 0.5147-0.5165
+  assert study_plots.bar_limits([-2.0, -1.0], [0.0, 0.0]) == (-2.16, 0.0)
+  assert study_plots.bar_limits([0.0], [0.0]) == (0.0, 1.0)
+  data = {'title': 'linear/top1', 'metric': 'linear/top1', 'names': ['a', 'b'], 'means': means,
+          'stds': stds, 'paper': []}
+  path = study_plots.draw('bar', data, str(tmp_path / 'bar.png'))
+  assert _png_size(path) == (640, 440)

@@ -55,6 +55,46 @@ def test_write_read_round_trip_records_the_source(tmp_path, suffix):
   assert prior_features.read(path)[0].dtype == np.float16
 
 
+def _hand_written(path, table, source):
+  """``table`` in the file format, bypassing write()'s checks (a file made by other tools)."""
+  metadata = {'format': prior_features.FORMAT, **prior_features.source_metadata(source),
+              'dim': str(table.shape[1] if table.ndim == 2 else 0)}
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+    save_file({'features': table}, path, metadata=metadata)
+  else:
+    np.save(path, table, allow_pickle=table.dtype == object)
+    pathlib.Path(path + '.json').write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize('suffix', ['.safetensors', '.npy'])
+@pytest.mark.parametrize('table,message', [
+    (np.full((24, 5), np.nan, np.float32), '24 of 24 rows of prior features hold NaN'),
+    (np.zeros((24, 0), np.float32),
+     r'features must be a float \[num_examples, D >= 1\] array, got float32 \(24, 0\)'),
+])
+def test_tables_of_nan_or_no_columns_are_refused_naming_the_file(tmp_path, suffix, table,
+                                                                  message):
+  path = str(tmp_path / f'prior{suffix}')
+  _hand_written(path, table, _Source())
+  with pytest.raises(ValueError, match=f'{path}: {message}'):
+    prior_features.load_for_source(path, _Source())
+
+
+def test_malformed_and_pickled_files_are_one_line_naming_the_file(tmp_path):
+  broken = tmp_path / 'prior.safetensors'
+  broken.write_bytes(b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}xx')
+  with pytest.raises(ValueError, match=f'cannot read the prior features file {broken} as '
+                     'safetensors') as info:
+    prior_features.read(str(broken))
+  assert '\n' not in str(info.value)
+  pickled = str(tmp_path / 'prior.npy')
+  _hand_written(pickled, np.array([{'x': 1}] * 24, dtype=object).reshape(24, 1), _Source())
+  with pytest.raises(ValueError, match=f'cannot read the prior features file {pickled} '
+                     r'\(ValueError: Object arrays cannot be loaded.*never pickle'):
+    prior_features.read(pickled)
+
+
 def test_a_file_for_other_examples_is_refused(tmp_path):
   path = str(tmp_path / 'prior.safetensors')
   prior_features.write(path, _table(), source=_Source())

@@ -62,6 +62,36 @@ def test_lock_is_reentrant_across_sequential_runs_and_disabled_off_chief(tmp_pat
     assert not (tmp_path / '.lock').exists() or (tmp_path / '.lock').read_text() == ''
 
 
+def test_a_lock_file_that_is_not_the_locks_own_is_refused_and_left_untouched(tmp_path):
+  victim = tmp_path / 'victim.txt'
+  victim.write_text('precious')
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / '.lock').symlink_to(victim)
+  with pytest.raises(lock.LockFileError, match=rf'{workdir / ".lock"} is a symbolic link \(to '
+                     rf'{victim}\).*remove it'):
+    with lock.hold(str(workdir)):
+      pass
+  assert victim.read_text() == 'precious'
+  (workdir / '.lock').unlink()
+  os.link(victim, workdir / '.lock')  # a hard link: emptying it empties the victim
+  with pytest.raises(lock.LockFileError, match='has 2 names'):
+    with lock.hold(str(workdir)):
+      pass
+  assert victim.read_text() == 'precious'
+  (workdir / '.lock').unlink()
+  (workdir / '.lock').write_text('a file of somebody else')
+  with pytest.raises(lock.LockFileError, match='something other than a lock record'):
+    with lock.hold(str(workdir)):
+      pass
+  assert (workdir / '.lock').read_text() == 'a file of somebody else'
+  (workdir / '.lock').unlink()
+  (workdir / '.lock').mkdir()
+  with pytest.raises(lock.LockFileError, match='is a directory'):
+    with lock.hold(str(workdir)):
+      pass
+
+
 def test_runner_refuses_a_workdir_that_is_a_file_and_removes_a_workdir_it_created(tmp_path):
   a_file = tmp_path / 'file'
   a_file.write_text('x')
@@ -103,6 +133,21 @@ def test_merging_keeps_the_training_record_and_every_evaluation(tmp_path):
   assert merged['mode'] == 'linear_probe' and sorted(merged['evaluations']) == ['a', 'b']
 
 
+@pytest.mark.parametrize('damage', ['{"mode": "pretrain", "step": 4, "evalu', '[1, 2, 3]'])
+def test_an_unreadable_summary_is_kept_aside_not_overwritten(tmp_path, caplog, damage):
+  (tmp_path / 'summary.json').write_text(damage)
+  assert run_records.read_summary(str(tmp_path)) == {}
+  assert 'summary.json is unreadable' in caplog.text
+  key = run_records.evaluation_key('knn', 'digits', str(tmp_path), 4)
+  merged = run_records.record_evaluation(str(tmp_path), key, {'mode': 'knn', 'pretrained': {}})
+  (kept,) = tmp_path.glob('summary.json.corrupt-*')
+  assert kept.read_text() == damage
+  assert f'kept the unreadable {tmp_path / "summary.json"} as {kept}' in caplog.text
+  assert json.loads((tmp_path / 'summary.json').read_text()) == merged
+  run_records.record_evaluation(str(tmp_path), key, {'mode': 'knn', 'pretrained': {}})
+  assert len(list(tmp_path.glob('summary.json.corrupt-*'))) == 1  # a readable one is replaced
+
+
 def test_evaluation_metrics_go_to_metrics_jsonl_once_per_key(tmp_path):
   workdir = str(tmp_path)
   (tmp_path / 'metrics.jsonl').write_text(json.dumps({'step': 4, 'loss': 1.0}) + '\n')
@@ -114,6 +159,25 @@ def test_evaluation_metrics_go_to_metrics_jsonl_once_per_key(tmp_path):
   assert len(records) == 2 and records[1]['eval/pretrained/knn/k20'] == 0.7
   history = (tmp_path / 'evaluations.jsonl').read_text().splitlines()
   assert [json.loads(line)['pretrained']['knn/k20'] for line in history] == [0.5, 0.7]
+
+
+def test_a_hand_edited_config_json_is_kept_aside_and_restored_on_resume(tmp_path, caplog):
+  from glf_jax.train.pretrain import pretrain  # pylint: disable=g-import-not-at-top
+  config = _digits_config(num_steps=4)
+  pretrain(config, str(tmp_path))
+  original = (tmp_path / 'config.json').read_text()
+  edited = json.loads(original)
+  edited['optim']['base_learning_rate'] = 123.0
+  (tmp_path / 'config.json').write_text(json.dumps(edited))
+  again = pretrain(config, str(tmp_path))  # finished: nothing to train, but the file is checked
+  assert int(again.state['step']) == 4
+  assert (tmp_path / 'config.json').read_text() == original
+  (kept,) = tmp_path.glob('config.json.edited-*')
+  assert json.loads(kept.read_text())['optim']['base_learning_rate'] == 123.0
+  assert f'kept it as {kept} and restored the original' in caplog.text
+  caplog.clear()
+  pretrain(config, str(tmp_path))  # an intact config.json: nothing to say
+  assert 'config.json' not in caplog.text and len(list(tmp_path.glob('config.json.*'))) == 1
 
 
 @pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
@@ -136,16 +200,28 @@ def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
 
 
 @pytest.mark.slow  # 10-25 s (runs, subprocesses): in CI, not in the fast tier
-def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path):
+def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path, capsys):
   config = _digits_config(num_steps=4, eval_after=True)
   config.eval.compare_random_init = False
   first = main.run(config, str(tmp_path))
   assert first['train_seconds'] > 0.1 and first['images_per_second'] > 0
+  assert 'drawing embedding.png (t-SNE of 90 test images, 1 column)' in capsys.readouterr().out
   for picture in ('curves.png', 'embedding.png'):  # drawn at the end of the run
     with Image.open(tmp_path / picture) as image:
       assert image.format == 'PNG' and min(image.size) > 100
-  # Re-running the finished run only re-evaluates: the training record stays the original one.
+  # Re-running the finished run says so and changes nothing: no second evaluation.
   again = main.run(config, str(tmp_path))
+  assert f'{tmp_path} holds a finished run (step 4, evaluated): nothing to do' in (
+      capsys.readouterr().out)
+  assert again == json.loads((tmp_path / 'summary.json').read_text())
+  assert len((tmp_path / 'evaluations.jsonl').read_text().splitlines()) == 1
+  # A run stopped while it evaluated (its summary not finished) is evaluated again; the training
+  # record stays the original one.
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  (tmp_path / 'summary.json').write_text(json.dumps({**summary, 'status': 'interrupted'}))
+  again = main.run(config, str(tmp_path))
+  assert len((tmp_path / 'evaluations.jsonl').read_text().splitlines()) == 2
+  assert again['status'] == 'finished'
   assert again['train_seconds'] == pytest.approx(first['train_seconds'])
   assert again['images_per_second'] == pytest.approx(first['images_per_second'])
   assert again['pretrained'] == first['pretrained']

@@ -290,6 +290,25 @@ def test_finished_cell_is_skipped_unless_its_settings_changed(tmp_path):
   (directory / 'config.json').write_text(json.dumps(saved))
   with pytest.raises(ValueError, match='train.num_steps'):
     study_runner.run_study(config, str(tmp_path))
+  # With a checkpoint, its config decides, not config.json (which a hand can edit).
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from glf_jax.run import checkpoint  # pylint: disable=g-import-not-at-top
+
+  def checkpoint_with(num_steps):
+    shutil.rmtree(directory / 'checkpoints', ignore_errors=True)
+    trained = json.loads(json.dumps(saved))
+    trained['train']['num_steps'] = num_steps
+    with checkpoint.Checkpointer(str(directory / 'checkpoints'), async_save=False) as ckpt:
+      ckpt.save(1, {'w': jnp.zeros(2)}, data_state={}, meta={'config': json.dumps(trained)})
+
+  cell_json = config_lib.to_json(study_runner.build_cell_config(config, cell_spec, 0))
+  steps = json.loads(cell_json)['train']['num_steps']
+  checkpoint_with(steps)  # config.json still says 99
+  assert study_runner.run_study(config, str(tmp_path))['skipped'] == [('baseline', 0)]
+  checkpoint_with(steps + 1)
+  (directory / 'config.json').write_text(cell_json)  # an edit hiding the difference
+  with pytest.raises(ValueError, match='train.num_steps'):
+    study_runner.run_study(config, str(tmp_path))
 
 
 @pytest.mark.slow  # trains 2 cells with the prototype_bias evaluator (~60 s)

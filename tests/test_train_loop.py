@@ -165,6 +165,17 @@ def test_metrics_log_tolerates_a_torn_line_and_is_trimmed_to_the_resumed_step(tm
   assert metrics_log.trim(str(path), 1) == 0  # nothing more to drop
 
 
+def test_metrics_log_lines_that_are_json_but_not_records_are_skipped(tmp_path, caplog):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1, "loss": 2.0}\n[1, 2, 3]\nnull\n{"step": "two"}\n'
+                  '{"step": 3, "loss": 1.0}\n')
+  assert [r['step'] for r in metrics_log.read(str(path))] == [1, 3]
+  for number in (2, 3, 4):
+    assert f'{path}: line {number} is not a record' in caplog.text
+  assert metrics_log.trim(str(path), 1) == 4  # a resume cuts them with the later steps
+  assert [json.loads(l) for l in path.read_text().splitlines()] == [{'step': 1, 'loss': 2.0}]
+
+
 def digits_config(**train):
   sys.path.insert(0, str(ROOT))
   from configs import quickstart  # pylint: disable=g-import-not-at-top
@@ -195,6 +206,20 @@ def test_nonfinite_losses_stop_the_run_with_the_terms(tmp_path, monkeypatch):
   config = digits_config(num_steps=20, max_nonfinite_in_a_row=3)
   config.objective.name = 'simclr+always_nan'
   with pytest.raises(session_lib.NonFiniteLossError, match=r'3 non-finite losses in a row.*step 3'):
+    main.run(config, str(tmp_path))
+  summary = json.loads((tmp_path / 'summary.json').read_text())  # the record exists
+  assert summary['status'] == 'stopped: non-finite' and summary['step'] == 3
+  assert summary['checkpoint_step'] is None and 'non-finite losses' in summary['error']
+
+
+def test_a_nonfinite_gradient_of_a_finite_loss_is_named_as_such(tmp_path, monkeypatch):
+  # sqrt at 0: the value 0, the gradient inf * 0 = NaN.
+  monkeypatch.setitem(CONSTRAINTS, 'nan_gradient', glf.Constraint('nan_gradient', glf.Term(
+      lambda o, b: (jnp.sqrt(0.0 * jnp.sum(o['z1']) ** 2), {}), {})))
+  config = digits_config(num_steps=20, max_nonfinite_in_a_row=2)
+  config.objective.name = 'simclr+nan_gradient'
+  with pytest.raises(session_lib.NonFiniteLossError,
+                     match=r'2 non-finite gradients \(the loss itself finite\) in a row.*step 2'):
     main.run(config, str(tmp_path))
 
 
@@ -277,9 +302,13 @@ def test_quickstart_shrunk_compares_pretrained_with_random_init(tmp_path):
   summary = main.run(config, str(tmp_path))
   saved = json.loads((tmp_path / 'summary.json').read_text())
   assert saved['status'] == 'finished' and saved['step'] == 4
-  for column in (summary['random_init'], summary['pretrained']):
+  for column in (summary['raw_pixels'], summary['random_init'], summary['pretrained']):
     assert 0.0 <= column['linear/top1'] <= 1.0 and 0.0 <= column['knn/k20'] <= 1.0
   assert saved['random_init'] != saved['pretrained']
+  # The raw pixels: the floor of the table (the digits' pixels alone give a good kNN).
+  assert saved['raw_pixels']['knn/k20'] > 0.9
+  (evaluation,) = saved['evaluations'].values()
+  assert list(evaluation) == ['raw_pixels', 'random_init', 'pretrained']
   assert (tmp_path / 'curves.png').exists() and not (tmp_path / 'embedding.png').exists()
 
 
@@ -315,6 +344,7 @@ def test_eval_mode_loads_the_encoder_from_its_model_config_and_refuses_old_layou
   evaluation.eval.checkpoint_dir = str(run_dir)
   summary = main.run(evaluation, str(tmp_path / 'knn'))
   assert summary['step'] == 2 and 0.0 <= summary['pretrained']['knn/k20'] <= 1.0
+  assert summary['raw_pixels']['knn/k20'] > 0.9  # the table's raw-pixel column
 
   # A checkpoint written before methods became units (no 'format' in its meta) is refused.
   meta_file = run_dir / 'checkpoints' / '2' / 'meta' / 'metadata'
@@ -339,15 +369,25 @@ from glf_jax.runtime import progress  # pylint: disable=g-import-not-at-top,wron
 def test_banner_then_progress_lines_by_time_while_metrics_stay_at_log_every(tmp_path, capsys,
                                                                             monkeypatch):
   monkeypatch.setattr(progress, 'INTERVAL_S', 0.0)  # a plain line at every step, by wall time
+  # 4 steps would otherwise all be logged (at least 20 records per run).
+  monkeypatch.setattr(session_lib, 'MIN_LOGGED_POINTS', 1)
   pretrain(digits_config(num_steps=4, log_every=1000), str(tmp_path))
   out = capsys.readouterr().out
   assert 'starting from step 0' in out
-  assert out.index('pretraining simclr+adc on digits') < out.index('step 1/4'), out
+  assert (out.index('pretraining simclr+adc on digits')
+          < out.index('compiling the train step (the first step waits for XLA')
+          < out.index('step 1/4')), out
   assert re.findall(r'^step (\d+)/4  epoch ', out, flags=re.M) == ['1', '2', '3', '4'], out
   # The first step compiles: no rate and no ETA from it.
   assert 'step 1/4  epoch 0.05  - img/s  ETA -:--:--  |  loss ' in out, out
   records = metrics_log.read(str(tmp_path / 'metrics.jsonl'))
-  assert [r['step'] for r in records] == [4]  # log_every (and the last step) only
+  assert [r['step'] for r in records] == [1, 4]  # log_every (and the first and last steps) only
+
+
+def test_a_short_run_logs_its_first_step_and_at_least_20_records():
+  assert session_lib.logging_interval(50, 10_000) == 50
+  assert session_lib.logging_interval(50, 200) == 10  # 20 records, not 4
+  assert session_lib.logging_interval(50, 7) == 1
 
 
 def test_rerun_of_a_finished_run_reports_its_original_training_time(tmp_path):

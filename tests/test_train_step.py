@@ -277,6 +277,13 @@ def test_random_and_weights_priors_are_frozen_encoders(tmp_path):
   # Gradients never flow into the prior.
   grad = jax.grad(lambda v: jnp.sum(apply_fn(prior_state, v)))(views)
   np.testing.assert_array_equal(grad, 0)
+  # A malformed weights file: one line naming it, not the reader's raw error.
+  with open(path, 'r+b') as f:
+    f.truncate(64)
+  with pytest.raises(ValueError, match=f'cannot read the weights file {path} '
+                     r'\(SafetensorError: ') as info:
+    _prior(config)
+  assert '\n' not in str(info.value)
 
 
 @pytest.mark.parametrize('kind,path,message', [

@@ -27,6 +27,7 @@ def get_config(arg=None):
   config.eval.linear.epochs = 100
   config.eval.knn.k = (20,)
   config.eval.compare_random_init = False
+  config.eval.compare_raw_pixels = False  # the same for every cell: not in a study's tables
   if smoke:
     tiny(config)
     config.train.num_steps = 3

@@ -10,11 +10,13 @@ import ml_collections
 from glf_jax.cohort.config import check_cohort_config
 from glf_jax.cohort.members import build_members, cohort_step_program, initial_state
 from glf_jax.cohort.tracking import Tracker
+from glf_jax.data import sources
 from glf_jax.plots import tracks as plots_tracks
 from glf_jax.run import layout
 from glf_jax.run import metrics_log
 from glf_jax.run import records
 from glf_jax.run.session import Session
+from glf_jax.runtime import progress
 
 
 def run_cohort(config: ml_collections.ConfigDict, workdir: str, *,
@@ -28,7 +30,7 @@ def run_cohort(config: ml_collections.ConfigDict, workdir: str, *,
 
 def _header(config, members, session, tracker) -> str:
   track_every = int(config.cohort.track_every)
-  return (f'cohort of {len(members)} on {config.data.name}: '
+  return (f'cohort of {len(members)} on {sources.data_name(config.data)}: '
           + ', '.join(f'{m.name} ({m.config.objective.name})' for m in members)
           + f'\n  {config.model.arch}, batch {config.train.batch_size}, {session.total_steps} '
           f'steps ({session.steps_per_epoch}/epoch), tracked every {track_every} on '
@@ -77,6 +79,8 @@ def train_cohort(config: ml_collections.ConfigDict, workdir: str, *,
     print(f'track step {step}: {cka}', flush=True)
 
   track(session.step, state)
+  if session.step < session.total_steps:
+    progress.announce_compiling('the cohort step')
   outcome = session.train(
       state, lambda s, batch: cohort_step(s, batch, prior_states),
       tail=lambda metrics: '  '.join(f'{name} loss {float(ms["loss"]):.4f}'

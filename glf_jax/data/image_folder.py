@@ -15,6 +15,7 @@ from typing import Sequence
 from glf_jax.data import decode_cache
 from glf_jax.data.source_base import CorruptImageError
 from glf_jax.data.source_base import ImageSource
+from glf_jax.data.source_base import unseen_classes_message
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 # Other names of an evaluation split: a missing split's error names the one the folder has.
@@ -23,9 +24,10 @@ _SPLIT_ALTERNATIVES = {'test': ('val', 'validation', 'valid'),
                        'validation': ('val', 'valid', 'test')}
 
 
-def list_splits(root: pathlib.Path) -> list[str]:
-  """The split folders of an image folder (hidden ones are not splits)."""
-  return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
+def subfolders(directory: pathlib.Path) -> list[str]:
+  """The folders in ``directory``, sorted: an image folder's splits, or a split's classes
+  (hidden ones are neither)."""
+  return sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith('.'))
 
 
 def missing_split_message(root: pathlib.Path, split: str, splits: Sequence[str],
@@ -45,9 +47,23 @@ def check_image_folder_split(root: str | os.PathLike[str], split: str, flag: str
   root = pathlib.Path(root).expanduser()
   if not root.is_dir():
     return  # the training source reports a missing root as it starts
-  splits = list_splits(root)
+  splits = subfolders(root)
   if split not in splits:
     raise ValueError(missing_split_message(root, split, splits, flag))
+
+
+def check_image_folder_classes(root: str | os.PathLike[str], train_split: str,
+                               test_split: str) -> None:
+  """Raises ValueError if the image folder's ``test_split`` has class folders that its
+  ``train_split`` lacks (``source_base.unseen_classes_message``): before training, so that the
+  evaluation after it does not find out."""
+  root = pathlib.Path(root).expanduser()
+  if not ((root / train_split).is_dir() and (root / test_split).is_dir()):
+    return  # a missing split is reported by check_image_folder_split / the source
+  unseen = sorted(set(subfolders(root / test_split)) - set(subfolders(root / train_split)))
+  if unseen:
+    raise ValueError(unseen_classes_message(f'image folder {root}', train_split, test_split,
+                                            unseen))
 
 
 def scan_split(split_dir: pathlib.Path, class_names: Sequence[str]):
@@ -61,10 +77,18 @@ def scan_split(split_dir: pathlib.Path, class_names: Sequence[str]):
     with os.scandir(class_dir) as it:
       for entry in it:
         # Hidden files are skipped: e.g. macOS '._x.jpg' resource forks are not images.
-        if (entry.is_file() and not entry.name.startswith('.')
-            and entry.name.lower().endswith(IMAGE_EXTENSIONS)):
+        if entry.name.startswith('.') or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+          continue
+        try:
+          if not entry.is_file():
+            continue
           stat = entry.stat()
-          found.append((f'{class_name}/{entry.name}', label, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+          # A link that cannot be followed (a loop: ELOOP): listed with the link's own stat, so
+          # that decoding it fails like a corrupt file: one error naming it, or skipped with
+          # data.skip_corrupt.
+          stat = entry.stat(follow_symlinks=False)
+        found.append((f'{class_name}/{entry.name}', label, stat.st_size, stat.st_mtime_ns))
     if not found:
       raise ValueError(f'class folder {class_dir} holds no images; expected at least one file '
                        f'ending in {"/".join(IMAGE_EXTENSIONS)} (remove the folder or add images)')
@@ -94,13 +118,12 @@ class ImageFolderSource(ImageSource):
     layout = 'expected <root>/<split>/<class>/*.jpg|*.jpeg|*.png'
     if not root.is_dir():
       raise FileNotFoundError(f'image folder root {root} does not exist ({layout})')
-    splits = list_splits(root)
+    splits = subfolders(root)
     if not splits:
       raise ValueError(f'image folder root {root} has no split folders ({layout})')
     if split not in splits:
       raise ValueError(missing_split_message(root, split, splits))
-    class_names = sorted({c.name for s in splits for c in (root / s).iterdir()
-                          if c.is_dir() and not c.name.startswith('.')})
+    class_names = sorted({c for s in splits for c in subfolders(root / s)})
     if not any((root / split / c).is_dir() for c in class_names):
       raise ValueError(f'split folder {root / split} has no class folders ({layout})')
     entries = scan_split(root / split, class_names)

@@ -136,6 +136,18 @@ def resize_and_center_crop(image: Image.Image | np.ndarray, size: int) -> np.nda
   return np.asarray(image.convert('RGB'), dtype=np.uint8)
 
 
+def unseen_classes_message(data: str, train_split: str, test_split: str,
+                           classes: Sequence[str]) -> str:
+  """The refusal of an evaluation whose ``test_split`` has ``classes`` that ``train_split`` has
+  no example of (an image folder's class only in ``test/``): its labels could never be
+  predicted, and the accuracies would silently be capped at the other classes' share."""
+  shown = ', '.join(repr(c) for c in list(classes)[:10]) + (', ...' if len(classes) > 10 else '')
+  return (f'{data}: the {test_split!r} split has {len(classes)} class(es) that the '
+          f'{train_split!r} split has no example of ({shown}); a classifier trained on '
+          f'{train_split!r} cannot predict them. Give them training examples, or remove them from '
+          f'{test_split!r}')
+
+
 def check_split(split: str, allowed: Sequence[str], what: str) -> None:
   """Raises ValueError, listing ``allowed``, unless ``split`` is one of them."""
   if split not in allowed:

@@ -19,14 +19,17 @@ The sources' classes, errors and helpers are re-exported here, so ``sources.X`` 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
+import numpy as np
 
 from glf_jax.data import subsets
 from glf_jax.data.datasets import DATASETS
 from glf_jax.data.digits import DigitsSource
+from glf_jax.data.image_folder import check_image_folder_classes
 from glf_jax.data.image_folder import check_image_folder_split
 from glf_jax.data.image_folder import IMAGE_EXTENSIONS
 from glf_jax.data.image_folder import ImageFolderSource
@@ -34,6 +37,7 @@ from glf_jax.data.source_base import CorruptImageError
 from glf_jax.data.source_base import DatasetNotPreparedError
 from glf_jax.data.source_base import ImageSource
 from glf_jax.data.source_base import resize_and_center_crop
+from glf_jax.data.source_base import unseen_classes_message
 from glf_jax.data.tfds_source import IMAGENET100_SYNSETS
 from glf_jax.data.tfds_source import prepare_command
 from glf_jax.data.tfds_source import resolve_tfds_data_dir
@@ -51,7 +55,10 @@ __all__ = [
     'ImageSource',
     'SOURCE_NAMES',
     'TfdsSource',
+    'check_image_folder_classes',
     'check_image_folder_split',
+    'check_shared_classes',
+    'data_name',
     'default_data_config',
     'make_source',
     'prepare_command',
@@ -95,6 +102,29 @@ def default_data_config(name: str = 'digits') -> ml_collections.ConfigDict:
   config.class_subset_seed = 0
   config.long_tail_ratio = config_dict.placeholder(float)
   return config
+
+
+def data_name(data_config: Any) -> str:
+  """What tables and titles call the data: an image folder's folder name (``cifar10`` for
+  ``/data/cifar10``), else ``data.name``."""
+  root = data_config.get('root')
+  if data_config.get('name') == 'image_folder' and root:
+    return os.path.basename(os.path.normpath(os.path.expanduser(str(root)))) or str(root)
+  return str(data_config.get('name'))
+
+
+def check_shared_classes(train: ImageSource, test: ImageSource, data: str) -> None:
+  """Raises ValueError if ``test`` has examples of a class that ``train`` has none of
+  (``source_base.unseen_classes_message``; ``data`` names the data in it). TFDS datasets' splits
+  share their classes by construction: their labels are not scanned (a long-tailed or class
+  subset of one is: its labels are held)."""
+  if isinstance(train, TfdsSource) or isinstance(test, TfdsSource):
+    return
+  unseen = np.setdiff1d(np.unique(test.labels()), np.unique(train.labels()))
+  if len(unseen):
+    names = test.class_names
+    raise ValueError(unseen_classes_message(
+        data, train.split, test.split, [names[i] if i < len(names) else str(i) for i in unseen]))
 
 
 def make_source(data_config: Any, split: str) -> ImageSource:

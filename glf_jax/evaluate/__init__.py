@@ -7,8 +7,9 @@
 * Evaluators, one module each (the package is their registry, ``glf_jax.registry``):
   ``linear_probe`` (``linear``), ``knn``, ``geometry``, ``alignment``, ``finetune`` (fine-tuning /
   transfer), ``prototype_bias`` (K augmentations per image; not run by default).
-* ``encoder``: the encoder of a saved run or a torchvision weights file; ``features``: feature
-  extraction and its cache; ``report.format_table``: results side by side.
+* ``encoder``: the encoder of a saved run or a torchvision weights file; ``raw_pixels``: the
+  image itself as the encoder (the baseline column); ``features``: feature extraction and its
+  cache; ``report.format_table``: results side by side.
 
 Owns ``config.eval`` (:func:`default_eval_config`, :func:`validate_eval_config`). Imports: models,
 data, metrics, losses (similarity), run (checkpoints), runtime, registry; never the training code.
@@ -24,6 +25,7 @@ from glf_jax.evaluate import common
 from glf_jax.evaluate.common import Context, Evaluator
 from glf_jax.evaluate.features import extract_features, make_encode_fn
 from glf_jax.evaluate.knn import knn_accuracy
+from glf_jax.evaluate.raw_pixels import raw_pixels_context
 from glf_jax.evaluate.report import format_table
 
 EVALUATORS: dict[str, Evaluator] = registry.collect(__name__, 'EVALUATOR', Evaluator)
@@ -47,8 +49,9 @@ def default_eval_config(info) -> ml_collections.ConfigDict:
   the evaluation data (``data.name`` None: the pretraining data; set: that dataset, its unset
   fields taken from the dataset's defaults and ``data_dir`` from the pretraining data), the splits,
   limits (None: all rows), the transform (``common.default_transform``), ``compare_random_init``,
-  ``embedding_examples`` (the t-SNE picture's size; 0: none) and ``checkpoint_dir`` (eval modes:
-  the run to load; None: the workdir).
+  ``compare_raw_pixels`` (the evaluators on the raw pixels too, ``raw_pixels``; default: for
+  images of at most 64 px), ``embedding_examples`` (the t-SNE picture's size; 0: none) and
+  ``checkpoint_dir`` (eval modes: the run to load; None: the workdir).
   """
   config = ml_collections.ConfigDict(dict(
       evaluators=('linear', 'knn', 'geometry', 'alignment'),
@@ -63,6 +66,10 @@ def default_eval_config(info) -> ml_collections.ConfigDict:
       max_test_examples=config_dict.placeholder(int),
       transform=common.default_transform(info),
       compare_random_init=False,
+      # A 'raw pixels' column (glf_jax.evaluate.raw_pixels): the floor a representation must
+      # clear. On by default where images are small (CIFAR, digits: seconds); ImageNet-size
+      # data reads every image a second time for it.
+      compare_raw_pixels=info.image_size <= 64,
       # embedding.png after pretraining: a t-SNE map of at most this many test images per
       # column (seconds on a CPU for a few thousand); 0: no map.
       embedding_examples=2000,
@@ -100,5 +107,6 @@ __all__ = [
     'format_table',
     'knn_accuracy',
     'make_encode_fn',
+    'raw_pixels_context',
     'validate_eval_config',
 ]

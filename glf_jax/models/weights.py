@@ -38,14 +38,17 @@ def load_weights_into(encoder: nnx.Module, path: str) -> None:
   """Loads a ``.npz`` / ``.safetensors`` file into ``encoder`` (every entry must match)."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f'prior.path: no weights file at {path!r}')
-  if path.endswith('.safetensors'):
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-    flat = load_file(path)
-  elif path.endswith('.npz'):
-    with np.load(path, allow_pickle=False) as f:
-      flat = {k: f[k] for k in f.files}
-  else:
+  if not path.endswith(('.safetensors', '.npz')):
     raise ValueError(f'prior.path must end in .npz or .safetensors, got {path!r}')
+  try:
+    if path.endswith('.safetensors'):
+      from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+      flat = load_file(path)
+    else:
+      with np.load(path, allow_pickle=False) as f:
+        flat = {k: f[k] for k in f.files}
+  except Exception as e:  # pylint: disable=broad-except  # SafetensorError, a bad zip, pickles
+    raise ValueError(f'cannot read the weights file {path} ({type(e).__name__}: {e})') from e
   state = nnx.state(encoder, nnx.Any(nnx.Param, nnx.BatchStat))
   expected = _flat_state(state)
   missing = sorted(set(expected) - set(flat))

@@ -3,8 +3,10 @@ every mode builds for an encoder.
 
 In the eval modes the encoder, its input transform, its view recipes and (unless ``eval.data`` is
 set) its data come from the evaluated run's saved config; the evaluators and their settings from
-this config. ``eval.checkpoint_dir`` (default: the workdir) may also be a torchvision ResNet
-``.safetensors`` file (``glf_jax.evaluate.encoder``; set ``eval.data.name``).
+this config, which also says whether the table has a raw-pixel column
+(``eval.compare_raw_pixels``, ``glf_jax.evaluate.raw_pixels``). ``eval.checkpoint_dir`` (default:
+the workdir) may also be a torchvision ResNet ``.safetensors`` file (``glf_jax.evaluate.encoder``;
+set ``eval.data.name``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from glf_jax import evaluate as evaluate_lib
 from glf_jax.data import make_source, sources
 from glf_jax.evaluate import encoder as encoder_lib
+from glf_jax.run import checkpoint
 from glf_jax.run import layout
 from glf_jax.run import records
 
@@ -48,6 +51,7 @@ class _Subset:
     self._source = source
     self._rows = np.linspace(0, len(source) - 1, limit).astype(np.int64)
     self.num_classes = source.num_classes
+    self.class_names = source.class_names
     self.image_shape = source.image_shape
 
   def __len__(self):
@@ -74,6 +78,9 @@ def make_context(config, run_config, eval_graphdef, params, batch_stats, *,
   e = config.eval
   data = eval_data_config(e, run_config.data)
   train_full, test_full = make_source(data, e.train_split), make_source(data, e.test_split)
+  where = (f'image folder {data.root}' if data.name == 'image_folder'
+           else f'the evaluation data {data.name}')
+  sources.check_shared_classes(train_full, test_full, where)
   train_source = _subset(train_full, e.max_train_examples)
   test_source = _subset(test_full, e.max_test_examples)
   # The data's content is part of the feature cache's key (with the encoder's parameter hash):
@@ -98,19 +105,32 @@ def evaluate_saved(config, workdir):
   """An eval mode: the evaluators on the encoder of ``eval.checkpoint_dir`` (default: the
   workdir); records the results and returns the summary."""
   source_dir = config.eval.checkpoint_dir or workdir
+  if config.eval.checkpoint_dir is None and checkpoint.read_meta(
+      checkpoint.checkpoint_dir(workdir)) is None:
+    raise FileNotFoundError(
+        f'eval.checkpoint_dir is not set, and the workdir {workdir} holds no checkpoint to '
+        f'evaluate: set --config.eval.checkpoint_dir to a pretrained run\'s workdir (or to a '
+        'torchvision .safetensors file)')
   # A run's workdir, or a torchvision .safetensors file (step None, no objective).
   run_config, eval_graphdef, params, batch_stats, step = encoder_lib.load_evaluated_encoder(
       config, source_dir)
   names = MODE_EVALUATORS.get(config.mode, config.eval.evaluators)
   context = make_context(config, run_config, eval_graphdef, params, batch_stats, workdir=workdir)
+  columns = {}
+  if config.eval.compare_raw_pixels:
+    columns['raw pixels'] = evaluate_lib.evaluate(evaluate_lib.raw_pixels_context(context), names,
+                                                  config.eval)
   results = evaluate_lib.evaluate(context, names, config.eval)
-  data_name = eval_data_config(config.eval, run_config.data).name
-  column = 'torchvision weights' if step is None else f'step {step}'
-  print_table({column: results}, f'{config.mode} of {source_dir} on {data_name} '
+  data = eval_data_config(config.eval, run_config.data)
+  columns['torchvision weights' if step is None else f'step {step}'] = results
+  print_table(columns, f'{config.mode} of {source_dir} on {sources.data_name(data)} '
               f'({len(context.train_source)} train / {len(context.test_source)} test images)')
   record = {'mode': config.mode, 'checkpoint_dir': source_dir, 'step': step,
             'objective': 'torchvision' if step is None else run_config.objective.name,
-            'dataset': data_name, 'pretrained': results}
-  key = records.evaluation_key(config.mode, data_name, source_dir, step)
-  records.log_evaluation(workdir, key, step, {'pretrained': results})
+            'dataset': data.name, 'pretrained': results}
+  logged = {'pretrained': results}
+  if 'raw pixels' in columns:
+    record['raw_pixels'] = logged['raw_pixels'] = columns['raw pixels']
+  key = records.evaluation_key(config.mode, data.name, source_dir, step)
+  records.log_evaluation(workdir, key, step, logged)
   return records.record_evaluation(workdir, key, record)

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 import numpy as np
 
+from glf_jax.data import sources
 from glf_jax.plots.common import save_png
 from glf_jax.run import layout
 from glf_jax.run import metrics_log
@@ -57,45 +58,103 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray,
   return steps[keep], values[keep]
 
 
+# Series share an axis only when the axis's range is at most this many times each one's own
+# span: prior entropy (~6.2), LPM (~-5.5) and DCM (~0.01) on one axis are three flat lines.
+SHARED_AXIS_RATIO = 4.0
+
+
+def _span(values: np.ndarray) -> float:
+  """A series' own vertical extent: its range, at least 5% of its size (a constant, a point)."""
+  return max(float(np.ptp(values)), 0.05 * float(np.median(np.abs(values))), 1e-12)
+
+
+def _shared_axes(records: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[list[str]]:
+  """``keys`` in groups that can share an axis (:data:`SHARED_AXIS_RATIO`), in order: each key
+  joins the first group whose range with it stays within the ratio of every member's span."""
+  values = {key: _series(records, key)[1] for key in keys}
+  groups: list[list[str]] = []
+  for key in keys:
+    for group in groups:
+      members = [*group, key]
+      joint = np.concatenate([values[k] for k in members])
+      if np.ptp(joint) <= SHARED_AXIS_RATIO * min(_span(values[k]) for k in members):
+        group.append(key)
+        break
+    else:
+      groups.append([key])
+  return groups
+
+
 def curve_panels(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
-  """(title, keys) for each panel that has data: the loss with its terms, each term's
-  statistics (``<term>/<stat>``), the probe accuracy, the learning rate."""
+  """(title, keys) for each panel that has data: the loss with the terms of its scale, each
+  other term, each term's statistics (``<term>/<stat>``; those of one scale together), the probe
+  accuracy, the learning rate. Series of different scales never share an axis
+  (:func:`_shared_axes`)."""
   keys = list(dict.fromkeys(k for r in records for k in r))
   present = [k for k in keys if len(_series(records, k)[0])]
   losses = [k for k in present
             if k not in _NOT_LOSS and not k.startswith(_NOT_LOSS_PREFIXES)]
-  panels = [('loss', [k for k in ['loss', *losses] if k in present and '/' not in k])]
+  panels = []
+  for group in _shared_axes(records, [k for k in ['loss', *losses]
+                                      if k in present and '/' not in k]):
+    panels.append(('loss' if 'loss' in group else ', '.join(group), group))
   for term in dict.fromkeys(k.split('/')[0] for k in losses if '/' in k):
-    panels.append((f'{term} statistics', [k for k in losses if k.startswith(term + '/')]))
+    for group in _shared_axes(records, [k for k in losses if k.startswith(term + '/')]):
+      panels.append((group[0] if len(group) == 1 else
+                     f'{term}: {", ".join(k.split("/", 1)[1] for k in group)}', group))
   panels.append(('online probe top-1', [k for k in (_PROBE_KEY,) if k in present]))
   panels.append(('learning rate', [k for k in _LR_KEYS if k in present][:1]))
   return [(title, ks) for title, ks in panels if ks]
 
 
-def draw_curves(workdir: str) -> str | None:
-  """Draws ``<workdir>/curves.png`` from ``metrics.jsonl``; returns its path, or None when the
-  log is missing or has nothing to plot."""
-  records = metrics_log.read(os.path.join(workdir, METRICS_FILE))
-  # Evaluations append their results as records of their own (glf_jax.run.records); the curves
-  # are those of training.
-  records = [r for r in records if 'evaluation' not in r]
+def _run_title(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
+  """``<run>: <objective> on <data>, <N> steps`` (what the run's ``config.json`` says)."""
+  title = os.path.basename(os.path.normpath(workdir))
+  try:
+    with open(os.path.join(workdir, layout.CONFIG), encoding='utf-8') as f:
+      config = json.load(f)
+    title += f': {config["objective"]["name"]} on {sources.data_name(config["data"])}'
+  except (OSError, ValueError, KeyError, TypeError):
+    pass  # no config.json (e.g. a copied log): the run's name alone
+  steps = [r['step'] for r in records if isinstance(r.get('step'), (int, float))]
+  return f'{title}, {int(max(steps))} steps' if steps else title
+
+
+def curves_figure(records: Sequence[Mapping[str, Any]], title: str = '') -> Figure | None:
+  """The figure of ``curves.png`` for training ``records`` (None: nothing to plot)."""
   panels = curve_panels(records)
   if not panels:
     return None
   columns = min(3, len(panels))
   rows = math.ceil(len(panels) / columns)
   figure = Figure(figsize=(4.5 * columns, 3.2 * rows), layout='constrained')
-  for index, (title, keys) in enumerate(panels):
+  for index, (panel_title, keys) in enumerate(panels):
     ax = figure.add_subplot(rows, columns, index + 1)
     for key in keys:
       steps, values = _series(records, key)
       # A single record is a point; a line through one point is invisible.
       ax.plot(steps, values, label=key, marker='o' if len(steps) == 1 else None)
-    ax.set_title(title)
+    ax.set_title(panel_title)
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)
-    if len(keys) > 1:
-      ax.legend(fontsize='small')
+    if len(keys) > 1:  # below the axes, never over the curves
+      ax.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.22),
+                ncols=min(3, len(keys)), frameon=False)
+  if title:
+    figure.suptitle(title)
+  return figure
+
+
+def draw_curves(workdir: str) -> str | None:
+  """Draws ``<workdir>/curves.png`` from ``metrics.jsonl``, titled with the run, its objective
+  and data; returns its path, or None when the log is missing or has nothing to plot."""
+  records = metrics_log.read(os.path.join(workdir, METRICS_FILE))
+  # Evaluations append their results as records of their own (glf_jax.run.records); the curves
+  # are those of training.
+  records = [r for r in records if 'evaluation' not in r]
+  figure = curves_figure(records, _run_title(workdir, records))
+  if figure is None:
+    return None
   return save_png(figure, os.path.join(workdir, CURVES_FILE))
 
 
@@ -135,7 +194,8 @@ def embed_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def save_embedding(workdir: str, columns: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                   seed: int = 0, max_points: int = MAX_POINTS) -> str:
+                   seed: int = 0, max_points: int = MAX_POINTS,
+                   class_names: Sequence[str] | None = None) -> str:
   """Computes a t-SNE map per column, stores it in ``embedding.npz`` and draws ``embedding.png``.
 
   Args:
@@ -144,13 +204,16 @@ def save_embedding(workdir: str, columns: Mapping[str, tuple[np.ndarray, np.ndar
       'pretrained': ...}``; panels appear in this order.
     seed: fixes the subsample and the t-SNE.
     max_points: at most this many examples per column (a stratified subsample).
+    class_names: the name of each label (the legend's; None: the labels themselves).
 
   Returns:
     The path of ``embedding.png``.
   """
   if not columns:
     raise ValueError('save_embedding needs at least one column')
-  arrays = {'columns': np.array(json.dumps(list(columns))), 'seed': np.array(seed)}
+  arrays = {'columns': np.array(json.dumps(list(columns))), 'seed': np.array(seed),
+            'class_names': np.array(json.dumps(None if class_names is None
+                                               else [str(c) for c in class_names]))}
   for i, (name, (features, labels)) in enumerate(columns.items()):
     labels = np.asarray(labels).astype(np.int64)
     if len(features) != len(labels):
@@ -171,6 +234,12 @@ def load_embedding(workdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {name: (data[f'coords_{i}'], data[f'labels_{i}']) for i, name in enumerate(names)}
 
 
+def load_class_names(workdir: str) -> list[str] | None:
+  """The class names stored in ``embedding.npz`` (None: none stored, e.g. an older file)."""
+  with np.load(os.path.join(workdir, EMBEDDING_DATA), allow_pickle=False) as data:
+    return json.loads(str(data['class_names'])) if 'class_names' in data.files else None
+
+
 def _class_colors(num_classes: int):
   name = 'tab10' if num_classes <= 10 else 'tab20' if num_classes <= 20 else 'turbo'
   cmap = matplotlib.colormaps[name]
@@ -179,12 +248,10 @@ def _class_colors(num_classes: int):
   return [cmap(i) for i in range(num_classes)]
 
 
-def draw_embedding(workdir: str) -> str | None:
-  """Draws ``<workdir>/embedding.png`` from ``embedding.npz``; returns its path, or None when
-  there is no ``embedding.npz``."""
-  if not os.path.exists(os.path.join(workdir, EMBEDDING_DATA)):
-    return None
-  columns = load_embedding(workdir)
+def embedding_figure(columns: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     class_names: Sequence[str] | None = None) -> Figure:
+  """The figure of ``embedding.png``: a panel per column (coordinates, labels), coloured by
+  class, the legend naming the classes (``class_names[label]``; the labels without them)."""
   classes = np.unique(np.concatenate([labels for _, labels in columns.values()]))
   colors = dict(zip(classes.tolist(), _class_colors(len(classes))))
   figure = Figure(figsize=(4.5 * len(columns) + 1.2, 4.5), layout='constrained')
@@ -198,9 +265,19 @@ def draw_embedding(workdir: str) -> str | None:
     ax.set_yticks([])
   if len(classes) <= 20:  # a legend of more classes hides the map
     handles = [Line2D([], [], marker='o', linestyle='', color=colors[c]) for c in colors]
-    figure.legend(handles, [str(c) for c in colors], loc='outside right center', title='class',
-                  fontsize='small')
+    names = [class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+             for c in colors]
+    figure.legend(handles, names, loc='outside right center', title='class', fontsize='small')
   figure.suptitle('t-SNE of test-set features')
+  return figure
+
+
+def draw_embedding(workdir: str) -> str | None:
+  """Draws ``<workdir>/embedding.png`` from ``embedding.npz``; returns its path, or None when
+  there is no ``embedding.npz``."""
+  if not os.path.exists(os.path.join(workdir, EMBEDDING_DATA)):
+    return None
+  figure = embedding_figure(load_embedding(workdir), load_class_names(workdir))
   return save_png(figure, os.path.join(workdir, EMBEDDING_FILE))
 
 

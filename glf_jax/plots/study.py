@@ -52,21 +52,29 @@ def _scatter(ax, fig, data):
   ax.grid(alpha=0.3)
 
 
+def bar_limits(means, stds, marks=()) -> tuple[float, float]:
+  """The y range of a bar chart: from zero (bars are lengths; an axis zoomed to 0.5147-0.5165
+  made equal results look far apart) to the highest bar, error bar or mark, with a margin."""
+  tops = [m + s for m, s in zip(means, stds)] + [m - s for m, s in zip(means, stds)] + list(marks)
+  low, high = min([0.0, *tops]), max([0.0, *tops])
+  margin = 0.08 * (high - low) or 1.0  # all zero: a unit axis
+  return low - (margin if low < 0 else 0.0), high + (margin if high > 0 or low == 0 else 0.0)
+
+
 def _bar(ax, fig, data):
   del fig
   means, stds, paper = data['means'], data['stds'], data['paper']
   positions = np.arange(len(data['names']))
-  ax.bar(positions, means, yerr=stds, capsize=3, color='tab:blue', label='this study')
+  bars = ax.bar(positions, means, yerr=stds, capsize=3, color='tab:blue', label='this study')
   if paper:
     ax.scatter([p[0] for p in paper], [p[1] for p in paper], marker='_', s=400,
                color='tab:red', zorder=3, label='paper')
-    ax.legend()
+    ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize=8)  # off the bars
   ax.set_xticks(positions)
   ax.set_xticklabels(data['names'], rotation=30, ha='right', fontsize=8)
-  low = min(m - s for m, s in zip(means, stds))
-  high = max([m + s for m, s in zip(means, stds)] + [p[1] for p in paper])
-  margin = max(0.05 * (high - low), 1e-3)
-  ax.set_ylim(low - margin, high + margin)
+  ax.set_ylim(*bar_limits(means, stds, [p[1] for p in paper]))
+  # The values themselves: differences too small to see on an axis from zero are read here.
+  ax.bar_label(bars, labels=[f'{m:.4f}' for m in means], fontsize=7, padding=2)
   ax.set_ylabel(data['metric'])
 
 

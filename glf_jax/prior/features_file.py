@@ -98,19 +98,24 @@ def write(path: str, features: np.ndarray, *, source, description: str = '') -> 
 
 
 def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
-  """``(features [N, D], metadata)`` of a file written by :func:`write` (or by hand, same layout)."""
+  """``(features [N, D], metadata)`` of a file written by :func:`write` (or by hand, same layout).
+
+  Raises:
+    FileNotFoundError: no file (or, for ``.npy``, no metadata file beside it).
+    ValueError: an unreadable file (malformed, pickled), another format, or features that are
+      not a finite float ``[N, D >= 1]`` array; the message names the file.
+  """
   check_path(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'prior.path: no prior features file at {path!r}')
   if path.endswith('.safetensors'):
-    from safetensors import safe_open  # pylint: disable=g-import-not-at-top
-    with safe_open(path, framework='numpy') as f:
-      metadata = dict(f.metadata() or {})
-      if 'features' not in f.keys():
-        raise ValueError(f'{path} holds no tensor named "features" (it has {list(f.keys())})')
-      features = f.get_tensor('features')
+    features, metadata = _read_safetensors(path)
   else:
-    features = np.load(path, allow_pickle=False)
+    try:
+      features = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # malformed, truncated, or pickled objects
+      raise ValueError(f'cannot read the prior features file {path} ({type(e).__name__}: {e}); '
+                       'write it with glf_jax.prior.features_file.write (never pickle)') from e
     sidecar = path + '.json'
     if not os.path.isfile(sidecar):
       raise FileNotFoundError(f'{path} has no metadata file {sidecar} (num_examples, '
@@ -120,9 +125,32 @@ def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
   if metadata.get('format') != FORMAT:
     raise ValueError(f'{path}: format {metadata.get("format")!r}, expected {FORMAT!r}; write the '
                      'file with glf_jax.prior.features_file.write')
-  if features.ndim != 2 or not np.issubdtype(features.dtype, np.floating):
-    raise ValueError(f'{path}: features must be a float [num_examples, D] array, got '
+  if (features.ndim != 2 or features.shape[1] < 1
+      or not np.issubdtype(features.dtype, np.floating)):
+    raise ValueError(f'{path}: features must be a float [num_examples, D >= 1] array, got '
                      f'{features.dtype} {features.shape}')
+  finite = np.isfinite(features).all(axis=1)
+  if not finite.all():
+    raise ValueError(f'{path}: {int(np.sum(~finite))} of {len(features)} rows of prior features '
+                     f'hold NaN or infinite values (the first: row {int(np.argmin(finite))}); '
+                     'recompute the features')
+  return features, metadata
+
+
+def _read_safetensors(path: str) -> tuple[np.ndarray, dict[str, str]]:
+  """The ``features`` tensor and the header metadata of a ``.safetensors`` file."""
+  from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+  try:
+    with safe_open(path, framework='numpy') as f:
+      metadata = dict(f.metadata() or {})
+      names = list(f.keys())
+      features = f.get_tensor('features') if 'features' in names else None
+  except Exception as e:  # pylint: disable=broad-except  # SafetensorError, dtypes NumPy lacks
+    raise ValueError(f'cannot read the prior features file {path} as safetensors '
+                     f'({type(e).__name__}: {e}); write it with '
+                     'glf_jax.prior.features_file.write') from e
+  if features is None:
+    raise ValueError(f'{path} holds no tensor named "features" (it has {names})')
   return features, metadata
 
 

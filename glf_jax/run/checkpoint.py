@@ -46,6 +46,11 @@ Guarantees, and how they are obtained:
   message. ``check_for_errors`` reports a failed background save without waiting for the next.
 * **Quiet read-only opens.** Orbax's "Given directory is read only" warning is dropped: reading
   checkpoints read-only (resume checks, evaluation) is deliberate.
+* **Quiet failed saves.** A failed save is stated once, by the ``CheckpointError``: orbax's own
+  logs of it (with tracebacks, from its writer, commit and finalize threads) are dropped, and so
+  are the "Event loop is closed" errors of writes that finish after orbax's per-save event loop
+  has closed (raised in tensorstore's threads, reported through ``sys.unraisablehook``: dozens
+  on a full disk). Every other log record and unraisable error passes.
 
 Limits: orbax does not checksum array data, so corruption that leaves files well-formed is not
 detected. In multi-process runs the renaming of unreadable steps is done by process 0 (as orbax
@@ -58,6 +63,7 @@ import errno
 import json
 import numbers
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -125,6 +131,56 @@ def _quiet_read_only_notice() -> None:
     logger.addFilter(_ReadOnlyNoticeFilter())
 
 
+# Orbax's logs of a failed background save, each with the whole traceback: the thread that wrote
+# an array, the commit thread, the finalize thread (orbax/checkpoint/_src/futures/future.py,
+# checkpointers/async_checkpointer.py, checkpoint_manager.py). Every one of these errors is also
+# raised to wait_until_finished, which reports it as one CheckpointError.
+_SAVE_FAILURE_LOGS = ('_SignalingThread.run() raised an exception',
+                      'Handler Commit operations or the Commit callback in background save',
+                      'Save Finalize thread (%s) failed')
+
+
+class _SaveFailureLogFilter:
+  """Drops orbax's logs of a failed save (:data:`_SAVE_FAILURE_LOGS`): a full disk printed four
+  tracebacks of the error the run then states in one line."""
+
+  def filter(self, record) -> bool:
+    return not any(text in str(record.msg) for text in _SAVE_FAILURE_LOGS)
+
+
+def _is_closed_loop_callback(unraisable) -> bool:
+  """A tensorstore write finishing after orbax's per-save event loop has closed: when one write
+  of a save fails, orbax's coroutine raises and its loop closes while the other writes are still
+  in flight; each of them then reports 'Event loop is closed' from ``call_soon_threadsafe``
+  (dozens of tracebacks on a full disk). Nothing is lost: the save has failed and is reported."""
+  error = unraisable.exc_value
+  if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
+    return False
+  tb = unraisable.exc_traceback
+  while tb is not None:
+    if tb.tb_frame.f_code.co_name == 'call_soon_threadsafe':
+      return True
+    tb = tb.tb_next
+  return False
+
+
+def _quiet_failed_save_noise() -> None:
+  """Installs, once, the filters of a failed save's noise (:class:`_SaveFailureLogFilter`,
+  :func:`_is_closed_loop_callback`); every other log record and unraisable error passes."""
+  logger = logging.get_absl_logger()
+  if not any(isinstance(f, _SaveFailureLogFilter) for f in logger.filters):
+    logger.addFilter(_SaveFailureLogFilter())
+  previous = sys.unraisablehook
+  if getattr(previous, 'glf_jax_quiet', False):
+    return
+
+  def hook(unraisable):
+    if not _is_closed_loop_callback(unraisable):
+      previous(unraisable)
+  hook.glf_jax_quiet = True
+  sys.unraisablehook = hook
+
+
 def _make_manager(directory: epath.Path, *, keep: int, async_save: bool, read_only: bool,
                   cleanup: bool, partial: bool = False) -> ocp.CheckpointManager:
   if read_only:
@@ -158,8 +214,10 @@ def _short(error: BaseException) -> str:
   text = f'{type(error).__name__}: {error}'
   if len(text) <= _ERROR_CHARS:
     return text
-  head, rest = text[:_ERROR_CHARS], text[_ERROR_CHARS:]
-  found = sorted((rest.find(r), r) for r in _OS_REASONS if r in rest and r not in head)
+  head = text[:_ERROR_CHARS]
+  # A reason not whole in the head (also one the cut goes through: 'File...').
+  found = sorted((text.find(r, _ERROR_CHARS - len(r) + 1), r) for r in _OS_REASONS
+                 if r in text[_ERROR_CHARS - len(r) + 1:] and r not in head)
   reasons = []
   for _, reason in found:
     if not any(reason in kept for kept in reasons):  # 'Is a directory' within a longer one
@@ -243,6 +301,7 @@ class Checkpointer:
     self.directory = str(self._path)
     self._keep, self._async, self._read_only = int(keep), bool(async_save), bool(read_only)
     if not self._read_only:
+      _quiet_failed_save_noise()
       try:
         self._path.mkdir(parents=True, exist_ok=True)
       except OSError as e:

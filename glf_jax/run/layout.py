@@ -5,11 +5,13 @@
     WORKDIR/
       .lock                  one run at a time (glf_jax.run.lock)
       config.json            the config the run started with; config_changes.jsonl: allowed changes
+      config.json.edited-<time>   a hand-edited config.json, kept when the original is restored
       checkpoints/           orbax checkpoints (glf_jax.run.checkpoint)
-      metrics.jsonl          training scalars every train.log_every steps, evaluation records
+      metrics.jsonl          training scalars (step 1, every train.log_every steps), evaluations
       tracks.jsonl           a cohort's tracked alignment (glf_jax.cohort)
       tensorboard/           the same scalars as TensorBoard events
       summary.json           the merged record of training and evaluations (glf_jax.run.records)
+      summary.json.corrupt-<time>   an unreadable summary.json, kept aside when one is rewritten
       evaluations.jsonl      one line per evaluation invocation
       features/              cached evaluation features (glf_jax.evaluate)
       curves.png, embedding.png, embedding.npz, tracks.png   pictures (glf_jax.plots)

@@ -1,7 +1,8 @@
 """A run's JSON-lines logs (``metrics.jsonl``, a cohort's ``tracks.jsonl``) and TensorBoard.
 
 One record per line, each a JSON object with a ``step``. Readers skip a torn line (a full disk,
-a kill mid-write) with a warning naming the file; a resumed run cuts its logs back to the step it
+a kill mid-write), and a line that is JSON but not such a record, with a warning naming the file
+and the line; a resumed run cuts its logs back to the step it
 resumes from (:func:`trim`), so no step is logged twice. :class:`Writers` appends training
 records to ``metrics.jsonl`` and TensorBoard (process 0 only).
 """
@@ -24,15 +25,23 @@ def _parse_lines(path: str, lines: Iterable[str]) -> list[dict[str, Any]]:
     if not line.strip():
       continue
     try:
-      records.append(json.loads(line))
+      record = json.loads(line)
     except json.JSONDecodeError:
       logging.warning('%s: line %d is incomplete (%d characters); skipped', path, number,
                       len(line))
+      continue
+    # JSON, but not a record: a hand edit or another program's line ([1, 2], null, a bad step).
+    if not isinstance(record, dict) or not isinstance(record.get('step', 0), (int, float)):
+      logging.warning('%s: line %d is not a record with a numeric step (%.60s); skipped', path,
+                      number, line.strip())
+      continue
+    records.append(record)
   return records
 
 
 def read(path: str) -> list[dict[str, Any]]:
-  """The records of a JSON-lines log; a torn line is skipped with a warning naming the file."""
+  """The records of a JSON-lines log; a torn line, or one that is not a record, is skipped with a
+  warning naming the file and the line."""
   if not os.path.exists(path):
     return []
   with open(path, encoding='utf-8') as f:

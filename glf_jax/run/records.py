@@ -2,14 +2,19 @@
 
 * ``summary.json``: the merged view. In a pretraining workdir its top level is the training record
   (status, steps, training time over all sessions, ...) with the latest end-of-training
-  evaluation (``random_init``, ``pretrained``); an evaluation mode run there later never replaces
-  it. In a workdir that only evaluates, the top level is the latest evaluation. Every evaluation
-  (pretraining's too) is also under ``evaluations``, keyed by what was evaluated:
+  evaluation (``raw_pixels``, ``random_init``, ``pretrained``); an evaluation mode run there
+  later never replaces it. In a workdir that only evaluates, the top level is the latest
+  evaluation. Every evaluation (pretraining's too) is also under ``evaluations``, keyed by what
+  was evaluated:
   ``'<mode> | <data> | <encoder> | step <N>'``; running the same evaluation again replaces only its
   own entry.
 * ``evaluations.jsonl``: one line per evaluation invocation, appended, never rewritten.
 * ``metrics.jsonl`` and TensorBoard also get the evaluation metrics, as ``eval/<column>/<metric>``
   at the evaluated step (one record per evaluation key, replaced when it is re-run).
+
+A damaged ``summary.json`` (not a JSON object: a torn write, a hand edit) is never overwritten:
+the next write first renames it to ``summary.json.corrupt-<time>`` beside it, with a warning
+naming both, like the checkpoints' ``corrupt-<step>-<time>``.
 
 ``config.json`` is written by ``glf_jax.run.saved_config``. Process 0 writes; the others return at
 once.
@@ -38,22 +43,43 @@ def _is_chief() -> bool:
   return jax.process_index() == 0
 
 
-def read_summary(workdir: str) -> dict[str, Any]:
-  """The workdir's ``summary.json`` ({} if absent or unreadable, with a warning if unreadable)."""
-  path = os.path.join(workdir, SUMMARY)
-  if not os.path.exists(path):
-    return {}
+def _load(path: str) -> tuple[dict[str, Any] | None, str | None]:
+  """``(summary, None)``, or ``(None, why)`` when ``path`` is not a readable JSON object."""
   try:
     with open(path, encoding='utf-8') as f:
       summary = json.load(f)
-    return summary if isinstance(summary, dict) else {}
   except (OSError, ValueError) as e:
-    logging.warning('%s is unreadable (%s); it will be rewritten', path, e)
+    return None, f'{type(e).__name__}: {e}'
+  if not isinstance(summary, dict):
+    return None, f'a JSON {type(summary).__name__}, not an object'
+  return summary, None
+
+
+def read_summary(workdir: str) -> dict[str, Any]:
+  """The workdir's ``summary.json`` ({} if absent or unreadable, with a warning if unreadable:
+  it is kept aside, not overwritten, when the summary is next written)."""
+  path = os.path.join(workdir, SUMMARY)
+  if not os.path.exists(path):
     return {}
+  summary, why = _load(path)
+  if summary is None:
+    logging.warning('%s is unreadable (%s); it will be kept as %s.corrupt-<time> when a new one '
+                    'is written', path, why, SUMMARY)
+    return {}
+  return summary
+
+
+def _set_aside_if_damaged(path: str) -> None:
+  """Renames an unreadable ``path`` to ``<path>.corrupt-<time>`` (never overwritten)."""
+  if not os.path.exists(path) or _load(path)[0] is not None:
+    return
+  target = fileio.keep_aside(path, 'corrupt')
+  logging.warning('kept the unreadable %s as %s; writing a new one', path, target)
 
 
 def write_summary(workdir: str, summary: dict) -> None:
   path = os.path.join(workdir, SUMMARY)
+  _set_aside_if_damaged(path)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=2, default=float)
   print(f'summary written to {path}', flush=True)
@@ -71,7 +97,8 @@ def record_pretraining(workdir: str, record: dict) -> dict:
   evaluations = read_summary(workdir).get('evaluations', {})
   if 'pretrained' in record:
     key = evaluation_key('pretrain', record['dataset'], workdir, record['step'])
-    evaluations[key] = {k: record[k] for k in ('random_init', 'pretrained') if k in record}
+    evaluations[key] = {k: record[k] for k in ('raw_pixels', 'random_init', 'pretrained')
+                        if k in record}
   summary = {**record, 'evaluations': evaluations}
   write_summary(workdir, summary)
   return summary

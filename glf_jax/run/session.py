@@ -17,8 +17,10 @@ A session owns what every training run in a workdir needs, whatever it trains:
   unless ``allow_config_change``: then logged), the latest state and data position restored,
   ``config.json`` written; a checkpoint every ``checkpoint.every_steps``, at the end and on an
   interruption, each with the totals below in its meta;
-* **logs and progress**: ``metrics.jsonl`` and TensorBoard every ``train.log_every`` steps (cut
-  back to the resumed step first), a progress bar or plain lines (``glf_jax.runtime.progress``);
+* **logs and progress**: ``metrics.jsonl`` and TensorBoard at step 1, every ``train.log_every``
+  steps (at most ``total_steps / 20``: a short run's curves have 20 points) and at the last step
+  (cut back to the resumed step first), a progress bar or plain lines
+  (``glf_jax.runtime.progress``);
 * **time**: training seconds and images over every session of the run (restored from the
   checkpoint's meta), so a resumed run reports the whole run's rate;
 * **interruption**: SIGTERM or a first Ctrl-C saves a checkpoint at the end of the step and
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -65,10 +68,20 @@ DEVICE_PREFETCH = 2
 # step the device has not reached.
 METRICS_READ_EVERY = 4
 METRICS_LAG = 4
+# A run logs at least this many records (train.log_every is lowered for shorter runs): a short
+# run logged every 50 steps drew curves of 2 points.
+MIN_LOGGED_POINTS = 20
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Too many consecutive non-finite losses; the last good checkpoint is kept."""
+  """Too many consecutive non-finite losses (or gradients); the last good checkpoint is kept.
+
+  ``step``: the last skipped step; ``checkpoint_step``: the last good checkpoint's step."""
+
+  def __init__(self, message: str, *, step: int = 0, checkpoint_step: int | None = None):
+    super().__init__(message)
+    self.step = step
+    self.checkpoint_step = checkpoint_step
 
 
 class ConfigChangedError(ValueError):
@@ -123,6 +136,12 @@ class _StopFlag:
   def __exit__(self, *exc):
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
+
+
+def logging_interval(log_every: int, total_steps: int) -> int:
+  """Steps between two records of ``metrics.jsonl``: ``train.log_every``, or less for a short run
+  so that its curves have at least :data:`MIN_LOGGED_POINTS` points."""
+  return max(1, min(int(log_every), int(total_steps) // MIN_LOGGED_POINTS))
 
 
 def _flat_scalars(metrics) -> dict[str, Any]:
@@ -196,10 +215,13 @@ class Session:
         _, state, data_state, restored_meta = restored
         self.iterator.set_state(data_state)
     self.step = self.start_step = int(step_of(state))
+    started = (saved_config.to_json(self.config) if saved is None  # the run's first config
+               else saved_config.started_config(self.workdir, saved))
     saved_config.write_config(self.workdir, self.config, step=self.step,
-                              saved_json=saved['config'] if saved is not None else None)
+                              saved_json=saved['config'] if saved is not None else None,
+                              started_json=started)
     self.total_steps = int(total_steps)
-    self._meta_out = {'config': saved_config.to_json(self.config),
+    self._meta_out = {'config': saved_config.to_json(self.config), 'started_config': started,
                       'steps_per_epoch': self.steps_per_epoch, 'num_classes': self.num_classes,
                       'total_steps': self.total_steps, **(meta or {})}
     self._before = (float(restored_meta.get('train_seconds', 0.0)),
@@ -237,15 +259,20 @@ class Session:
     limit = self.config.train.max_nonfinite_in_a_row
     for key, value in flat.items():
       if key.endswith(NONFINITE) and int(value) >= limit:
-        member = key[:-len(NONFINITE)].rstrip('/')
+        prefix = key[:-len(NONFINITE)]
+        member = prefix.rstrip('/')
         who = f'cohort member {member!r}: ' if member else ''
         terms = {k: float(v) for k, v in flat.items()}
+        # The step skips an update when its loss or its gradient is not finite: say which.
+        what = ('gradients (the loss itself finite)'
+                if math.isfinite(terms.get(prefix + 'loss', math.nan)) else 'losses')
         self.ckpt.wait_until_finished()
+        kept = self.ckpt.latest_step()
         raise NonFiniteLossError(
-            f'{who}{int(value)} non-finite losses in a row, the last at step {step}; loss terms: '
-            f'{terms}. The updates were skipped; the last good checkpoint (step '
-            f'{self.ckpt.latest_step()}) is kept in {self.ckpt.directory}. Lower the learning '
-            'rate, check the inputs, or raise train.max_nonfinite_in_a_row.')
+            f'{who}{int(value)} non-finite {what} in a row, the last at step {step}; loss terms: '
+            f'{terms}. The updates were skipped; the last good checkpoint (step {kept}) is kept '
+            f'in {self.ckpt.directory}. Lower the learning rate, check the inputs, or raise '
+            'train.max_nonfinite_in_a_row.', step=step, checkpoint_step=kept)
 
   def train(self, state, step_fn: Callable[[Any, dict], tuple[Any, Any]], *,
             tail: Callable[[Any], str] | None = None,
@@ -261,7 +288,7 @@ class Session:
     does. Returns the :class:`Outcome`; the checkpointer is closed.
     """
     self._t_start = time.perf_counter()
-    log_every = max(1, int(self.config.train.log_every))
+    log_every = logging_interval(self.config.train.log_every, self.total_steps)
     bar = progress.Progress(self.total_steps, desc='step', unit='img',
                             scale=self.images_per_step, initial=self.step, every=log_every,
                             enabled=self.is_chief)
@@ -275,7 +302,7 @@ class Session:
       # Shown after the first step is done: the rate leaves out XLA's compilation.
       bar.update(step, head=f'epoch {step / self.steps_per_epoch:.2f}',
                  tail=(lambda: tail(metrics)) if tail else None)
-      if step % log_every and step != self.total_steps:
+      if step % log_every and step not in (1, self.total_steps):  # the curves' ends
         return
       now = time.perf_counter()
       rate = (step - window[1]) * self.images_per_step / max(now - window[0], 1e-9)

@@ -1,13 +1,15 @@
 """File helpers shared by the data caches, the feature cache and the run summaries.
 
 ``atomic_write(path)`` is the one way this package replaces a file: readers (another process,
-or this one after a crash) see the old file or the new one, never half of one.
+or this one after a crash) see the old file or the new one, never half of one. ``keep_aside(path,
+label)`` renames a damaged or edited record before it is rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import IO, Iterator
 import uuid
 
@@ -49,3 +51,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = 'wb', *,
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
     raise
+
+
+def keep_aside(path: str | os.PathLike[str], label: str) -> str:
+  """Renames ``path`` to ``<path>.<label>-<UTC time>`` (``-<n>`` added while that exists), so a
+  file about to be replaced is kept, not overwritten; returns the new path."""
+  path = os.fspath(path)
+  stamp = time.strftime('%Y%m%dT%H%M%S', time.gmtime())
+  target, suffix = f'{path}.{label}-{stamp}', 1
+  while os.path.exists(target):
+    target, suffix = f'{path}.{label}-{stamp}-{suffix}', suffix + 1
+  os.rename(path, target)
+  return target

@@ -51,6 +51,12 @@ def announce(message: str) -> None:
     print(message, flush=True)
 
 
+def announce_compiling(what: str) -> None:
+  """Says, before a loop's first step, that it waits for XLA to compile ``what`` (seconds to a
+  minute or more on a CPU, with nothing else printed)."""
+  announce(f'compiling {what} (the first step waits for XLA; the progress lines follow)')
+
+
 class Progress:
   """A tqdm bar on a terminal, plain lines otherwise; see the module docstring.
 

@@ -45,6 +45,8 @@ from glf_jax import cohort
 from glf_jax import config as config_lib
 from glf_jax import methods
 from glf_jax import modes
+from glf_jax.run import checkpoint
+from glf_jax.run import layout
 from glf_jax.run import lock
 from glf_jax.run import records
 from glf_jax.run import saved_config
@@ -59,12 +61,18 @@ from glf_jax.study.spec import (CELL_MODES, CELLS_DIR, COMMANDS, FIGURE_KINDS, S
 
 
 def _check_finished_config(run_config, directory: str, where: str) -> None:
-  """Refuses a finished cell that was run with other settings than the study now gives it."""
-  path = os.path.join(directory, 'config.json')
-  if not os.path.exists(path):
-    return
-  with open(path, encoding='utf-8') as f:
-    saved = f.read()
+  """Refuses a finished cell that was run with other settings than the study now gives it: the
+  settings its checkpoint was saved with (``config.json``, which a hand can edit, only where the
+  cell has no checkpoint)."""
+  meta = checkpoint.read_meta(checkpoint.checkpoint_dir(directory))
+  if meta is not None:
+    saved = meta['config']
+  else:
+    path = layout.path(directory, layout.CONFIG)
+    if not os.path.exists(path):
+      return
+    with open(path, encoding='utf-8') as f:
+      saved = f.read()
   differing = saved_config.config_differences(saved, run_config)
   if differing and not run_config.get('allow_config_change', False):
     raise ValueError(f'{where} in {directory} finished with other settings ({", ".join(differing)})'

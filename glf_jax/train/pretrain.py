@@ -19,8 +19,10 @@ import jax
 import ml_collections
 
 from glf_jax import prior as prior_lib
+from glf_jax.data import sources
 from glf_jax.run import layout
 from glf_jax.run.session import Session
+from glf_jax.runtime import progress
 from glf_jax.runtime import targets
 from glf_jax.train.setup import build_training
 
@@ -56,8 +58,8 @@ def banner(config: ml_collections.ConfigDict, *, num_examples: int, num_classes:
   mesh_shape = ' x '.join(f'{name}={size}' for name, size in dict(mesh.shape).items())
   devices, processes = jax.device_count(), jax.process_count()
   return '\n'.join([
-      f'pretraining {config.objective.name} on {config.data.name}: {num_examples} training '
-      f'images, {num_classes} classes, {"x".join(str(d) for d in image_shape)}',
+      f'pretraining {config.objective.name} on {sources.data_name(config.data)}: {num_examples} '
+      f'training images, {num_classes} classes, {"x".join(str(d) for d in image_shape)}',
       f'  model {m.arch} (width x{m.width_multiplier})  |  {devices} '
       f'device{"s" if devices > 1 else ""}, {processes} process{"es" if processes > 1 else ""}, '
       f'mesh {mesh_shape}',
@@ -120,6 +122,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
     values = '  '.join(f'{k} {float(metrics[k]):.4f}' for k in ('loss', *objective.term_names))
     return f'{values}  probe/top1 {float(metrics["probe/top1"]):.3f}'
 
+  if session.step < training.total_steps:
+    progress.announce_compiling('the train step')
   outcome = session.train(state, lambda s, batch: train_step(s, batch, prior_state), tail=terms)
   return Run(eval_graphdef=training.eval_graphdef, state=outcome.state,
              total_steps=training.total_steps, steps_per_epoch=session.steps_per_epoch,
