@@ -236,7 +236,7 @@ def test_redraw_rebuilds_pictures_from_files_alone(embedded, tmp_path, monkeypat
   for path in written:
     os.remove(path)
   assert plots.redraw(str(tmp_path)) == written
-  assert _png_size(written[0]) == (1350, 640)
+  assert _png_size(written[0]) == (1350, 960)  # the same 8 panels as test_curves_from_a_full_log
   assert _png_size(written[1]) == _png_size(workdir / 'embedding.png')
   # Only the log: only the curves.
   os.remove(tmp_path / 'embedding.npz')
