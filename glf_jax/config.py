@@ -39,6 +39,7 @@ from ml_collections import config_dict
 from glf_jax import evaluate
 from glf_jax import methods
 from glf_jax.data import datasets, recipes, sources
+from glf_jax.data.pipeline import SAMPLERS
 from glf_jax.losses import checks
 from glf_jax.models import default_model_config
 from glf_jax.prior import default_prior_config
@@ -87,6 +88,9 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       online_probe_lr=1e-3,
       max_nonfinite_in_a_row=5,   # stop after this many skipped (non-finite) steps in a row
       worker_count=0,             # grain worker processes (0: threads)
+      # The order of the training examples: None = a uniform permutation each epoch;
+      # 'stratified' = every class in every batch (the official CL-vs-NSCL sampler).
+      sampler=config_dict.placeholder(str),
       num_devices=config_dict.placeholder(int),  # None: every device
       eval_after=True,            # evaluate the encoder when pretraining ends
   ))
@@ -163,6 +167,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   checks.check_positive_int('train.num_devices', t.num_devices, optional=True)
   checks.check_positive_int('train.max_nonfinite_in_a_row', t.max_nonfinite_in_a_row)
   checks.check_positive_int('train.log_every', t.log_every)
+  if t.get('sampler') not in (None, *SAMPLERS):
+    raise ValueError(f'train.sampler must be None (shuffle) or one of {list(SAMPLERS)}, got '
+                     f'{t.sampler!r}')
   if t.num_steps is None and not t.epochs > 0:
     raise ValueError(f'train.epochs must be > 0 (or set train.num_steps), got {t.epochs!r}')
   if not t.online_probe_lr > 0:

@@ -13,6 +13,10 @@
   reads rows ``[p*b, (p+1)*b)`` of it. The processes' shards are disjoint, and the global batch
   (``parallel.to_global_batch``) holds the same rows whatever the number of processes, in the same
   order when the mesh lists devices by process (as ``jax.devices()`` does on CPU and GPU).
+* Stratified order (``sampler='stratified'``, what the official CL-vs-NSCL code samples): each
+  epoch visits every example once, in an order that deals the classes round-robin (each class's
+  examples permuted, the classes in a permuted order, both seeded by ``seed`` and the epoch), so
+  every global batch of at least ``num_classes`` rows holds every class while the classes last.
 * Position: ``iter(loader)`` is a ``grain.DatasetIterator``; ``get_state()`` is a small
   JSON-serialisable dict, and ``set_state(state)`` on a fresh iterator continues with exactly the
   batches the first one would have produced next.
@@ -26,6 +30,50 @@ from typing import Any, Sequence
 
 import grain
 import numpy as np
+
+
+SAMPLERS = ('shuffle', 'stratified')
+
+
+class StratifiedOrderMapDataset(grain.MapDataset):
+  """``parent`` in the stratified order of the module docstring (epoch ``e`` is indices
+  ``[e * n, (e + 1) * n)``, as grain's shuffle counts them)."""
+
+  def __init__(self, parent: grain.MapDataset, labels: Sequence[int], seed: int):
+    super().__init__(parent)
+    self._labels = np.asarray(labels, np.int64)
+    if len(self._labels) != len(parent):
+      raise ValueError(f'{len(self._labels)} labels for {len(parent)} examples')
+    self._seed = int(seed)
+    self._orders: dict[int, np.ndarray] = {}
+
+  def __len__(self) -> int:
+    return len(self._parent)
+
+  def order(self, epoch: int) -> np.ndarray:
+    """Epoch ``epoch``'s permutation of ``range(n)`` (cached; grain reads from threads, and a
+    race recomputes the same array)."""
+    if epoch not in self._orders:
+      rng = np.random.default_rng([self._seed, epoch])
+      classes = rng.permutation(np.unique(self._labels))
+      queues = [rng.permutation(np.flatnonzero(self._labels == c)) for c in classes]
+      longest = max(len(q) for q in queues)
+      # Round-robin over the classes: row r of this table is the r-th example of every class.
+      dealt = np.full((longest, len(queues)), -1, np.int64)
+      for column, queue in enumerate(queues):
+        dealt[:len(queue), column] = queue
+      order = dealt.reshape(-1)
+      self._orders = {epoch: order[order >= 0]}  # keep one epoch: the iterator moves forward
+    return self._orders[epoch]
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    epoch, position = divmod(int(index), len(self))
+    return self._parent[int(self.order(epoch)[position]) + epoch * len(self)]
+
+  def __str__(self) -> str:
+    return 'StratifiedOrderMapDataset'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +104,7 @@ def grain_seed(seed: int) -> int:
 
 
 def make_loader(source: Sequence[Any], *, seed: int, global_batch_size: int,
-                shuffle: bool = True, num_epochs: int | None = None,
+                shuffle: bool = True, sampler: str = 'shuffle', num_epochs: int | None = None,
                 drop_remainder: bool = True, process_index: int | None = None,
                 process_count: int | None = None, worker_count: int = 0,
                 read_threads: int | None = None, prefetch_batches: int = 4) -> Loader:
@@ -67,6 +115,8 @@ def make_loader(source: Sequence[Any], *, seed: int, global_batch_size: int,
     seed: the order's seed (any int >= 0).
     global_batch_size: rows per step over all processes.
     shuffle: permute each epoch (``False``: source order, e.g. feature extraction).
+    sampler: with ``shuffle``, ``'shuffle'`` (a uniform permutation each epoch) or
+      ``'stratified'`` (every class in every batch; the source's ``labels()`` are read once).
     num_epochs: passes over the data; ``None`` repeats forever.
     drop_remainder: drop an epoch's last, partial global batch. ``False`` keeps it (single
       process only: processes could not split it evenly).
@@ -101,9 +151,13 @@ def make_loader(source: Sequence[Any], *, seed: int, global_batch_size: int,
     raise ValueError('drop_remainder=False needs a single process: the last, partial batch '
                      'cannot be split evenly between processes')
 
+  if sampler not in SAMPLERS:
+    raise ValueError(f'train.sampler must be one of {list(SAMPLERS)}, got {sampler!r}')
   per_process = global_batch_size // process_count
   dataset = grain.MapDataset.source(source)
-  if shuffle:
+  if shuffle and sampler == 'stratified':
+    dataset = StratifiedOrderMapDataset(dataset, source.labels(), grain_seed(seed))
+  elif shuffle:
     dataset = dataset.shuffle(seed=grain_seed(seed))
   if drop_remainder:
     steps_per_epoch = num_examples // global_batch_size
