@@ -23,6 +23,13 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
   JPEGs does not separate the methods (issue 11's calibration: 40.2 ± 0.4 vs 40.2 ± 0.6). Digits
   saturates too (97.8 % linear top-1 after 30 epochs), so expect differences within the seeds'
   spread.
+* ``:midi`` — CIFAR-10 at 16 px (``configs/studies/cifar10.py``: the calibrated tier), SimCLR
+  with ADC's paper setting and the pixel prior; cells ``baseline``, ``adc``, ``dcm``, ``lpm``,
+  ``adc_simclr_prior`` (LPM's prior the ``baseline`` run of the same seed: run seed by seed, on
+  one machine), ``nu_1``, ``upsilon_1``; the seeds of ``SEEDS`` (from a target power); each claim
+  a comparison with its verdict (``results.md``, Comparisons). Needs CIFAR-10: TFDS's, or the JPEG
+  folder with ``--config.data.name=image_folder --config.data.root=ROOT``; records with
+  ``--config.study.cells_dir=studies/results/adc_ablation_midi/cells``.
 * ``:paper`` — CIFAR-10, ResNet-18, each method's config file (``configs/<method>.py:adc``: its
   paper numbers, 1000 epochs) for SimCLR, BYOL, Barlow Twins, MoCo v3, SimSiam, SwAV; sweeps on
   SimCLR; 3 seeds. Paper values (CIFAR-10 linear top-1, SPEC §5): SimCLR 91.80 → +ADC 93.46,
@@ -30,8 +37,11 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
   SPEC).
 """
 
-from glf_jax.config import load_config_file, parse_config_arg
-from glf_jax.study.spec import as_study, cell, figure
+from glf_jax.config import adc_paper_setting, load_config_file, load_config_module
+from glf_jax.config import parse_config_arg
+from glf_jax.study.spec import as_study, cell, comparison, figure
+
+MIDI_SEEDS = (0, 1, 2)                 # at least 3; the detectable differences are in results.md
 
 WEIGHTS = (0.01, 0.1, 1.0, 10.0)       # the ν and υ grid of the paper's ablation
 MINI_WEIGHTS = (0.1, 1.0, 10.0)        # :mini: the range of the paper's stability claim
@@ -106,10 +116,44 @@ def _sweep_figures(weights, rhos=(), sigma2s=()):
   return figures
 
 
+def _midi():
+  """The ``:midi`` study (module docstring): config, cells, figures, comparisons."""
+  config = adc_paper_setting(
+      load_config_module('configs/studies/cifar10.py').cifar10_run('simclr+adc'))
+  cells = _ablation_cells('simclr') + [
+      cell('adc_simclr_prior', {'prior.kind': 'checkpoint',
+                                'prior.path': '{study}/cells/baseline/seed{seed}'}),
+      cell('nu_1', {'objective.adc.nu': 1.0}), cell('upsilon_1', {'objective.adc.upsilon': 1.0})]
+  figures = [figure('bar', 'linear/top1', file='ablation_linear_top1.png'),
+             figure('bar', 'knn/k20', file='ablation_knn_k20.png')]
+  paper = 'SimCLR 91.80 -> 93.46 (CIFAR-10, ResNet-18, 1000 epochs)'
+  comparisons = [
+      comparison('adc', 'baseline', expect='+', family='ADC and its parts', paper=paper,
+                 claim='ADC improves its method'),
+      comparison('dcm', 'baseline', expect='+', family='ADC and its parts',
+                 claim='DCM alone helps'),
+      comparison('lpm', 'baseline', expect='+', family='ADC and its parts',
+                 claim='LPM alone helps'),
+      comparison('adc', 'baseline', metric='knn/k20', expect='+', claim='ADC improves kNN too',
+                 name='adc - baseline (kNN)'),
+      comparison('adc_simclr_prior', 'adc', family='priors and weights',
+                 claim='the prior hardly matters (identity, SimCLR, CLIP similar)'),
+      comparison('nu_1', 'adc', family='priors and weights', claim='stable over nu in 0.1-10'),
+      comparison('upsilon_1', 'adc', family='priors and weights',
+                 claim='stable over upsilon in 0.1-10'),
+  ]
+  return config, cells, figures, comparisons
+
+
 def get_config(arg=None):
-  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'paper')),
+  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'midi', 'paper')),
                        defaults=dict(size='mini'))
   size = a['size']
+  if size == 'midi':
+    config, cells, figures, comparisons = _midi()
+    return as_study(config, 'adc_ablation_midi', cells=cells, seeds=MIDI_SEEDS,
+                    metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='baseline',
+                    comparisons=comparisons)
   if size == 'paper':
     config = load_config_file('configs/simclr.py:adc')   # CIFAR-10, ResNet-18, 1000 epochs
     cells = _ablation_cells('simclr', paper=True)
