@@ -29,8 +29,8 @@ from typing import Any
 from glf_jax import config as config_lib
 from glf_jax.study import aggregate as aggregate_lib
 
-BLOCK = re.compile(r'(<!-- begin generated: (?P<kind>claims|cells) (?P<config>\S+) '
-                   r'(?P<folder>\S+) -->\n)(?P<body>.*?)(<!-- end generated -->)', re.S)
+BLOCK = re.compile(r'(?P<begin><!-- begin generated: (?P<kind>claims|cells) (?P<config>\S+) '
+                   r'(?P<folder>\S+) -->\n)(?P<body>.*?)(?P<end><!-- end generated -->)', re.S)
 DASH = '—'
 
 
@@ -104,7 +104,7 @@ def rewrite(text: str, cache: dict | None = None) -> str:
     results = cache[key]
     body = (claims_table(results) if match['kind'] == 'claims'
             else cells_table(results, results['metrics']))
-    return match.group(1) + body + match.group(5)
+    return match['begin'] + body + match['end']
   return BLOCK.sub(block, text)
 
 
