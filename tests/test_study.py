@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import scipy.stats
 import pytest
 
 from glf_jax import config as config_lib
@@ -373,11 +374,17 @@ def test_scatter_correlations_and_track_figures_on_synthetic_cells(tmp_path):
   assert result['missing'] == []
   markdown = (tmp_path / 'results.md').read_text(encoding='utf-8')
   # 4 recipe cells x 3 seeds; r over runs and over cell means.
-  assert '| linear/top1 vs prototype_bias/normalized | all | 12 | -1.000 | -1.000 | 4 | -1.000 |' \
-      in markdown
+  assert ('| linear/top1 vs prototype_bias/normalized | all | 12 | -1.000 | 0.000 | -1.000 | 4 | '
+          '-1.000 | 0.000 |') in markdown
   raw_line = next(l for l in markdown.splitlines() if 'vs prototype_bias/raw' in l)
-  r_raw = float(raw_line.split('|')[4])
-  assert -1.0 < r_raw < -0.95 and raw_line.split('|')[5].strip() == '-1.000'
+  _, _, _, _, r_raw, p_raw, rho_raw, _, _, p_means, _ = raw_line.split('|')
+  # The raw bias is 10 b^2: Pearson's r and its p as scipy gives them for these 12 points.
+  b = np.array([bias[n] + 0.01 * s for n in ('base', 'cutout', 'rotation', 'noise')
+                for s in (0, 1, 2)])
+  expected = scipy.stats.pearsonr(10 * b * b, 1.0 - b)
+  assert float(r_raw) == pytest.approx(expected.statistic, abs=5e-4) and -1.0 < float(r_raw)
+  assert float(p_raw) == pytest.approx(expected.pvalue, abs=5e-4)
+  assert rho_raw.strip() == '-1.000' and 0.0 < float(p_means) < 0.05
   _assert_png(tmp_path / 'accuracy_vs_bias_normalized.png')
 
   # Track figures read each seed's tracks.jsonl; a cell without tracks draws nothing.

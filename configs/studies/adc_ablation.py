@@ -116,16 +116,9 @@ def _sweep_figures(weights, rhos=(), sigma2s=()):
   return figures
 
 
-def _midi():
-  """The ``:midi`` study (module docstring): config, cells, figures, comparisons."""
-  config = adc_paper_setting(
-      load_config_module('configs/studies/cifar10.py').cifar10_run('simclr+adc'))
-  cells = _ablation_cells('simclr') + [
-      cell('adc_simclr_prior', {'prior.kind': 'checkpoint',
-                                'prior.path': '{study}/cells/baseline/seed{seed}'}),
-      cell('nu_1', {'objective.adc.nu': 1.0}), cell('upsilon_1', {'objective.adc.upsilon': 1.0})]
-  figures = [figure('bar', 'linear/top1', file='ablation_linear_top1.png'),
-             figure('bar', 'knn/k20', file='ablation_knn_k20.png')]
+def _comparisons(stability_cells):
+  """The claims every size tests: ADC and its parts against the baseline, and ADC's stability
+  over ``stability_cells`` (``nu_<v>`` / ``upsilon_<v>`` against the ``adc`` cell's 0.1)."""
   paper = 'SimCLR 91.80 -> 93.46 (CIFAR-10, ResNet-18, 1000 epochs)'
   comparisons = [
       comparison('adc', 'baseline', expect='+', family='ADC and its parts', paper=paper,
@@ -136,12 +129,27 @@ def _midi():
                  claim='LPM alone helps'),
       comparison('adc', 'baseline', metric='knn/k20', expect='+', claim='ADC improves kNN too',
                  name='adc - baseline (kNN)'),
-      comparison('adc_simclr_prior', 'adc', family='priors and weights',
-                 claim='the prior hardly matters (identity, SimCLR, CLIP similar)'),
-      comparison('nu_1', 'adc', family='priors and weights', claim='stable over nu in 0.1-10'),
-      comparison('upsilon_1', 'adc', family='priors and weights',
-                 claim='stable over upsilon in 0.1-10'),
   ]
+  for name in stability_cells:
+    weight = 'nu' if name.startswith('nu_') else 'upsilon'
+    comparisons.append(comparison(name, 'adc', family='priors and weights',
+                                  claim=f'stable over {weight} in 0.1-10'))
+  return comparisons
+
+
+def _midi():
+  """The ``:midi`` study (module docstring): config, cells, figures, comparisons."""
+  config = adc_paper_setting(
+      load_config_module('configs/studies/cifar10.py').cifar10_run('simclr+adc'))
+  cells = _ablation_cells('simclr') + [
+      cell('adc_simclr_prior', {'prior.kind': 'checkpoint',
+                                'prior.path': '{study}/cells/baseline/seed{seed}'}),
+      cell('nu_1', {'objective.adc.nu': 1.0}), cell('upsilon_1', {'objective.adc.upsilon': 1.0})]
+  figures = [figure('bar', 'linear/top1', file='ablation_linear_top1.png'),
+             figure('bar', 'knn/k20', file='ablation_knn_k20.png')]
+  comparisons = _comparisons(['nu_1', 'upsilon_1']) + [
+      comparison('adc_simclr_prior', 'adc', family='priors and weights',
+                 claim='the prior hardly matters (identity, SimCLR, CLIP similar)')]
   return config, cells, figures, comparisons
 
 
@@ -162,16 +170,22 @@ def get_config(arg=None):
     cells += _sweeps(WEIGHTS, RHOS, SIGMA2S, prior_kinds=('random',))
     figures = _sweep_figures(WEIGHTS, RHOS, SIGMA2S)
     seeds = (0, 1, 2)
+    comparisons = _comparisons([f'{w}_{v:g}' for w in ('nu', 'upsilon') for v in WEIGHTS
+                                if v != 0.1])
   else:
     config = _digits_base(smoke=size == 'smoke')
     if size == 'smoke':
       cells = [cell('baseline', {'objective.name': 'simclr'}), cell('adc', {})]
       figures = [figure('bar', 'linear/top1', file='ablation_linear_top1.png')]
       seeds = (0,)
+      comparisons = _comparisons([])[:1]
     else:
       cells = _ablation_cells('simclr') + _sweeps(MINI_WEIGHTS)
       figures = _sweep_figures(MINI_WEIGHTS)
       seeds = (0, 1, 2)
+      comparisons = _comparisons([f'{w}_{v:g}' for w in ('nu', 'upsilon') for v in MINI_WEIGHTS
+                                  if v != 0.1])
   name = 'adc_ablation' + ('' if size == 'paper' else f'_{size}')
   return as_study(config, name, cells=cells, seeds=seeds,
-                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='baseline')
+                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='baseline',
+                  comparisons=comparisons)

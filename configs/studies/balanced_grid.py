@@ -28,6 +28,8 @@ accuracy heatmap over (α, λ) and a bar chart of every cell.
   are ResNet-50 on ImageNet, so no paper column is given for this CIFAR-10 table.
 """
 
+import json
+
 from glf_jax.config import load_config_file, load_config_module, parse_config_arg
 from glf_jax.data import subsets
 from glf_jax.study.spec import as_study, cell, comparison, figure
@@ -77,6 +79,23 @@ def _figures(alphas, lams):
   ]
 
 
+def _comparisons(cells, collapse):
+  """The claims on the grid that ``cells`` has: (4, 2) against NT-Xent, λ = 1 against 2, each
+  α of ``collapse`` against 4, and each other similarity against its cosine twin ``a4_l2``."""
+  names = {json.loads(c)['name'] for c in cells}
+  out = [
+      comparison('a4_l2', 'ntxent_t0.5', expect='+', paper='67.40 vs 66.85 (ImageNet, ResNet-50)',
+                 claim='the tuned balanced loss beats NT-Xent'),
+      comparison('a4_l2', 'a4_l1', expect='+', claim='lambda = 1 is sub-optimal'),
+  ]
+  out += [comparison(_grid_name(alpha, 2), 'a4_l2', expect='-', family='collapse at large alpha',
+                     claim='large alpha (> 8) collapses') for alpha in collapse]
+  out += [comparison(name, 'a4_l2', expect='-', family='similarity',
+                     claim='cosine similarity is best')
+          for name in sorted(names) if name.startswith('a4_l2_')]
+  return out
+
+
 def _midi():
   """The ``:midi`` study (module docstring): config, cells, figures, comparisons."""
   config = load_config_module('configs/studies/cifar10.py').cifar10_run('balanced')
@@ -95,19 +114,14 @@ def _midi():
              figure('line', 'linear/top1', x='objective.balanced.alpha',
                     cells=['a4_l2', 'a16_l2', 'a64_l2'], log_x=True,
                     file='alpha_linear_top1.png')]
-  comparisons = [
-      comparison('a4_l2', 'ntxent_t0.5', expect='+', paper='67.40 vs 66.85 (ImageNet, ResNet-50)',
-                 claim='the tuned balanced loss beats NT-Xent'),
-      comparison('a4_l2', 'a4_l1', expect='+', claim='lambda = 1 is sub-optimal'),
-      comparison('a16_l2', 'a4_l2', expect='-', family='collapse at large alpha',
-                 claim='large alpha (> 8) collapses'),
-      comparison('a64_l2', 'a4_l2', expect='-', family='collapse at large alpha',
-                 claim='large alpha (> 8) collapses'),
+  comparisons = _comparisons(cells, collapse=(16, 64)) + [
       comparison('uni_ntxent', 'lt_ntxent', expect='+', family='uniform vs long-tailed',
                  paper='20.82 vs 13.65 (9 % ImageNet subsets)',
                  claim='uniform training data beats long-tailed at equal size'),
       comparison('uni_a4_l2', 'lt_a4_l2', expect='+', family='uniform vs long-tailed',
                  claim='uniform training data beats long-tailed at equal size'),
+      comparison('lt_a4_l2', 'lt_ntxent', expect='+',
+                 claim='the balanced loss helps on long-tailed data'),
   ]
   return config, cells, figures, comparisons
 
@@ -125,16 +139,20 @@ def get_config(arg=None):
     config = load_config_file('configs/balanced.py')   # CIFAR-10, ResNet-18, 1000 epochs
     alphas = lams = (1, 2, 4, 8)
     cells, figures, seeds = _cells(alphas, lams), _figures(alphas, lams), (0, 1, 2)
+    comparisons = _comparisons(cells, collapse=(8,))
   else:
     config = _digits_base(smoke=size == 'smoke')
     if size == 'smoke':
       cells = [cell('ntxent_t0.5', NTXENT_BASELINE), cell('a4_l2', {})]
       figures = [figure('bar', 'linear/top1', file='cells_linear_top1.png')]
       seeds = (0,)
+      comparisons = _comparisons(cells, collapse=())[:1]
     else:
       alphas, lams = (1, 4, 16), (1, 2)
       cells = _cells(alphas, lams, similarities=('neg_sq_euclidean',))
       figures, seeds = _figures(alphas, lams), (0, 1, 2)
+      comparisons = _comparisons(cells, collapse=(16,))
   name = 'balanced_grid' + ('' if size == 'paper' else f'_{size}')
   return as_study(config, name, cells=cells, seeds=seeds,
-                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='ntxent_t0.5')
+                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='ntxent_t0.5',
+                  comparisons=comparisons)

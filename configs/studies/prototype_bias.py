@@ -82,21 +82,24 @@ def _figures(recipes):
   ]
 
 
-def _midi():
-  """The ``:midi`` study (module docstring): config, cells, metrics, figures, comparisons."""
-  config = load_config_module('configs/studies/cifar10.py').cifar10_run('simclr')
-  config.objective.simclr.temperature = 0.5
-  config.eval.prototype_bias.examples = 2000
+def _with_control(config, recipes):
+  """Every cell's encoder also measured under each recipe's views (the fixed-encoder control);
+  the metrics that adds."""
   # Each variant states every extra's probability, so it is that recipe whichever cell it runs in.
   off = {'cutout_prob': 0.0, 'rotation_prob': 0.0, 'noise_prob': 0.0}
   config.eval.prototype_bias.variants = json.dumps(
-      {name: {**off, **extras} for name, extras in RECIPES.items()})
-  recipes = tuple(RECIPES)
-  control = tuple(f'prototype_bias/{r}/normalized' for r in recipes)
-  metrics = METRICS + control + tuple(f'prototype_bias/{r}/raw' for r in recipes)
-  comparisons = []
+      {name: {**off, **RECIPES[name]} for name in recipes})
+  return (tuple(f'prototype_bias/{r}/normalized' for r in recipes)
+          + tuple(f'prototype_bias/{r}/raw' for r in recipes))
+
+
+def _comparisons(recipes, long_tail_arm):
+  """Each richer recipe against ``base``: accuracy, the bias of its own encoder, and the bias of
+  the base encoder under its views (the control); with the long-tailed arm, the balanced loss
+  against NT-Xent on each split and the long-tailed split against the uniform one."""
+  out = []
   for r in recipes[1:]:
-    comparisons += [
+    out += [
         comparison(r, 'base', expect='-', family='accuracy', name=f'{r} - base (accuracy)',
                    paper='base recipe highest: 65.98 % (ImageNet subset)',
                    claim='a richer recipe lowers accuracy'),
@@ -109,7 +112,28 @@ def _midi():
                    family='bias, one fixed encoder', name=f'{r} views - base views (base encoder)',
                    claim='the views alone raise the bias (control)'),
     ]
-  return config, _cells(recipes, long_tail_arm=False), metrics, _figures(recipes), comparisons
+  if long_tail_arm:
+    out += [
+        comparison('balanced_lt10', 'base_lt10', expect='+', family='balanced loss',
+                   claim='the balanced loss helps on long-tailed data'),
+        comparison('balanced', 'base', expect='+', family='balanced loss',
+                   claim='the balanced loss helps on uniform data'),
+        comparison('base', 'base_lt10', expect='+',
+                   claim='uniform training data beats long-tailed (confounded here: the '
+                         'long-tailed split is a subset, fewer images)'),
+    ]
+  return out
+
+
+def _midi():
+  """The ``:midi`` study (module docstring): config, cells, metrics, figures, comparisons."""
+  config = load_config_module('configs/studies/cifar10.py').cifar10_run('simclr')
+  config.objective.simclr.temperature = 0.5
+  config.eval.prototype_bias.examples = 2000
+  recipes = tuple(RECIPES)
+  metrics = METRICS + _with_control(config, recipes)
+  return (config, _cells(recipes, long_tail_arm=False), metrics, _figures(recipes),
+          _comparisons(recipes, long_tail_arm=False))
 
 
 def get_config(arg=None):
@@ -129,6 +153,8 @@ def get_config(arg=None):
     config.eval.prototype_bias.examples = 10_000
     recipes, seeds = tuple(RECIPES), (0, 1, 2)
     cells = _cells(recipes)
+    metrics = METRICS + _with_control(config, recipes)
+    comparisons = _comparisons(recipes, long_tail_arm=True)
   else:
     config = load_config_file('configs/studies/digits.py:simclr'
                               + (',smoke' if size == 'smoke' else ''))
@@ -138,13 +164,17 @@ def get_config(arg=None):
       config.eval.prototype_bias.examples = 32
       recipes, seeds = ('base', 'cutout'), (0,)
       cells = _cells(recipes, long_tail_arm=False)
+      metrics, comparisons = METRICS, _comparisons(recipes, long_tail_arm=False)[:2]
     else:
       config.train.num_steps = 100      # every cell, also the smaller long-tailed split
       config.eval.prototype_bias.examples = 450
       recipes, seeds = tuple(RECIPES), (0, 1, 2)
       cells = _cells(recipes)
+      metrics = METRICS + _with_control(config, recipes)
+      comparisons = _comparisons(recipes, long_tail_arm=True)
   config.eval.evaluators = ('linear', 'knn', 'prototype_bias')
   config.eval.prototype_bias.view = 'view1'
   name = 'prototype_bias' + ('' if size == 'paper' else f'_{size}')
   return as_study(config, name, cells=cells, seeds=seeds,
-                  metrics=METRICS, figures=_figures(recipes), compare_to='base')
+                  metrics=metrics, figures=_figures(recipes), compare_to='base',
+                  comparisons=comparisons)

@@ -402,14 +402,15 @@ def machine_lines(rows: Sequence[dict]) -> list[str]:
   return lines + ['']
 
 
-def _pearson_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-  """Pearson's and Spearman's r (ties share their average rank; nan when either side is
-  constant or n < 3)."""
+def _pearson_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+  """Pearson's r, its two-sided p (independent points assumed) and Spearman's ρ (ties share
+  their average rank); nan when either side is constant or n < 3."""
   import scipy.stats  # pylint: disable=g-import-not-at-top  (only the correlation tables)
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-    return math.nan, math.nan
-  return (float(scipy.stats.pearsonr(x, y).statistic),
+    return math.nan, math.nan, math.nan
+  pearson = scipy.stats.pearsonr(x, y)
+  return (float(pearson.statistic), float(pearson.pvalue),
           float(scipy.stats.spearmanr(x, y).statistic))
 
 
@@ -440,22 +441,27 @@ def correlation_lines(config, rows, cells, figures) -> list[str]:
     if spec['kind'] != 'scatter':
       continue
     for group, points in scatter_points(config, spec, rows, cells).items():
-      r_runs, rho_runs = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
+      r_runs, p_runs, rho_runs = _pearson_spearman([p[2] for p in points],
+                                                   [p[3] for p in points])
       by_cell: dict[str, list[tuple]] = {}
       for p in points:
         by_cell.setdefault(p[0], []).append(p)
       means = [(np.mean([p[2] for p in ps]), np.mean([p[3] for p in ps]))
                for ps in by_cell.values()]
-      r_cells, _ = _pearson_spearman([m[0] for m in means], [m[1] for m in means])
+      r_cells, p_cells, _ = _pearson_spearman([m[0] for m in means], [m[1] for m in means])
       lines.append(f'| {spec["metric"]} vs {spec["x"]} | {group} | {len(points)} | '
-                   f'{r_runs:.3f} | {rho_runs:.3f} | {len(means)} | {r_cells:.3f} |')
+                   f'{r_runs:.3f} | {p_runs:.3f} | {rho_runs:.3f} | {len(means)} | '
+                   f'{r_cells:.3f} | {p_cells:.3f} |')
   if not lines:
     return []
   return ['## Correlations', '',
-          "Pearson's r (and Spearman's ρ) over the finished runs (one point per cell and seed), "
-          "and Pearson's r over the cells' means; nan: fewer than 3 points or a constant side.",
-          '', '| metrics | group | runs | r (runs) | ρ (runs) | cells | r (cell means) |',
-          '|---|---|---|---|---|---|---|', *lines, '']
+          "Pearson's r with its two-sided p (and Spearman's ρ) over the finished runs (one point "
+          "per cell and seed), and over the cells' means; nan: fewer than 3 points or a constant "
+          "side. The runs of one seed share their initial parameters and batch order, so they "
+          "are not independent and the p over runs is optimistic; the p over cell means has "
+          "as many points as cells.",
+          '', '| metrics | group | runs | r (runs) | p | ρ (runs) | cells | r (cell means) | p |',
+          '|---|---|---|---|---|---|---|---|---|', *lines, '']
 
 
 def _figure_file(spec: dict) -> str:
@@ -539,7 +545,7 @@ def _scatter_data(config, spec, cells, table, rows):
     return None
   rs = []
   for group, points in groups.items():
-    r, _ = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
+    r, _, _ = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
     rs.append(f'{group}: r = {r:.2f} (n = {len(points)})' if len(groups) > 1
               else f'r = {r:.2f} (n = {len(points)})')
   return {'groups': groups, 'x': spec['x'], 'title_size': 9,
