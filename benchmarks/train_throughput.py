@@ -6,6 +6,9 @@
     python benchmarks/train_throughput.py --config configs/swav.py:cifar100,adc --batch-sizes 256
     python benchmarks/train_throughput.py --methods simclr+adc,simclr+adc:features --batch-sizes 128
     python benchmarks/train_throughput.py --quick              # tiny model, smoke run
+    # what data.image_size buys (the views and the evaluation follow it):
+    python benchmarks/train_throughput.py --methods simclr --arch resnet_tiny --width-multiplier 2 \
+        --batch-sizes 256 --image-sizes 32,16 --steps 10
 
 ``<method>+adc:features`` runs ADC with ``prior.kind='features'``: a synthetic table of
 ``FEATURES_ROWS`` x ``FEATURES_DIM`` precomputed prior features (CIFAR-10's training set, CLIP
@@ -23,6 +26,7 @@ peak RSS would only grow over the rows of one run, so it is not reported.)
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pathlib
@@ -117,7 +121,7 @@ class Timed:
     train_step, state, prior_state = build_step(config, batch_size)
     self.state = jax.device_put(state, devices.replicated(mesh))
     self.prior_state = jax.device_put(prior_state, devices.replicated(mesh))
-    self.image_size = config.augment.view1.image_size
+    self.image_size = config.data.image_size or config.augment.view1.image_size  # as decoded
     rng = np.random.default_rng(0)
     self.batch = devices.to_global_batch({
         'image': rng.integers(0, 256, (batch_size, self.image_size, self.image_size, 3),
@@ -163,7 +167,11 @@ def main(argv=None):
                       help='configs/<method>.py of each, "+adc" adds its adc argument, '
                       '":features" a precomputed-features prior')
   parser.add_argument('--dataset', default='cifar10', help='cifar10, cifar100 or imagenet100')
-  parser.add_argument('--arch', default='resnet18')
+  parser.add_argument('--arch', default='resnet18', help='resnet18, resnet50, resnet_tiny, ...')
+  parser.add_argument('--width-multiplier', type=int, default=None,
+                      help="the backbone's width multiplier (default: the config's)")
+  parser.add_argument('--image-sizes', default='',
+                      help='data.image_size values to compare, e.g. 32,16 (default: the config\'s)')
   parser.add_argument('--batch-sizes', default='128,512')
   parser.add_argument('--optimizer', default='', help='override optim.name (e.g. sgd)')
   parser.add_argument('--dtypes', default='float32',
@@ -184,8 +192,10 @@ def main(argv=None):
     for method in args.methods.split(','):
       method, _, prior_kind = method.partition(':')
       base, _, constraint = method.partition('+')
-      words = [args.dataset, args.arch] + (['adc'] if constraint == 'adc' else [])
+      arch_word = [args.arch] if args.arch in ('resnet18', 'resnet50') else []
+      words = [args.dataset, *arch_word] + (['adc'] if constraint == 'adc' else [])
       configs.append(load_config(f'{ROOT / "configs" / base}.py:{",".join(words)}'))
+      configs[-1].model.arch = args.arch  # any architecture, e.g. resnet_tiny
       if prior_kind:
         configs[-1].prior.kind = prior_kind
   batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
@@ -193,34 +203,41 @@ def main(argv=None):
     configs = [config_lib.tiny(c) for c in configs]
     batch_sizes, args.steps, args.warmup = [16], 2, 1
   timed = []
-  for config in configs:
+  image_sizes = [int(s) for s in args.image_sizes.split(',') if s] or [None]
+  for config, dtype, batch_size, image_size in itertools.product(
+      configs, args.dtypes.split(','), batch_sizes, image_sizes):
     if args.optimizer:
       config.optim.name = args.optimizer
-    for dtype in args.dtypes.split(','):
-      config.model.dtype = dtype
-      for batch_size in batch_sizes:
-        timed.append(Timed(config.copy_and_resolve_references(), batch_size, args.warmup))
-        print(f'compiled {config.objective.name} {dtype} batch {batch_size} '
-              f'({timed[-1].compile_s:.1f} s)', flush=True)
+    if args.width_multiplier:
+      config.model.width_multiplier = args.width_multiplier
+    if image_size:
+      config.data.image_size = image_size  # the views and the evaluation transform follow
+    config.model.dtype = dtype
+    timed.append(Timed(config.copy_and_resolve_references(), batch_size, args.warmup))
+    print(f'compiled {config.objective.name} {dtype} batch {batch_size} '
+          f'{timed[-1].image_size} px ({timed[-1].compile_s:.1f} s)', flush=True)
   # Interleaved rounds (each configuration once per round): a shared, noisy machine slows all of
   # them alike, so their ratios (e.g. the cost of ADC) are fair even when absolute times drift.
   for round_index in range(args.steps):
     for t in timed:
       t.run()
     print(f'round {round_index + 1}/{args.steps}: ' + ', '.join(
-        f'{t.objective}/{t.dtype}@{t.batch_size} {1000 * t.times[-1]:.0f} ms' for t in timed),
+        f'{t.objective}/{t.dtype}@{t.batch_size}/{t.image_size}px {1000 * t.times[-1]:.0f} ms'
+        for t in timed),
           flush=True)
   rows = [t.row() for t in timed]
 
-  print('\n| objective | arch | dtype | batch | ms/step | images/s | views/s | compile s | step GiB '
-        '| GFLOP/step |')
-  print('|---|---|---|---|---|---|---|---|---|---|')
+  print('\n| objective | arch | dtype | batch | px | ms/step | images/s | views/s | compile s '
+        '| step GiB | GFLOP/step |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f'| {r["objective"]} | {r["arch"]} | {r["dtype"]} | {r["batch_size"]} | '
+          f'{r["image_size"]} | '
           f'{r["ms_per_step"]:.0f} | '
           f'{r["images_per_s"]:.1f} | {r["views_per_s"]:.1f} | {r["compile_s"]:.1f} | '
           f'{r["step_memory_gib"]:.2f} | {_format(r["step_gflop"], ".1f")} |')
-  by_key = {(r['objective'], r['dtype'], r['batch_size']): r for r in rows}
+  by_key = {(r['objective'], r['dtype'], r['batch_size']): r for r in rows
+            if len(image_sizes) == 1}  # the ADC overhead: at one image size
   # ADC's cost from the rounds' paired ratios: within a round the two steps run back to back, so
   # the machine's drift (here up to ±15 % between rounds) largely cancels in their ratio.
   overheads = {}

@@ -41,6 +41,7 @@ from ml_collections import config_dict
 from glf_jax import evaluate
 from glf_jax import methods
 from glf_jax.data import datasets, recipes, sources
+from glf_jax.data.pipeline import SAMPLERS
 from glf_jax.losses import checks
 from glf_jax.models import default_model_config
 from glf_jax.prior import default_prior_config
@@ -94,11 +95,15 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       online_probe_lr=1e-3,
       max_nonfinite_in_a_row=5,   # stop after this many skipped (non-finite) steps in a row
       worker_count=0,             # grain worker processes (0: threads)
+      # The order of the training examples: None = a uniform permutation each epoch;
+      # 'stratified' = every class in every batch (the official CL-vs-NSCL sampler).
+      sampler=config_dict.placeholder(str),
       num_devices=config_dict.placeholder(int),  # None: every device
       eval_after=True,            # evaluate the encoder when pretraining ends
   ))
   c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, async_save=True))
   c.eval = evaluate.default_eval_config(info)
+  _link_image_sizes(c, info.image_size)
   # num_processes: None = one process; N = explicit (with coordinator_address and process_id);
   # auto_detect = jax.distributed.initialize() finds the cluster (SLURM, TPU pod, Open MPI).
   c.distributed = ml_collections.ConfigDict(dict(
@@ -113,6 +118,21 @@ def base_config(method: str = 'simclr+adc', dataset: str = 'cifar10',
       target=config_dict.placeholder(str),
       num_examples=config_dict.placeholder(int)))
   return c
+
+
+def _link_image_sizes(c: ml_collections.ConfigDict, table_size: int) -> None:
+  """One image size per run, stated once: ``data.image_size``, the size the images are decoded
+  at (a dataset stored at one size, e.g. CIFAR's 32, states it: the table's ``table_size``). The
+  views' ``augment.view*.image_size`` follow it, and ``eval.transform.image_size`` (and with the
+  views the pixel prior) follows ``augment.view1.image_size`` — the size the network sees —
+  unless a config or the command line sets them on purpose: they are ml_collections references,
+  and setting a following key sets only that key (:func:`validate` refuses sizes that then
+  disagree)."""
+  if c.data.image_size is None:
+    c.data.image_size = table_size
+  c.augment.view1.image_size = c.data.get_ref('image_size').identity()
+  c.augment.view2.image_size = c.data.get_ref('image_size').identity()
+  c.eval.transform.image_size = c.augment.view1.get_ref('image_size').identity()
 
 
 def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -160,6 +180,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   checks.check_positive_int('train.num_devices', t.num_devices, optional=True)
   checks.check_positive_int('train.max_nonfinite_in_a_row', t.max_nonfinite_in_a_row)
   checks.check_positive_int('train.log_every', t.log_every)
+  if t.get('sampler') not in (None, *SAMPLERS):
+    raise ValueError(f'train.sampler must be None (shuffle) or one of {list(SAMPLERS)}, got '
+                     f'{t.sampler!r}')
   if t.num_steps is None and not t.epochs > 0:
     raise ValueError(f'train.epochs must be > 0 (or set train.num_steps), got {t.epochs!r}')
   if not t.online_probe_lr > 0:
@@ -178,6 +201,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_compile(config)
   _check_data_roots(config)
   _check_eval_splits(config)
+  _check_image_sizes(config)
+
+
+def _check_image_sizes(config: ml_collections.ConfigDict) -> None:
+  """Refuses sizes that disagree (one image size per run: see :func:`_link_image_sizes`)."""
+  view1, view2 = config.augment.view1.image_size, config.augment.view2.image_size
+  if view1 != view2:
+    raise ValueError(f'augment.view1.image_size ({view1}) and augment.view2.image_size ({view2}) '
+                     'differ: both views go through the network in one batch; set them equal')
+  decoded = config.data.get('image_size')
+  if decoded is not None and view1 > decoded:
+    raise ValueError(f'augment.view*.image_size ({view1}) is larger than data.image_size '
+                     f'({decoded}): the views would be upsampled decoded images; leave the view '
+                     'sizes unset (they follow data.image_size) or set them <= data.image_size')
+  if config.eval.transform.image_size != view1:
+    raise ValueError(f'eval.transform.image_size ({config.eval.transform.image_size}) differs '
+                     f'from augment.view*.image_size ({view1}): the encoder would be evaluated '
+                     'at another size than it was trained; leave eval.transform.image_size unset '
+                     '(it follows the views)')
 
 
 def _check_method_fits(config: ml_collections.ConfigDict, record: methods.Method) -> None:

@@ -243,3 +243,49 @@ def test_worker_processes_keep_order_and_state():
     for iterator in (it, resumed):
       if iterator is not None:
         iterator.close()
+
+
+class _LabelledSource(IdSource):
+  """``IdSource`` with classes: example ``i`` is of class ``labels[i]``."""
+
+  def __init__(self, labels):
+    super().__init__(len(labels))
+    self._classes = np.asarray(labels, np.int32)
+
+  def __getitem__(self, i):
+    return {**super().__getitem__(i), 'label': self._classes[i], 'index': np.int32(i)}
+
+  def labels(self):
+    return self._classes
+
+
+def test_stratified_batches_hold_every_class_while_the_classes_last():
+  balanced = _LabelledSource(np.repeat(np.arange(10), 30))  # 300 examples, 10 classes
+  loader = pipeline.make_loader(balanced, seed=4, global_batch_size=20, sampler='stratified',
+                                process_index=0, process_count=1)
+  iterator = iter(loader)
+  epochs = []
+  for _ in range(2):
+    batches = [next(iterator) for _ in range(loader.steps_per_epoch)]
+    for batch in batches:  # 20 rows, 10 classes: two of each
+      assert sorted(np.bincount(batch['label'], minlength=10)) == [2] * 10
+    epochs.append(np.concatenate([b['index'] for b in batches]))
+    assert sorted(epochs[-1]) == list(range(300))  # an epoch visits every example once
+  assert not np.array_equal(epochs[0], epochs[1])  # and each epoch deals anew
+  again = iter(pipeline.make_loader(balanced, seed=4, global_batch_size=20, sampler='stratified',
+                                    process_index=0, process_count=1))
+  assert np.array_equal(np.concatenate([next(again)['index'] for _ in range(15)]), epochs[0])
+  # Resume from a saved position: the same batches follow.
+  state = again.get_state()
+  following = [next(again)['index'] for _ in range(3)]
+  resumed = iter(loader)
+  resumed.set_state(state)
+  assert all(np.array_equal(next(resumed)['index'], f) for f in following)
+  # Long-tailed classes: every batch holds every class until the rarest classes run out.
+  tail = _LabelledSource(np.repeat(np.arange(4), [40, 20, 10, 10]))
+  first = next(iter(pipeline.make_loader(tail, seed=0, global_batch_size=8, sampler='stratified',
+                                         process_index=0, process_count=1)))
+  assert set(first['label']) == {0, 1, 2, 3}
+  with pytest.raises(ValueError, match='train.sampler must be one of'):
+    pipeline.make_loader(balanced, seed=0, global_batch_size=20, sampler='balanced',
+                         process_index=0, process_count=1)

@@ -113,6 +113,25 @@ def test_long_tail_counts_follow_the_exponential_profile(full_digits):
   assert subsets.long_tail_counts(1000, 5, 100.0).tolist() == [1000, 316, 100, 31, 10]
 
 
+def test_a_uniform_subset_keeps_the_first_k_of_each_class(full_digits):
+  """The uniform arm of the long-tail comparison at equal size: k per class, first in order."""
+  full_train, full_test = full_digits
+  long_tail = sources.make_source(_digits(long_tail_ratio=10.0), 'train')
+  k = len(long_tail) // 10  # the long tail's size, spread evenly
+  train = sources.make_source(_digits(examples_per_class=k), 'train')
+  assert np.bincount(train.labels()).tolist() == [k] * 10 and abs(len(train) - len(long_tail)) < 10
+  rows = np.array([_original_index(i) for i in train.example_ids()])
+  for c in range(10):
+    np.testing.assert_array_equal(rows[train.labels() == c],
+                                  np.flatnonzero(full_train.labels() == c)[:k])
+  test = sources.make_source(_digits(examples_per_class=k), 'test')
+  assert len(test) == len(full_test)  # the test split is not touched
+  with pytest.raises(ValueError, match='exclude each other'):
+    sources.make_source(_digits(examples_per_class=k, long_tail_ratio=10.0), 'train')
+  with pytest.raises(ValueError, match=r'data\.examples_per_class must be None \(all\) or an int'):
+    sources.make_source(_digits(examples_per_class=0), 'train')
+
+
 def test_long_tail_of_a_class_subset(full_digits):
   config = _digits(num_classes_subset=3, class_subset_seed=2, long_tail_ratio=4.0)
   train, test = sources.make_source(config, 'train'), sources.make_source(config, 'test')

@@ -144,6 +144,17 @@ def test_show_config_prints_every_key_and_touches_nothing(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow  # a subprocess
+def test_one_image_size_on_the_command_line_moves_the_views_and_the_evaluation():
+  result = _cli('--config', 'configs/simclr.py', '--workdir', 'unused', '--config.mode=show_config',
+                '--config.data.image_size=16')
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().splitlines()
+  for key in ('data.image_size', 'augment.view1.image_size', 'augment.view2.image_size',
+              'eval.transform.image_size'):
+    assert f'{key}: 16' in lines, key
+
+
 def test_modes_include_show_config_and_plot():
   for mode in ('show_config', 'plot'):
     assert mode in config_lib.MODES

@@ -135,6 +135,8 @@ def test_banner_states_method_data_model_devices_batch_and_resume_point():
                '21 steps/epoch', '210 steps (10.0 epochs)', '/runs/a', 'starting from step 0'):
     assert fact in text, (fact, text)
   assert len(text.splitlines()) <= 5
+  config.data.image_size = 12  # the views follow: the network sees 12 px
+  assert '16x16x3, network input 12x12' in pretrain.banner(config, step=0, **kwargs)
   assert 'resumed from step 42' in pretrain.banner(config, step=42, **kwargs)
   assert 'already finished' in pretrain.banner(config, step=210, **kwargs)
 

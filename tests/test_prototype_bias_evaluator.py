@@ -75,7 +75,7 @@ def test_registered_with_settings_and_not_run_by_default():
   assert 'prototype_bias' in evaluate.EVALUATORS
   eval_config = evaluate.default_eval_config(dataset_info('digits'))
   assert eval_config.prototype_bias.to_dict() == dict(augmentations=8, examples=512,
-                                                     view='view1')
+                                                     view='view1', variants='')
   assert 'prototype_bias' not in eval_config.evaluators  # K forward passes per image
 
 
@@ -127,6 +127,24 @@ def test_identical_images_have_bias_only_from_augmentation(encoder):
   for key in ('prototype_bias/raw', 'prototype_bias/normalized'):
     assert many[key] > 0
     assert many[key] < 0.6 * few[key], (key, few[key], many[key])  # 1/sqrt(16) = 0.25 expected
+
+
+def test_variants_measure_one_encoder_under_other_views(encoder):
+  """The fixed-encoder control: the same encoder under the run's recipe and its variants; a
+  variant that changes nothing gives the run's own numbers."""
+  source = _digits(24)
+  settings = ml_collections.ConfigDict(dict(
+      augmentations=2, examples=24, view='view1',
+      variants='{"same": {}, "cutout": {"cutout_prob": 1.0, "cutout_size": 0.5}}'))
+  results = evaluate.EVALUATORS['prototype_bias'](
+      _context(encoder, source, _recipe(random=False)), settings)
+  for kind in ('raw', 'normalized'):
+    assert results[f'prototype_bias/same/{kind}'] == results[f'prototype_bias/{kind}']
+    assert results[f'prototype_bias/cutout/{kind}'] != results[f'prototype_bias/{kind}']
+  settings.variants = '{"typo": {"cutout_prb": 1.0}}'
+  with pytest.raises(ValueError, match=r"variants\['typo'\]: the view has no field 'cutout_prb'"):
+    evaluate.EVALUATORS['prototype_bias'](_context(encoder, source, _recipe(random=False)),
+                                          settings)
 
 
 @pytest.mark.parametrize('field, value, message', [

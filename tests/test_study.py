@@ -10,6 +10,7 @@ import shutil
 import sys
 
 import numpy as np
+import scipy.stats
 import pytest
 
 from glf_jax import config as config_lib
@@ -391,11 +392,17 @@ def test_scatter_correlations_and_track_figures_on_synthetic_cells(tmp_path):
   assert result['missing'] == []
   markdown = (tmp_path / 'results.md').read_text(encoding='utf-8')
   # 4 recipe cells x 3 seeds; r over runs and over cell means.
-  assert '| linear/top1 vs prototype_bias/normalized | all | 12 | -1.000 | -1.000 | 4 | -1.000 |' \
-      in markdown
+  assert ('| linear/top1 vs prototype_bias/normalized | all | 12 | -1.000 | 0.000 | -1.000 | 4 | '
+          '-1.000 | 0.000 |') in markdown
   raw_line = next(l for l in markdown.splitlines() if 'vs prototype_bias/raw' in l)
-  r_raw = float(raw_line.split('|')[4])
-  assert -1.0 < r_raw < -0.95 and raw_line.split('|')[5].strip() == '-1.000'
+  _, _, _, _, r_raw, p_raw, rho_raw, _, _, p_means, _ = raw_line.split('|')
+  # The raw bias is 10 b^2: Pearson's r and its p as scipy gives them for these 12 points.
+  b = np.array([bias[n] + 0.01 * s for n in ('base', 'cutout', 'rotation', 'noise')
+                for s in (0, 1, 2)])
+  expected = scipy.stats.pearsonr(10 * b * b, 1.0 - b)
+  assert float(r_raw) == pytest.approx(expected.statistic, abs=5e-4) and -1.0 < float(r_raw)
+  assert float(p_raw) == pytest.approx(expected.pvalue, abs=5e-4)
+  assert rho_raw.strip() == '-1.000' and 0.0 < float(p_means) < 0.05
   _assert_png(tmp_path / 'accuracy_vs_bias_normalized.png')
 
   # Track figures read each seed's tracks.jsonl; a cell without tracks draws nothing.
@@ -453,3 +460,105 @@ def test_paired_differences_from_the_reference_cell(tmp_path):
     config.study.compare_to = 'nope'
   with pytest.raises(ValueError, match='study.compare_to must name a cell'):
     aggregate_lib.aggregate(config, str(tmp_path), command='x')
+
+
+def _fake_runs(monkeypatch, value_of):
+  """``modes.run`` replaced by a run that finishes at once with ``linear/top1 = value_of(cell,
+  seed)``; returns the list of (cell, seed) it was called for."""
+  from glf_jax import modes  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def fake_run(config, workdir):
+    cell_name, seed = pathlib.Path(workdir).parent.name, config.seed
+    calls.append((cell_name, seed))
+    os.makedirs(workdir, exist_ok=True)
+    summary = {'mode': 'pretrain', 'status': 'finished', 'train_seconds': 1.0,
+               'pretrained': {'linear/top1': value_of(cell_name, seed), 'knn/k20': 0.5},
+               'random_init': {'linear/top1': 0.3, 'knn/k20': 0.2},
+               'raw_pixels': {'linear/top1': 0.35, 'knn/k20': 0.3}}
+    pathlib.Path(workdir, 'summary.json').write_text(json.dumps(summary))
+    return summary
+  monkeypatch.setattr(modes, 'run', fake_run)
+  return calls
+
+
+def _comparison_study(cells_dir, seeds=(0, 1, 2)):
+  config = _study_config('adc_ablation', seeds=seeds, cells_dir=cells_dir)
+  with config.unlocked():
+    config.study.comparisons = (
+        study_runner.comparison('adc', 'baseline', expect='+', claim='ADC helps'),)
+  return config
+
+
+def test_cells_are_recorded_skipped_and_aggregated_from_two_machines(tmp_path, monkeypatch):
+  """Two "machines" (two workdirs, two record folders) each run a shard; the records alone,
+  read together, give the whole study's tables."""
+  value = {('baseline', 0): 0.60, ('baseline', 1): 0.62, ('baseline', 2): 0.61,
+           ('adc', 0): 0.63, ('adc', 1): 0.66, ('adc', 2): 0.64}
+  calls = _fake_runs(monkeypatch, lambda c, s: value[c, s])
+  a, b = tmp_path / 'machine_a', tmp_path / 'machine_b'
+  for shard, machine in (('0/2', a), ('1/2', b)):
+    config = _comparison_study(str(machine / 'cells'))
+    config.study.shard = shard
+    study_runner.run_study(config, str(machine / 'work'))
+  assert sorted(calls) == sorted(value)
+  records = sorted(p.relative_to(tmp_path) for p in tmp_path.glob('machine_*/cells/*/seed*.json'))
+  assert len(records) == 6
+  record = json.loads((a / 'cells' / 'baseline' / 'seed0.json').read_text())
+  assert record['metrics']['linear/top1'] == 0.60 and record['metrics']['raw_pixels/knn/k20'] == 0.3
+  assert record['machine']['cores'] and record['machine']['jax'] and record['config']['seed'] == 0
+  # Aggregated from the records alone, in a third place: every value and the comparison.
+  both = f'{a / "cells"},{b / "cells"}'
+  config = _comparison_study(both)
+  config.study.aggregate_only = True
+  summary = study_runner.run_study(config, str(tmp_path / 'report'))
+  assert summary['missing'] == []
+  assert summary['results']['adc']['linear/top1']['mean'] == pytest.approx(0.6433333)
+  report = json.loads((tmp_path / 'report' / 'results.json').read_text())
+  (adc,) = report['comparisons']
+  assert adc['differences'] == pytest.approx([0.03, 0.04, 0.03])
+  assert adc['verdict'] == 'separated' and adc['p'] < 0.01
+  markdown = (tmp_path / 'report' / 'results.md').read_text()
+  assert '## Comparisons' in markdown and '**separated**' in markdown
+  assert '## Baselines' in markdown and '0.3500 ± 0.0000' in markdown
+  assert '## Machines' in markdown
+  # A study that reads the records trains nothing more; a record of other settings is refused.
+  calls.clear()
+  study_runner.run_study(_comparison_study(both), str(tmp_path / 'again'))
+  assert calls == []
+  changed = _comparison_study(both)
+  changed.optim.base_learning_rate = 1.0
+  with pytest.raises(ValueError, match='recorded with other settings.*optim.base_learning_rate'):
+    study_runner.run_study(changed, str(tmp_path / 'changed'))
+  # One (cell, seed) recorded on two machines is refused: keep one.
+  (b / 'cells' / 'baseline').mkdir(exist_ok=True)
+  (b / 'cells' / 'baseline' / 'seed0.json').write_text(
+      (a / 'cells' / 'baseline' / 'seed0.json').read_text())
+  with pytest.raises(ValueError, match='recorded twice'):
+    study_runner.run_study(config, str(tmp_path / 'report'))
+
+
+@pytest.mark.parametrize('name', ['adc_ablation', 'balanced_grid', 'prototype_bias', 'cl_vs_nscl'])
+def test_midi_studies_build_and_check_every_run(name, tmp_path):
+  """The CIFAR-10 tier: every (cell, seed) builds and validates (nothing trains), at 16 px, with
+  comparisons naming real cells and metrics."""
+  config = _study_config(name, 'midi')
+  runs = study_runner.plan(config.study)
+  configs = study_runner._check_runs(config, runs, str(tmp_path))  # pylint: disable=protected-access
+  assert len(configs) == len(runs) and len(config.study.seeds) >= 3
+  for run_config in configs.values():
+    assert run_config.data.name == 'cifar10' and run_config.data.image_size == 16
+    assert run_config.eval.transform.image_size == 16 and run_config.augment.view1.image_size == 16
+  assert study_runner.parse_comparisons(config.study)
+  if name == 'adc_ablation':  # a prior made by the same seed's baseline run, in this study
+    prior = configs['adc_simclr_prior', 1].prior
+    assert prior.kind == 'checkpoint'
+    assert prior.path == os.path.join(str(tmp_path), 'cells', 'baseline', 'seed1')
+  if name == 'cl_vs_nscl':
+    main_cell = configs['main', 0]
+    assert main_cell.train.sampler == 'stratified'
+    temperatures = {m: main_cell.cohort.members[m].objective.to_dict()
+                    for m in main_cell.cohort.members}
+    assert all(t[t['name']]['temperature'] == 0.5 for m, t in temperatures.items() if m != 'ce')
+    assert configs['c2', 0].train.num_steps == configs['c5', 0].train.num_steps
+    assert configs['c2', 0].cohort.probe_examples == main_cell.cohort.probe_examples == 2000

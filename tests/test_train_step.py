@@ -17,6 +17,7 @@ from glf_jax.losses import glf
 from glf_jax.methods import momentum
 from glf_jax.models import decay_mask
 from glf_jax.train import optim
+from glf_jax.train import step as step_lib
 from glf_jax.train.setup import build_training
 
 BATCH = 16
@@ -296,3 +297,40 @@ def test_bad_prior_settings_are_rejected(kind, path, message):
   config.prior.kind, config.prior.path = kind, path
   with pytest.raises((ValueError, FileNotFoundError), match=message):
     _prior(config)
+
+
+def test_a_12px_run_trains_and_is_evaluated_at_12px():
+  """One image size per run: data.image_size moves the views, the evaluation transform and the
+  pixel prior with it, so the network really sees 12 px (issue: a "16 px" run trained at 32)."""
+  config = config_lib.tiny(config_lib.base_config('simclr+adc', 'digits', 'resnet_tiny'))
+  config.train.batch_size = BATCH
+  config.data.image_size = 12  # digits are stored at 16
+  assert config.augment.view1.image_size == config.augment.view2.image_size == 12
+  assert config.eval.transform.image_size == 12
+  step, state, prior_state = _pieces(config)
+  batch = {'image': np.zeros((BATCH, 12, 12, 3), np.uint8), 'label': _batch()['label']}
+  views = step_lib.make_views(config.augment)(state, batch)
+  assert views.shape == (2 * BATCH, 12, 12, 3)
+  prior_apply, _ = prior_lib.build_prior(config, methods.build_objective(config.objective))
+  assert prior_apply(prior_state, views).shape == (2 * BATCH, 12 * 12 * 3)
+  state, metrics = step(state, batch, prior_state)
+  assert np.isfinite(float(metrics['loss']))
+
+
+def test_image_sizes_that_disagree_are_refused_naming_the_keys():
+  config = config_lib.base_config('simclr', 'digits', 'resnet_tiny')
+  config.augment.view1.image_size = config.augment.view2.image_size = 12  # on purpose: allowed
+  assert config.data.image_size == 16 and config.eval.transform.image_size == 12
+  config_lib.validate(config)
+  config.augment.view2.image_size = 8
+  with pytest.raises(ValueError, match=r'augment.view1.image_size \(12\) and '
+                                       r'augment.view2.image_size \(8\) differ'):
+    config_lib.validate(config)
+  config.augment.view1.image_size = config.augment.view2.image_size = 24
+  with pytest.raises(ValueError, match=r'augment.view\*.image_size \(24\) is larger than '
+                                       r'data.image_size \(16\)'):
+    config_lib.validate(config)
+  config.augment.view1.image_size = config.augment.view2.image_size = 16
+  config.eval.transform.image_size = 8
+  with pytest.raises(ValueError, match=r'eval.transform.image_size \(8\) differs'):
+    config_lib.validate(config)

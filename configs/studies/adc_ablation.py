@@ -23,6 +23,13 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
   JPEGs does not separate the methods (issue 11's calibration: 40.2 ± 0.4 vs 40.2 ± 0.6). Digits
   saturates too (97.8 % linear top-1 after 30 epochs), so expect differences within the seeds'
   spread.
+* ``:midi`` — CIFAR-10 at 16 px (``configs/studies/cifar10.py``: the calibrated tier), SimCLR
+  with ADC's paper setting and the pixel prior; cells ``baseline``, ``adc``, ``dcm``, ``lpm``,
+  ``adc_simclr_prior`` (LPM's prior the ``baseline`` run of the same seed: run seed by seed, on
+  one machine), ``nu_1``, ``upsilon_1``; the seeds of ``SEEDS`` (from a target power); each claim
+  a comparison with its verdict (``results.md``, Comparisons). Needs CIFAR-10: TFDS's, or the JPEG
+  folder with ``--config.data.name=image_folder --config.data.root=ROOT``; records with
+  ``--config.study.cells_dir=studies/results/adc_ablation_midi/cells``.
 * ``:paper`` — CIFAR-10, ResNet-18, each method's config file (``configs/<method>.py:adc``: its
   paper numbers, 1000 epochs) for SimCLR, BYOL, Barlow Twins, MoCo v3, SimSiam, SwAV; sweeps on
   SimCLR; 3 seeds. Paper values (CIFAR-10 linear top-1, SPEC §5): SimCLR 91.80 → +ADC 93.46,
@@ -30,8 +37,11 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
   SPEC).
 """
 
-from glf_jax.config import load_config_file, parse_config_arg
-from glf_jax.study.spec import as_study, cell, figure
+from glf_jax.config import adc_paper_setting, load_config_file, load_config_module
+from glf_jax.config import parse_config_arg
+from glf_jax.study.spec import as_study, cell, comparison, figure
+
+MIDI_SEEDS = (0, 1, 2)                 # at least 3; the detectable differences are in results.md
 
 WEIGHTS = (0.01, 0.1, 1.0, 10.0)       # the ν and υ grid of the paper's ablation
 MINI_WEIGHTS = (0.1, 1.0, 10.0)        # :mini: the range of the paper's stability claim
@@ -106,10 +116,52 @@ def _sweep_figures(weights, rhos=(), sigma2s=()):
   return figures
 
 
+def _comparisons(stability_cells):
+  """The claims every size tests: ADC and its parts against the baseline, and ADC's stability
+  over ``stability_cells`` (``nu_<v>`` / ``upsilon_<v>`` against the ``adc`` cell's 0.1)."""
+  paper = 'SimCLR 91.80 -> 93.46 (CIFAR-10, ResNet-18, 1000 epochs)'
+  comparisons = [
+      comparison('adc', 'baseline', expect='+', family='ADC and its parts', paper=paper,
+                 claim='ADC improves its method'),
+      comparison('dcm', 'baseline', expect='+', family='ADC and its parts',
+                 claim='DCM alone helps'),
+      comparison('lpm', 'baseline', expect='+', family='ADC and its parts',
+                 claim='LPM alone helps'),
+      comparison('adc', 'baseline', metric='knn/k20', expect='+', claim='ADC improves kNN too',
+                 name='adc - baseline (kNN)'),
+  ]
+  for name in stability_cells:
+    weight = 'nu' if name.startswith('nu_') else 'upsilon'
+    comparisons.append(comparison(name, 'adc', family='priors and weights',
+                                  claim=f'stable over {weight} in 0.1-10'))
+  return comparisons
+
+
+def _midi():
+  """The ``:midi`` study (module docstring): config, cells, figures, comparisons."""
+  config = adc_paper_setting(
+      load_config_module('configs/studies/cifar10.py').cifar10_run('simclr+adc'))
+  cells = _ablation_cells('simclr') + [
+      cell('adc_simclr_prior', {'prior.kind': 'checkpoint',
+                                'prior.path': '{study}/cells/baseline/seed{seed}'}),
+      cell('nu_1', {'objective.adc.nu': 1.0}), cell('upsilon_1', {'objective.adc.upsilon': 1.0})]
+  figures = [figure('bar', 'linear/top1', file='ablation_linear_top1.png'),
+             figure('bar', 'knn/k20', file='ablation_knn_k20.png')]
+  comparisons = _comparisons(['nu_1', 'upsilon_1']) + [
+      comparison('adc_simclr_prior', 'adc', family='priors and weights',
+                 claim='the prior hardly matters (identity, SimCLR, CLIP similar)')]
+  return config, cells, figures, comparisons
+
+
 def get_config(arg=None):
-  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'paper')),
+  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'midi', 'paper')),
                        defaults=dict(size='mini'))
   size = a['size']
+  if size == 'midi':
+    config, cells, figures, comparisons = _midi()
+    return as_study(config, 'adc_ablation_midi', cells=cells, seeds=MIDI_SEEDS,
+                    metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='baseline',
+                    comparisons=comparisons)
   if size == 'paper':
     config = load_config_file('configs/simclr.py:adc')   # CIFAR-10, ResNet-18, 1000 epochs
     cells = _ablation_cells('simclr', paper=True)
@@ -118,16 +170,22 @@ def get_config(arg=None):
     cells += _sweeps(WEIGHTS, RHOS, SIGMA2S, prior_kinds=('random',))
     figures = _sweep_figures(WEIGHTS, RHOS, SIGMA2S)
     seeds = (0, 1, 2)
+    comparisons = _comparisons([f'{w}_{v:g}' for w in ('nu', 'upsilon') for v in WEIGHTS
+                                if v != 0.1])
   else:
     config = _digits_base(smoke=size == 'smoke')
     if size == 'smoke':
       cells = [cell('baseline', {'objective.name': 'simclr'}), cell('adc', {})]
       figures = [figure('bar', 'linear/top1', file='ablation_linear_top1.png')]
       seeds = (0,)
+      comparisons = _comparisons([])[:1]
     else:
       cells = _ablation_cells('simclr') + _sweeps(MINI_WEIGHTS)
       figures = _sweep_figures(MINI_WEIGHTS)
       seeds = (0, 1, 2)
+      comparisons = _comparisons([f'{w}_{v:g}' for w in ('nu', 'upsilon') for v in MINI_WEIGHTS
+                                  if v != 0.1])
   name = 'adc_ablation' + ('' if size == 'paper' else f'_{size}')
   return as_study(config, name, cells=cells, seeds=seeds,
-                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='baseline')
+                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='baseline',
+                  comparisons=comparisons)

@@ -17,13 +17,25 @@ accuracy heatmap over (α, λ) and a bar chart of every cell.
   (16: past the paper's collapse at α > 8), λ ∈ {1, 2}, + NT-Xent + ``a4_l2_neg_sq_euclidean``
   (the dot-product cell only in ``:paper``): 8 cells, 24 runs, about 15-20 minutes on the 2 cores
   alone (timing: ``configs/studies/adc_ablation.py``). Digits: see that file too.
+* ``:midi`` — CIFAR-10 at 16 px (``configs/studies/cifar10.py``: the calibrated tier): NT-Xent
+  (τ = 0.5) against the balanced loss (α, λ) = (4, 2); λ = 1 against 2 at α = 4; α = 16 and 64
+  (the paper's collapse past 8); and uniform against long-tailed training data at equal size
+  (``lt_*``: ρ = 10, 20,431 images; ``uni_*``: 2,043 of each class, 20,430), for NT-Xent and the
+  balanced loss. Each claim a comparison with its verdict (``results.md``). Data and records as
+  ``configs/studies/adc_ablation.py``'s ``:midi``.
 * ``:paper`` — CIFAR-10, ResNet-18, ``configs/balanced.py`` (LARS, batch 512, 1000 epochs),
   α, λ ∈ {1, 2, 4, 8}, 3 seeds. The paper's numbers (67.40 for α = 4, λ = 2 vs 66.85 for NT-Xent)
   are ResNet-50 on ImageNet, so no paper column is given for this CIFAR-10 table.
 """
 
-from glf_jax.config import load_config_file, parse_config_arg
-from glf_jax.study.spec import as_study, cell, figure
+import json
+
+from glf_jax.config import load_config_file, load_config_module, parse_config_arg
+from glf_jax.data import subsets
+from glf_jax.study.spec import as_study, cell, comparison, figure
+
+MIDI_SEEDS = (0, 1, 2)
+LONG_TAIL_RATIO = 10.0
 
 NTXENT_BASELINE = {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5,
                    'objective.simclr.similarity': 'cosine'}
@@ -67,24 +79,80 @@ def _figures(alphas, lams):
   ]
 
 
+def _comparisons(cells, collapse):
+  """The claims on the grid that ``cells`` has: (4, 2) against NT-Xent, λ = 1 against 2, each
+  α of ``collapse`` against 4, and each other similarity against its cosine twin ``a4_l2``."""
+  names = {json.loads(c)['name'] for c in cells}
+  out = [
+      comparison('a4_l2', 'ntxent_t0.5', expect='+', paper='67.40 vs 66.85 (ImageNet, ResNet-50)',
+                 claim='the tuned balanced loss beats NT-Xent'),
+      comparison('a4_l2', 'a4_l1', expect='+', claim='lambda = 1 is sub-optimal'),
+  ]
+  out += [comparison(_grid_name(alpha, 2), 'a4_l2', expect='-', family='collapse at large alpha',
+                     claim='large alpha (> 8) collapses') for alpha in collapse]
+  out += [comparison(name, 'a4_l2', expect='-', family='similarity',
+                     claim='cosine similarity is best')
+          for name in sorted(names) if name.startswith('a4_l2_')]
+  return out
+
+
+def _midi():
+  """The ``:midi`` study (module docstring): config, cells, figures, comparisons."""
+  config = load_config_module('configs/studies/cifar10.py').cifar10_run('balanced')
+  config.objective.balanced.update(alpha=4.0, lam=2.0, include_positive=False,
+                                   similarity='cosine')
+  # CIFAR-10's long tail at rho = 10 from 5,000 a class, and the uniform subset of its size.
+  long_tail = {'data.long_tail_ratio': LONG_TAIL_RATIO}
+  per_class = int(subsets.long_tail_counts(5000, 10, LONG_TAIL_RATIO).sum()) // 10
+  uniform = {'data.examples_per_class': per_class}
+  cells = _cells((4, 16, 64), (2,), similarities=()) + [
+      cell('a4_l1', {'objective.balanced.alpha': 4.0, 'objective.balanced.lam': 1.0}),
+      cell('lt_ntxent', {**NTXENT_BASELINE, **long_tail}), cell('lt_a4_l2', long_tail),
+      cell('uni_ntxent', {**NTXENT_BASELINE, **uniform}), cell('uni_a4_l2', uniform)]
+  figures = [figure('bar', 'linear/top1', file='cells_linear_top1.png'),
+             figure('bar', 'knn/k20', file='cells_knn_k20.png'),
+             figure('line', 'linear/top1', x='objective.balanced.alpha',
+                    cells=['a4_l2', 'a16_l2', 'a64_l2'], log_x=True,
+                    file='alpha_linear_top1.png')]
+  comparisons = _comparisons(cells, collapse=(16, 64)) + [
+      comparison('uni_ntxent', 'lt_ntxent', expect='+', family='uniform vs long-tailed',
+                 paper='20.82 vs 13.65 (9 % ImageNet subsets)',
+                 claim='uniform training data beats long-tailed at equal size'),
+      comparison('uni_a4_l2', 'lt_a4_l2', expect='+', family='uniform vs long-tailed',
+                 claim='uniform training data beats long-tailed at equal size'),
+      comparison('lt_a4_l2', 'lt_ntxent', expect='+',
+                 claim='the balanced loss helps on long-tailed data'),
+  ]
+  return config, cells, figures, comparisons
+
+
 def get_config(arg=None):
-  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'paper')),
+  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'midi', 'paper')),
                        defaults=dict(size='mini'))
   size = a['size']
+  if size == 'midi':
+    config, cells, figures, comparisons = _midi()
+    return as_study(config, 'balanced_grid_midi', cells=cells, seeds=MIDI_SEEDS,
+                    metrics=('linear/top1', 'knn/k20'), figures=figures,
+                    compare_to='ntxent_t0.5', comparisons=comparisons)
   if size == 'paper':
     config = load_config_file('configs/balanced.py')   # CIFAR-10, ResNet-18, 1000 epochs
     alphas = lams = (1, 2, 4, 8)
     cells, figures, seeds = _cells(alphas, lams), _figures(alphas, lams), (0, 1, 2)
+    comparisons = _comparisons(cells, collapse=(8,))
   else:
     config = _digits_base(smoke=size == 'smoke')
     if size == 'smoke':
       cells = [cell('ntxent_t0.5', NTXENT_BASELINE), cell('a4_l2', {})]
       figures = [figure('bar', 'linear/top1', file='cells_linear_top1.png')]
       seeds = (0,)
+      comparisons = _comparisons(cells, collapse=())[:1]
     else:
       alphas, lams = (1, 4, 16), (1, 2)
       cells = _cells(alphas, lams, similarities=('neg_sq_euclidean',))
       figures, seeds = _figures(alphas, lams), (0, 1, 2)
+      comparisons = _comparisons(cells, collapse=(16,))
   name = 'balanced_grid' + ('' if size == 'paper' else f'_{size}')
   return as_study(config, name, cells=cells, seeds=seeds,
-                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='ntxent_t0.5')
+                  metrics=('linear/top1', 'knn/k20'), figures=figures, compare_to='ntxent_t0.5',
+                  comparisons=comparisons)

@@ -41,9 +41,9 @@ classes chosen by ``data.class_subset_seed``).
 
 import json
 
-from glf_jax.config import load_config_file, parse_config_arg
+from glf_jax.config import load_config_file, load_config_module, parse_config_arg
 from glf_jax.cohort import cohort_config
-from glf_jax.study.spec import as_study, cell, figure
+from glf_jax.study.spec import as_study, cell, comparison, figure, fit
 
 MEMBERS = (
     ('cl', {'objective.name': 'simclr', 'objective.simclr.temperature': 0.5}),
@@ -77,7 +77,9 @@ def _cifar10():
   return config
 
 
-SIZES = ('smoke', 'mini', 'paper')
+SIZES = ('smoke', 'mini', 'midi', 'paper')
+MIDI_SEEDS = (0, 1, 2)
+MIDI_PROBE = 2000          # test images for CKA / RSA: CIFAR-10's 2-way subset has 2,000
 PAIR = 'pair/cl-nscl'
 TEMPERATURE_KEYS = ('cohort.members.cl.objective.simclr.temperature',
                     'cohort.members.nscl.objective.nscl.temperature')
@@ -93,6 +95,15 @@ def cohort_base(arg=None):
     return cohort_config(_cifar10(), MEMBERS, track_every=1000, probe_examples=10_000,
                          knn_examples=10_000, rsa_examples=5000, weight_gap_layers='backbone',
                          dispatch='split')
+  if size == 'midi':
+    # The official protocol: class-stratified batches; every member's temperature 0.5.
+    config = load_config_module('configs/studies/cifar10.py').cifar10_run('simclr')
+    config.train.sampler = 'stratified'
+    config.optim.lr_scaling = 'sqrt'   # x1 at batch 256; the b64 cell's rate follows its batch
+    same_tau = [(n, {**k, f'objective.{k["objective.name"]}.temperature': 0.5} if n != 'ce'
+                 else k) for n, k in MEMBERS]
+    return cohort_config(config, same_tau, track_every=100, probe_examples=MIDI_PROBE,
+                         knn_examples=5000, rsa_examples=MIDI_PROBE, dispatch='split')
   # The quickstart's network: one program for all members, 0.89x two separate steps against
   # 0.94x split (benchmarks/cohort_step.py); the same numbers either way.
   if size == 'smoke':
@@ -147,6 +158,45 @@ def _figures(temperature_cells, batch_cells, class_cells):
   return figures
 
 
+def _midi_cells(extra, main_steps):
+  """``:midi``: the main cohort (CL, NSCL, SupCon, CE at one temperature), SupCon at its own
+  0.1, the temperature, class-count (equal steps, equal probe) and batch (equal epochs) axes,
+  and a long cohort at a constant learning rate for the weight gap's growth."""
+  cells = _cells((0.1, 1.0), (64,), (2, 5), main_t=0.5, main_extra=extra,
+                 subset_steps=main_steps)
+  cells.append(cell('supcon_t0.1', _member_overrides(
+      [('supcon', {'objective.name': 'supcon', 'objective.supcon.temperature': 0.1})]),
+      mode='cohort'))
+  cells.append(cell('const_lr', {'optim.warmup_epochs': 0.0, 'optim.final_lr_fraction': 1.0,
+                                 'train.num_steps': 2 * main_steps, 'cohort.track_every': 50},
+                    mode='cohort'))
+  return cells
+
+
+def _comparisons(names):
+  """The paper's claims on the cells of ``names`` (a claim whose cells a size lacks is left
+  out)."""
+  cka = f'{PAIR}/cka_h'
+  claims = [
+      comparison('t1', 'main', metric=cka, expect='+', family='temperature',
+                 claim='CL-NSCL alignment rises with the temperature'),
+      comparison('main', 't0.1', metric=cka, expect='+', family='temperature',
+                 claim='CL-NSCL alignment rises with the temperature'),
+      comparison('c5', 'c2', metric=cka, expect='+', family='classes',
+                 claim='CL-NSCL alignment rises with the number of classes'),
+      comparison('main', 'c5', metric=cka, expect='+', family='classes',
+                 claim='CL-NSCL alignment rises with the number of classes'),
+      comparison('main', 'main', metric=cka, reference_metric='pair/cl-supcon/cka_h', expect='+',
+                 family='NSCL closest', name='NSCL - SupCon (CKA with CL)',
+                 claim='NSCL tracks CL more closely than SupCon'),
+      comparison('main', 'main', metric=cka, reference_metric='pair/ce-cl/cka_h', expect='+',
+                 family='NSCL closest', name='NSCL - CE (CKA with CL)',
+                 claim='NSCL tracks CL more closely than CE'),
+      comparison('b64', 'main', metric=cka, claim='batch size (the paper: a dependence)'),
+  ]
+  return [c for c in claims if {json.loads(c)['cell'], json.loads(c)['reference']} <= set(names)]
+
+
 def get_config(arg=None):
   a = parse_config_arg(arg, choices=dict(size=SIZES, flags=('cohort',)),
                        defaults=dict(size='mini'))
@@ -157,6 +207,9 @@ def get_config(arg=None):
   # The study's base cohort is CL + NSCL; the main cell adds SupCon and CE (the axis cells
   # compare CL with NSCL only, at a third of the cost).
   extra = [(name, keys) for name, keys in MEMBERS if name not in ('cl', 'nscl')]
+  if size == 'midi':  # every member at one temperature, as the official cohort
+    extra = [(n, {**k, 'objective.supcon.temperature': 0.5} if n == 'supcon' else k)
+             for n, k in extra]
   with config.unlocked():
     for name, _ in extra:
       if name in config.cohort.members:
@@ -164,7 +217,13 @@ def get_config(arg=None):
     # All of digits' / CIFAR-10's 10 classes (the same examples in the same order): the main
     # cell's point on the class axis.
     config.data.num_classes_subset = 10
-  if size == 'paper':
+  comparisons, fits = (), ()
+  if size == 'midi':
+    seeds = MIDI_SEEDS
+    main_steps = int(config.train.epochs * (50_000 // config.train.batch_size))
+    cells = _midi_cells(extra, main_steps)
+    fits = (fit('const_lr', f'{PAIR}/weight_gap_sum', after_step=0),)
+  elif size == 'paper':
     seeds = (0, 1, 2)
     cells = _cells((0.1, 0.2, 0.5, 1.0), (128, 256, 1024), (2, 5), main_t=0.5, main_extra=extra)
   elif size == 'smoke':
@@ -173,13 +232,19 @@ def get_config(arg=None):
   else:
     seeds = (0, 1, 2)
     cells = _cells((0.1, 1.0), (64,), (2, 5), main_t=0.5, main_extra=extra, subset_steps=100)
+    # The gap over a cosine schedule: exponential or not, the fit says.
+    fits = (fit('main', f'{PAIR}/weight_gap_sum', after_step=0),)
   names = [json.loads(c)['name'] for c in cells]
+  comparisons = _comparisons(names)
   axis = lambda prefix: ['main'] + [n for n in names if n[0] == prefix and n[1].isdigit()]
   metrics = ([f'{PAIR}/{m}' for m in ('cka_h', 'cka_z', 'rsa_h_pearson', 'rsa_h_spearman',
                                         'weight_gap_sum', 'weight_gap_mean')]
              + ['pair/cl-supcon/cka_h', 'pair/ce-cl/cka_h', 'pair/nscl-supcon/cka_h',
                 'pair/ce-nscl/cka_h', 'member/cl/knn_top1', 'member/nscl/knn_top1'])
   name = 'cl_vs_nscl' + ('' if size == 'paper' else f'_{size}')
-  return as_study(config, name, cells=cells, seeds=seeds,
-                  metrics=metrics, figures=_figures(axis('t'), axis('b'), axis('c')),
-                  compare_to='main')
+  figures = _figures(axis('t'), axis('b'), axis('c'))
+  if size == 'midi':
+    figures.append(figure('track', f'{PAIR}/weight_gap_sum', cells=['const_lr'],
+                          file='const_lr_weight_gap.png'))
+  return as_study(config, name, cells=cells, seeds=seeds, metrics=metrics, figures=figures,
+                  compare_to='main', comparisons=comparisons, fits=fits)

@@ -27,13 +27,23 @@ Cells (both views get the recipe):
   optimiser) for 100 steps of 256 in every cell (20 epochs of the uniform split; the long-tailed
   one has 531 images, so more epochs, the same steps), K = 8 views of all 450 test images,
   3 seeds: 7 cells, 21 runs.
+* ``:midi`` — CIFAR-10 at 16 px (``configs/studies/cifar10.py``: the calibrated tier), SimCLR at
+  τ = 0.5, the four recipes, K = 8 views of 2,000 test images. Every cell's encoder is also
+  measured under every recipe's views (``eval.prototype_bias.variants``): the diagonal is each
+  recipe's own encoder with its own views (what the paper reports), the ``base`` row one fixed
+  encoder under each recipe's views (what the views alone do). Each claim a comparison with its
+  verdict (``results.md``). Data and records as ``configs/studies/adc_ablation.py``'s ``:midi``.
 * ``:paper`` — CIFAR-10, ResNet-18, ``configs/simclr.py`` (NT-Xent, τ = 0.5), K = 8 on 10,000
   test images, 3 seeds. The paper's numbers (base recipe: bias 36.72, linear top-1 65.98 %) are
   for its own dataset and network, so no paper column is given.
 """
 
-from glf_jax.config import load_config_file, parse_config_arg
-from glf_jax.study.spec import as_study, cell, figure
+import json
+
+from glf_jax.config import load_config_file, load_config_module, parse_config_arg
+from glf_jax.study.spec import as_study, cell, comparison, figure
+
+MIDI_SEEDS = (0, 1, 2)
 
 VIEWS = ('augment.view1', 'augment.view2')
 RECIPES = {                        # additions to the base recipe, on both views
@@ -72,16 +82,79 @@ def _figures(recipes):
   ]
 
 
+def _with_control(config, recipes):
+  """Every cell's encoder also measured under each recipe's views (the fixed-encoder control);
+  the metrics that adds."""
+  # Each variant states every extra's probability, so it is that recipe whichever cell it runs in.
+  off = {'cutout_prob': 0.0, 'rotation_prob': 0.0, 'noise_prob': 0.0}
+  config.eval.prototype_bias.variants = json.dumps(
+      {name: {**off, **RECIPES[name]} for name in recipes})
+  return (tuple(f'prototype_bias/{r}/normalized' for r in recipes)
+          + tuple(f'prototype_bias/{r}/raw' for r in recipes))
+
+
+def _comparisons(recipes, long_tail_arm):
+  """Each richer recipe against ``base``: accuracy, the bias of its own encoder, and the bias of
+  the base encoder under its views (the control); with the long-tailed arm, the balanced loss
+  against NT-Xent on each split and the long-tailed split against the uniform one."""
+  out = []
+  for r in recipes[1:]:
+    out += [
+        comparison(r, 'base', expect='-', family='accuracy', name=f'{r} - base (accuracy)',
+                   paper='base recipe highest: 65.98 % (ImageNet subset)',
+                   claim='a richer recipe lowers accuracy'),
+        comparison(r, 'base', metric='prototype_bias/normalized', expect='+',
+                   family='bias, each recipe its own encoder', name=f'{r} - base (own encoder)',
+                   paper='base recipe lowest: 36.72 (raw)',
+                   claim='a richer recipe raises the prototype bias'),
+        comparison('base', 'base', metric=f'prototype_bias/{r}/normalized',
+                   reference_metric='prototype_bias/base/normalized', expect='+',
+                   family='bias, one fixed encoder', name=f'{r} views - base views (base encoder)',
+                   claim='the views alone raise the bias (control)'),
+    ]
+  if long_tail_arm:
+    out += [
+        comparison('balanced_lt10', 'base_lt10', expect='+', family='balanced loss',
+                   claim='the balanced loss helps on long-tailed data'),
+        comparison('balanced', 'base', expect='+', family='balanced loss',
+                   claim='the balanced loss helps on uniform data'),
+        comparison('base', 'base_lt10', expect='+',
+                   claim='uniform training data beats long-tailed (confounded here: the '
+                         'long-tailed split is a subset, fewer images)'),
+    ]
+  return out
+
+
+def _midi():
+  """The ``:midi`` study (module docstring): config, cells, metrics, figures, comparisons."""
+  config = load_config_module('configs/studies/cifar10.py').cifar10_run('simclr')
+  config.objective.simclr.temperature = 0.5
+  config.eval.prototype_bias.examples = 2000
+  recipes = tuple(RECIPES)
+  metrics = METRICS + _with_control(config, recipes)
+  return (config, _cells(recipes, long_tail_arm=False), metrics, _figures(recipes),
+          _comparisons(recipes, long_tail_arm=False))
+
+
 def get_config(arg=None):
-  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'paper')),
+  a = parse_config_arg(arg, choices=dict(size=('smoke', 'mini', 'midi', 'paper')),
                        defaults=dict(size='mini'))
   size = a['size']
+  if size == 'midi':
+    config, cells, metrics, figures, comparisons = _midi()
+    config.eval.evaluators = ('linear', 'knn', 'prototype_bias')
+    config.eval.prototype_bias.view = 'view1'
+    return as_study(config, 'prototype_bias_midi', cells=cells, seeds=MIDI_SEEDS,
+                    metrics=metrics, figures=figures, compare_to='base',
+                    comparisons=comparisons)
   if size == 'paper':
     config = load_config_file('configs/simclr.py')   # CIFAR-10, ResNet-18, 1000 epochs
     config.objective.simclr.temperature = 0.5
     config.eval.prototype_bias.examples = 10_000
     recipes, seeds = tuple(RECIPES), (0, 1, 2)
     cells = _cells(recipes)
+    metrics = METRICS + _with_control(config, recipes)
+    comparisons = _comparisons(recipes, long_tail_arm=True)
   else:
     config = load_config_file('configs/studies/digits.py:simclr'
                               + (',smoke' if size == 'smoke' else ''))
@@ -91,13 +164,17 @@ def get_config(arg=None):
       config.eval.prototype_bias.examples = 32
       recipes, seeds = ('base', 'cutout'), (0,)
       cells = _cells(recipes, long_tail_arm=False)
+      metrics, comparisons = METRICS, _comparisons(recipes, long_tail_arm=False)[:2]
     else:
       config.train.num_steps = 100      # every cell, also the smaller long-tailed split
       config.eval.prototype_bias.examples = 450
       recipes, seeds = tuple(RECIPES), (0, 1, 2)
       cells = _cells(recipes)
+      metrics = METRICS + _with_control(config, recipes)
+      comparisons = _comparisons(recipes, long_tail_arm=True)
   config.eval.evaluators = ('linear', 'knn', 'prototype_bias')
   config.eval.prototype_bias.view = 'view1'
   name = 'prototype_bias' + ('' if size == 'paper' else f'_{size}')
   return as_study(config, name, cells=cells, seeds=seeds,
-                  metrics=METRICS, figures=_figures(recipes), compare_to='base')
+                  metrics=metrics, figures=_figures(recipes), compare_to='base',
+                  comparisons=comparisons)

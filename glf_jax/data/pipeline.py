@@ -22,6 +22,10 @@
   JSON-serialisable dict (``{'next_index': step}``, as grain's shuffle-then-batch pipeline had), and
   ``set_state(state)`` on a fresh iterator continues with exactly the batches the first one would
   have produced next.
+* Stratified order (``sampler='stratified'``, what the official CL-vs-NSCL code samples): each
+  epoch visits every example once, in an order that deals the classes round-robin (each class's
+  examples permuted, the classes in a permuted order, both seeded by ``seed`` and the epoch), so
+  every global batch of at least ``num_classes`` rows holds every class while the classes last.
 """
 
 from __future__ import annotations
@@ -42,6 +46,24 @@ _SHUFFLE_ROUNDS = 4
 _U32 = 0xFFFFFFFF
 # Blocks up to this many bits are enciphered whole (a table of 2**bits words, 256 MiB at most).
 _TABLE_BITS = 26
+
+
+SAMPLERS = ('shuffle', 'stratified')
+
+
+def stratified_order(labels: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+  """Epoch ``epoch``'s permutation of ``range(len(labels))`` in the stratified order of the module
+  docstring."""
+  rng = np.random.default_rng([seed, epoch])
+  classes = rng.permutation(np.unique(labels))
+  queues = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+  longest = max(len(q) for q in queues)
+  # Round-robin over the classes: row r of this table is the r-th example of every class.
+  dealt = np.full((longest, len(queues)), -1, np.int64)
+  for column, queue in enumerate(queues):
+    dealt[:len(queue), column] = queue
+  order = dealt.reshape(-1)
+  return order[order >= 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,11 +170,13 @@ class _StepReader:
   that the step and the process own, read at once. Picklable (grain's worker processes)."""
 
   def __init__(self, source, *, num_examples: int, global_batch_size: int, per_process: int,
-               steps_per_epoch: int, process_index: int, shuffle_seed: int | None):
+               steps_per_epoch: int, process_index: int, shuffle_seed: int | None,
+               labels: np.ndarray | None = None):
     self.source, self.num_examples = source, num_examples
     self.global_batch_size, self.per_process = global_batch_size, per_process
     self.steps_per_epoch, self.process_index = steps_per_epoch, process_index
     self.shuffle_seed = shuffle_seed
+    self.labels = labels  # the stratified sampler's classes; None: grain's shuffle
     self._orders: dict[int, np.ndarray] = {}
     self._lock = threading.Lock()
 
@@ -169,7 +193,9 @@ class _StepReader:
       if epoch not in self._orders:
         if len(self._orders) >= 2:
           del self._orders[min(self._orders)]
-        self._orders[epoch] = epoch_order(self.num_examples, self.shuffle_seed + epoch)
+        self._orders[epoch] = (
+            epoch_order(self.num_examples, self.shuffle_seed + epoch) if self.labels is None
+            else stratified_order(self.labels, self.shuffle_seed, epoch))
       return self._orders[epoch]
 
   def rows(self, step: int) -> np.ndarray:
@@ -186,7 +212,7 @@ class _StepReader:
 
 
 def make_loader(source: Sequence[Any], *, seed: int, global_batch_size: int,
-                shuffle: bool = True, num_epochs: int | None = None,
+                shuffle: bool = True, sampler: str = 'shuffle', num_epochs: int | None = None,
                 drop_remainder: bool = True, process_index: int | None = None,
                 process_count: int | None = None, worker_count: int = 0,
                 read_threads: int | None = None, prefetch_batches: int = 4) -> Loader:
@@ -197,6 +223,8 @@ def make_loader(source: Sequence[Any], *, seed: int, global_batch_size: int,
     seed: the order's seed (any int >= 0).
     global_batch_size: rows per step over all processes.
     shuffle: permute each epoch (``False``: source order, e.g. feature extraction).
+    sampler: with ``shuffle``, ``'shuffle'`` (a uniform permutation each epoch) or
+      ``'stratified'`` (every class in every batch; the source's ``labels()`` are read once).
     num_epochs: passes over the data; ``None`` repeats forever.
     drop_remainder: drop an epoch's last, partial global batch. ``False`` keeps it (single
       process only: processes could not split it evenly).
@@ -231,6 +259,8 @@ def make_loader(source: Sequence[Any], *, seed: int, global_batch_size: int,
     raise ValueError('drop_remainder=False needs a single process: the last, partial batch '
                      'cannot be split evenly between processes')
 
+  if sampler not in SAMPLERS:
+    raise ValueError(f'train.sampler must be one of {list(SAMPLERS)}, got {sampler!r}')
   per_process = global_batch_size // process_count
   if drop_remainder:
     steps_per_epoch = num_examples // global_batch_size
@@ -239,7 +269,9 @@ def make_loader(source: Sequence[Any], *, seed: int, global_batch_size: int,
   reader = _StepReader(source, num_examples=num_examples, global_batch_size=global_batch_size,
                        per_process=per_process, steps_per_epoch=steps_per_epoch,
                        process_index=process_index,
-                       shuffle_seed=grain_seed(seed) if shuffle else None)
+                       shuffle_seed=grain_seed(seed) if shuffle else None,
+                       labels=(np.asarray(source.labels(), np.int64)
+                               if shuffle and sampler == 'stratified' else None))
   dataset = grain.MapDataset.range(steps_per_epoch).repeat(num_epochs).map_with_index(reader)
 
   threads = read_threads or min(8, os.cpu_count() or 1)

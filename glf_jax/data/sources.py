@@ -82,8 +82,9 @@ def default_data_config(name: str = 'digits') -> ml_collections.ConfigDict:
   ``decode_cache`` (TFDS sources: decode and resize each image once, into ``cache_dir``, and read
   the pixels from there; image folders always are); the studies' subsets (``glf_jax.data.subsets``):
   ``num_classes_subset`` (None = all classes; ``C``: ``C`` classes chosen by
-  ``class_subset_seed``, relabelled ``0..C-1``) and ``long_tail_ratio`` (None = as is; ``rho >=
-  1``: an exponentially long-tailed training split, max/min class count ``rho``).
+  ``class_subset_seed``, relabelled ``0..C-1``), ``long_tail_ratio`` (None = as is; ``rho >=
+  1``: an exponentially long-tailed training split, max/min class count ``rho``) and
+  ``examples_per_class`` (None = all; ``k``: the training split's first ``k`` of each class).
   """
   if name not in SOURCE_NAMES:
     raise _unknown_source(name)
@@ -101,6 +102,7 @@ def default_data_config(name: str = 'digits') -> ml_collections.ConfigDict:
   config.num_classes_subset = config_dict.placeholder(int)
   config.class_subset_seed = 0
   config.long_tail_ratio = config_dict.placeholder(float)
+  config.examples_per_class = config_dict.placeholder(int)
   return config
 
 

@@ -18,6 +18,10 @@ wraps the source it built in a :class:`SubsetSource`:
   quota. Class ``k`` keeps its *first* ``n_k`` examples in index order: deterministic, and the
   subsets of larger ``rho`` are nested in those of smaller ones. ``rho = 1`` balances the classes
   at ``n_max`` each.
+* ``examples_per_class`` (None: all; an int ``k``): the training split keeps the first ``k``
+  examples of each class (in index order): a uniform subset, e.g. of the same size as a long
+  tail (the studies' uniform-vs-long-tailed comparison at equal size). Not with
+  ``long_tail_ratio``.
 * ``class_subset_seed`` (int, default 0): seeds the choice of classes.
 
 The wrapper keeps the source contract (``source_base``): indexing, ``num_classes``,
@@ -37,11 +41,12 @@ import numpy as np
 from glf_jax.data.source_base import ImageSource
 from glf_jax.data.source_base import read_rows
 
-KEYS = ('num_classes_subset', 'class_subset_seed', 'long_tail_ratio')
+KEYS = ('num_classes_subset', 'class_subset_seed', 'long_tail_ratio', 'examples_per_class')
 
 
-def check_subset_config(data_config: Any) -> tuple[int | None, int, float | None]:
-  """``(num_classes_subset, class_subset_seed, long_tail_ratio)`` of ``config.data``, checked.
+def check_subset_config(data_config: Any) -> tuple[int | None, int, float | None, int | None]:
+  """``(num_classes_subset, class_subset_seed, long_tail_ratio, examples_per_class)`` of
+  ``config.data``, checked.
 
   What needs the data (``C`` at most the dataset's classes) is checked by :func:`apply_subsets`.
   """
@@ -62,8 +67,26 @@ def check_subset_config(data_config: Any) -> tuple[int | None, int, float | None
     if not ok:
       raise ValueError(f'data.long_tail_ratio must be None (as is) or a number >= 1 (max/min '
                        f'class count), got {ratio!r}')
+  per_class = get('examples_per_class')
+  if per_class is not None and (isinstance(per_class, bool)
+                                or not isinstance(per_class, (int, np.integer)) or per_class < 1):
+    raise ValueError(f'data.examples_per_class must be None (all) or an int >= 1, got '
+                     f'{per_class!r}')
+  if per_class is not None and ratio is not None:
+    raise ValueError('data.examples_per_class (a uniform subset) and data.long_tail_ratio (a '
+                     'long tail) exclude each other: set one')
   return (None if num_classes is None else int(num_classes), int(seed),
-          None if ratio is None else float(ratio))
+          None if ratio is None else float(ratio),
+          None if per_class is None else int(per_class))
+
+
+def _first_of_each_class(labels: np.ndarray, quota: np.ndarray) -> np.ndarray:
+  """A mask of the first ``quota[k]`` rows of each class ``k`` (``labels``: index order)."""
+  by_class = np.argsort(labels, kind='stable')
+  sorted_labels = labels[by_class]
+  rank = np.empty(len(labels), np.int64)
+  rank[by_class] = np.arange(len(labels)) - np.searchsorted(sorted_labels, sorted_labels)
+  return rank < quota[labels]
 
 
 def chosen_classes(num_classes: int, subset_size: int, seed: int) -> np.ndarray:
@@ -139,9 +162,10 @@ class SubsetSource(ImageSource):
 
 def apply_subsets(source, data_config: Any):
   """``source`` with ``config.data``'s class subset and long tail applied (itself if neither)."""
-  subset_size, seed, ratio = check_subset_config(data_config)
+  subset_size, seed, ratio, per_class = check_subset_config(data_config)
   long_tail = ratio is not None and source.split == 'train'
-  if subset_size is None and not long_tail:
+  uniform = per_class is not None and source.split == 'train'
+  if subset_size is None and not long_tail and not uniform:
     return source
   total = int(source.num_classes)
   if subset_size is not None and subset_size > total:
@@ -165,12 +189,8 @@ def apply_subsets(source, data_config: Any):
     if quota.min() < 1:
       raise ValueError(f'data.long_tail_ratio={ratio:g} leaves class {len(kept) - 1} with no '
                        f'examples (n_max={n_max}); use a ratio <= {n_max}')
-    # Rank of each row within its class, in index order: keep ranks below quota[k].
-    kept_labels = new_labels[rows]
-    by_class = np.argsort(kept_labels, kind='stable')
-    sorted_labels = kept_labels[by_class]
-    rank = np.empty(len(rows), np.int64)
-    rank[by_class] = np.arange(len(rows)) - np.searchsorted(sorted_labels, sorted_labels)
-    rows = rows[rank < quota[kept_labels]]
+    rows = rows[_first_of_each_class(new_labels[rows], quota)]
+  if uniform:
+    rows = rows[_first_of_each_class(new_labels[rows], np.full(len(kept), per_class))]
   class_names = getattr(source, 'class_names', None) or tuple(str(c) for c in range(total))
   return SubsetSource(source, rows, new_labels[rows], [class_names[int(c)] for c in kept])

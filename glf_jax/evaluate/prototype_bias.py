@@ -7,9 +7,17 @@ the mean of its images' surrogates, and the bias the mean distance between the t
 (``glf_jax.metrics.prototype_bias``). Reported on raw features (the paper's values, e.g. 36.72 for
 the base SimCLR recipe, are not on the unit sphere) and on l2-normalised ones, with ``K`` and
 ``N``. Not in the default ``eval.evaluators``: it costs ``K`` forward passes per image.
+
+``variants`` (a JSON object ``{name: {view field: value}}``) also measures the bias of this same
+encoder under other view recipes (the run's recipe with those fields changed) as
+``prototype_bias/<name>/raw`` and ``.../normalized``: with one encoder and each recipe's views,
+what the views alone do to the bias (the fixed-encoder control of the prototype-bias study).
 """
 
 from __future__ import annotations
+
+import copy
+import json
 
 import jax
 import jax.numpy as jnp
@@ -27,12 +35,14 @@ VIEWS = ('view1', 'view2')
 def default_prototype_bias_settings() -> ml_collections.ConfigDict:
   """``config.eval.prototype_bias``: ``augmentations`` K per image, ``examples`` N test images
   (evenly spaced over the split, so every class is represented), ``view``: which of the run's
-  recipes (``view1`` or ``view2``) draws the augmentations."""
-  return ml_collections.ConfigDict(dict(augmentations=8, examples=512, view='view1'))
+  recipes (``view1`` or ``view2``) draws the augmentations; ``variants``: other recipes to
+  measure this encoder under (module docstring; '' for none)."""
+  return ml_collections.ConfigDict(dict(augmentations=8, examples=512, view='view1',
+                                        variants=''))
 
 
-def _check_settings(settings) -> tuple[int, int, str]:
-  """``(K, N, view)`` of ``settings`` over the defaults, checked."""
+def _check_settings(settings) -> tuple[int, int, str, dict]:
+  """``(K, N, view, variants)`` of ``settings`` over the defaults, checked."""
   given = settings.to_dict() if hasattr(settings, 'to_dict') else dict(settings)
   full = {**default_prototype_bias_settings().to_dict(), **given}
   k, n, view = full['augmentations'], full['examples'], full['view']
@@ -41,7 +51,25 @@ def _check_settings(settings) -> tuple[int, int, str]:
       raise ValueError(f'eval.prototype_bias.{name} must be an int >= 1, got {value!r}')
   if view not in VIEWS:
     raise ValueError(f'eval.prototype_bias.view must be one of {list(VIEWS)}, got {view!r}')
-  return k, n, view
+  try:
+    variants = json.loads(full['variants']) if full['variants'] else {}
+  except ValueError as e:
+    raise ValueError(f'eval.prototype_bias.variants must be a JSON object {{name: {{view field: '
+                     f'value}}}}, got {full["variants"]!r} ({e})') from None
+  if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+    raise ValueError('eval.prototype_bias.variants must be a JSON object {name: {view field: '
+                     f'value}}}}, got {full["variants"]!r}')
+  return k, n, view, variants
+
+
+def _variant(recipe, name: str, overrides: dict):
+  """The recipe with ``overrides``' fields set (every field must exist)."""
+  out = copy.deepcopy(recipe)
+  for field, value in overrides.items():
+    if field not in out:
+      raise ValueError(f'eval.prototype_bias.variants[{name!r}]: the view has no field {field!r}')
+    out[field] = tuple(value) if isinstance(value, list) else value
+  return out
 
 
 def augmented_features(context: common.Context, images: np.ndarray, recipe, *,
@@ -77,7 +105,7 @@ def augmented_features(context: common.Context, images: np.ndarray, recipe, *,
 def prototype_bias_evaluator(context: common.Context, settings) -> dict:
   """``prototype_bias/raw``, ``prototype_bias/normalized`` (and ``.../num_augmentations``,
   ``.../num_images``) of ``h`` over the test split."""
-  k, n, view = _check_settings(settings)
+  k, n, view, variants = _check_settings(settings)
   source = context.test_source
   n = min(n, len(source))
   if n < 2:
@@ -86,12 +114,17 @@ def prototype_bias_evaluator(context: common.Context, settings) -> dict:
   examples = [source[int(i)] for i in rows]
   images = np.stack([e['image'] for e in examples])
   labels = np.array([int(e['label']) for e in examples])
-  feats = augmented_features(context, images, context.augment[view], num_augmentations=k,
-                             key=jax.random.key(context.seed + 11))
-  raw = metrics.prototype_bias(feats, labels, normalize=False)
-  normalized = metrics.prototype_bias(feats, labels, normalize=True)
-  return {'prototype_bias/raw': raw['bias'], 'prototype_bias/normalized': normalized['bias'],
-          'prototype_bias/num_augmentations': k, 'prototype_bias/num_images': len(rows)}
+  recipe = context.augment[view]
+  out = {'prototype_bias/num_augmentations': k, 'prototype_bias/num_images': len(rows)}
+  for prefix, views in [('prototype_bias', recipe)] + [
+      (f'prototype_bias/{name}', _variant(recipe, name, overrides))
+      for name, overrides in variants.items()]:
+    # One key for every recipe: the same draws where the recipes share their transforms.
+    feats = augmented_features(context, images, views, num_augmentations=k,
+                               key=jax.random.key(context.seed + 11))
+    out[f'{prefix}/raw'] = metrics.prototype_bias(feats, labels, normalize=False)['bias']
+    out[f'{prefix}/normalized'] = metrics.prototype_bias(feats, labels, normalize=True)['bias']
+  return out
 
 
 EVALUATOR = common.Evaluator('prototype_bias', prototype_bias_evaluator, default_prototype_bias_settings)

@@ -225,10 +225,14 @@ resnet34 = _factory('resnet34', (3, 4, 6, 3), 'basic')
 resnet50 = _factory('resnet50', (3, 4, 6, 3), 'bottleneck')
 # Two stages of one basic block, 8 filters: feature_dim 16. For tests and smoke runs.
 resnet_tiny = _factory('resnet_tiny', (1, 1), 'basic', num_filters=8)
+# Four stages of one basic block, 16 filters: feature_dim 128. The studies' CIFAR network on a CPU
+# (configs/studies/cifar10.py: chosen by a calibration of accuracy against cost).
+resnet_small = _factory('resnet_small', (1, 1, 1, 1), 'basic', num_filters=16)
 
 RESNETS: dict[str, Callable[..., ResNet]] = {
     'resnet18': resnet18,
     'resnet34': resnet34,
     'resnet50': resnet50,
     'resnet_tiny': resnet_tiny,
+    'resnet_small': resnet_small,
 }

@@ -173,6 +173,7 @@ class Session:
     self.num_classes = int(self.source.num_classes)
     self.loader = make_loader(self.source, seed=config.seed,
                               global_batch_size=config.train.batch_size,
+                              sampler=config.train.get('sampler') or 'shuffle',
                               worker_count=config.train.worker_count)
     self.steps_per_epoch = self.loader.steps_per_epoch
     self.images_per_step = int(config.train.batch_size)

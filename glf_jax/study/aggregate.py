@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -31,10 +32,13 @@ from glf_jax.plots import study as plots_study
 from glf_jax.plots import tracks as plots_tracks
 from glf_jax.run import records
 from glf_jax.runtime import fileio
+from glf_jax.study import cells as cells_lib
 from glf_jax.study import spec as study_spec
+from glf_jax.study import stats
 
 RESULTS_CSV = 'results.csv'
 RESULTS_MD = 'results.md'
+RESULTS_JSON = 'results.json'
 DASH = '—'
 
 
@@ -56,23 +60,34 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def collect(config, workdir: str) -> list[dict[str, Any]]:
-  """One row per planned (cell, seed), in the study's cell order then seed order."""
+  """One row per planned (cell, seed), in the study's cell order then seed order: from its
+  record in ``study.cells_dir`` when it has one (``glf_jax.study.cells``), else from its run's
+  ``summary.json`` in the workdir."""
   study = config.study
   cells = study_spec.selected_cells(study)
   seeds = study_spec.check_seeds(study)
+  recorded = cells_lib.read_all(study.get('cells_dir'))
   rows = []
   for c in cells:
     for seed in seeds:
+      record = recorded.get((c.name, seed))
       directory = study_spec.cell_dir(workdir, c.name, seed)
-      summary = records.read_summary(directory)
-      status = summary.get('status', 'missing') if summary else 'missing'
-      if status == 'finished' and not study_spec.is_finished(summary, c.mode):
-        status = 'not evaluated'
+      if record is not None:
+        status, values, seconds = 'finished', record['metrics'], record.get('train_seconds')
+      else:
+        summary = records.read_summary(directory)
+        status = summary.get('status', 'missing') if summary else 'missing'
+        if status == 'finished' and not study_spec.is_finished(summary, c.mode):
+          status = 'not evaluated'
+        values = {**cells_lib.flat_metrics(summary),
+                  **{m: metric_value(summary, m) for m in study.metrics}}
+        seconds = summary.get('train_seconds')
+      finished = status == 'finished'
       rows.append({
           'cell': c.name, 'seed': seed, 'status': status, 'overrides': c.overrides,
-          'metrics': {m: metric_value(summary, m) for m in study.metrics}
-                     if status == 'finished' else {m: None for m in study.metrics},
-          'train_seconds': summary.get('train_seconds'), 'dir': directory})
+          'metrics': {m: values.get(m) if finished else None for m in study.metrics},
+          'all_metrics': values if finished else {},
+          'train_seconds': seconds, 'dir': directory, 'record': record})
   return rows
 
 
@@ -121,7 +136,8 @@ def format_mean_std(stats: dict[str, Any]) -> str:
   return f'{stats["mean"]:.4f} ± {std}'
 
 
-def _markdown(config, rows, cells, table, figures, *, command: str, workdir: str) -> str:
+def _markdown(config, rows, cells, table, figures, compared, fitted, *, command: str,
+              workdir: str) -> str:
   study = config.study
   metrics = list(study.metrics)
   seeds = study_spec.check_seeds(study)
@@ -185,19 +201,26 @@ def _markdown(config, rows, cells, table, figures, *, command: str, workdir: str
     row.append(str(max(counts) if counts else 0))
     lines.append('| ' + ' | '.join(row).replace('\n', ' ') + ' |')
   lines.append('')
+  lines += baseline_lines(rows, cells, metrics)
+  lines += comparison_lines(compared)
   lines += paired_lines(rows, cells, metrics, study_spec.check_compare_to(study))
   lines += correlation_lines(config, rows, cells, figures)
+  lines += fit_lines(fitted)
+  lines += machine_lines(rows)
   return '\n'.join(lines)
 
 
 def paired_differences(rows: Sequence[dict], cell_name: str, reference: str,
-                       metric: str) -> list[float]:
-  """``metric`` of ``cell_name`` minus that of ``reference``, per seed both finished."""
-  value = {(r['cell'], r['seed']): r['metrics'].get(metric) for r in rows
-           if r['status'] == 'finished'}
+                       metric: str, reference_metric: str | None = None) -> list[float]:
+  """``metric`` of ``cell_name`` minus ``reference_metric`` (default ``metric``) of
+  ``reference``, per seed both finished."""
+  value = {(r['cell'], r['seed'], m): r['metrics'].get(m) for r in rows
+           if r['status'] == 'finished' for m in r['metrics']}
+  other = reference_metric or metric
   seeds = sorted({r['seed'] for r in rows})
-  return [value[cell_name, s] - value[reference, s] for s in seeds
-          if value.get((cell_name, s)) is not None and value.get((reference, s)) is not None]
+  return [value[cell_name, s, metric] - value[reference, s, other] for s in seeds
+          if value.get((cell_name, s, metric)) is not None
+          and value.get((reference, s, other)) is not None]
 
 
 def paired_lines(rows, cells, metrics, reference: str | None) -> list[str]:
@@ -227,14 +250,167 @@ def paired_lines(rows, cells, metrics, reference: str | None) -> list[str]:
   return lines + ['']
 
 
-def _pearson_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-  """Pearson's and Spearman's r (ties share their average rank; nan when either side is
-  constant or n < 3)."""
+def compare_cells(rows: Sequence[dict], comparisons: Sequence[dict]) -> list[dict]:
+  """Each comparison's paired statistics and verdict (``glf_jax.study.stats``), Holm-adjusted
+  within its family."""
+  out = []
+  for spec in comparisons:
+    differences = paired_differences(rows, spec['cell'], spec['reference'], spec['metric'],
+                                     spec['reference_metric'])
+    expect = {'+': 1, '-': -1}.get(spec.get('expect'))
+    out.append({**spec, **stats.compare(differences, expect=expect)})
+  for family in {c['family'] for c in out if c.get('family')}:
+    stats.adjust_family([c for c in out if c.get('family') == family])
+  return out
+
+
+def _signed(value: float) -> str:
+  return DASH if value is None or math.isnan(value) else f'{round(value, 12) + 0.0:+.4f}'
+
+
+def comparison_lines(compared: Sequence[dict]) -> list[str]:
+  """``results.md``'s comparisons: each claim's paired statistics and verdict."""
+  if not compared:
+    return []
+  lines = ['## Comparisons', '', stats.VERDICT_RULE, '',
+           '| comparison | metric | paper | n | mean d ± sd | 95 % CI | p (family) | '
+           'detectable | verdict |', '|---|---|---|---|---|---|---|---|---|']
+  for c in compared:
+    metric = (c['metric'] if c['reference_metric'] == c['metric']
+              else f'{c["metric"]} − {c["reference_metric"]}')
+    sd = DASH if math.isnan(c['std']) else f'{c["std"]:.4f}'
+    p = DASH if math.isnan(c['p']) else f'{c["p"]:.3f}'
+    if c.get('family') and not math.isnan(c['p']):
+      p += f' ({c["p_adjusted"]:.3f} in {c["family"]})'
+    expect = {'+': ' (expects +)', '-': ' (expects −)'}.get(c.get('expect'), '')
+    lines.append(f'| `{c["name"]}`{expect} | {metric} | {c.get("paper") or DASH} | '
+                 f'{c["n"]} | {_signed(c["mean"])} ± {sd} | [{_signed(c["ci_low"])}, '
+                 f'{_signed(c["ci_high"])}] | {p} | {_signed(c["mde"]).lstrip("+")} | '
+                 f'**{c["verdict"]}** |')
+  return lines + ['']
+
+
+def baselines(rows: Sequence[dict], cells, metrics: Sequence[str]) -> dict:
+  """``{cell: {'random_init' | 'raw_pixels': {metric: {'mean', 'std', 'n'}}}}`` where measured."""
+  out = {}
+  for c in cells:
+    mine = [r for r in rows if r['cell'] == c.name and r['status'] == 'finished']
+    for prefix, key in (('random_init/', 'random_init'), ('raw_pixels/', 'raw_pixels')):
+      for m in metrics:
+        values = [r['all_metrics'][prefix + m] for r in mine if prefix + m in r['all_metrics']]
+        if values:
+          mean, std = mean_std(values)
+          out.setdefault(c.name, {}).setdefault(key, {})[m] = {'mean': mean, 'std': std,
+                                                               'n': len(values)}
+  return out
+
+
+def baseline_lines(rows: Sequence[dict], cells, metrics: Sequence[str]) -> list[str]:
+  """``results.md``'s baselines: each cell's metrics of the same network at its random
+  initialisation and of the raw pixels, beside the pretrained encoder's."""
+  columns = [(prefix, label) for prefix, label in (('random_init/', 'random init'),
+                                                   ('raw_pixels/', 'raw pixels'))
+             if any(prefix + m in r['all_metrics'] for r in rows for m in metrics)]
+  if not columns:
+    return []
+  header = ['cell'] + [f'{m} ({label})' for m in metrics for _, label in
+                       [('', 'pretrained')] + columns]
+  lines = ['## Baselines', '', 'Each cell\'s pretrained encoder beside the same network at '
+           'its random initialisation and the raw pixels (resized and normalised as the '
+           'encoder\'s input), mean ± std over the finished seeds.', '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for c in cells:
+    mine = [r for r in rows if r['cell'] == c.name and r['status'] == 'finished']
+    row = [f'`{c.name}`']
+    for m in metrics:
+      for prefix, _ in [('', 'pretrained')] + columns:
+        values = [r['all_metrics'][prefix + m] for r in mine if prefix + m in r['all_metrics']]
+        mean, std = mean_std(values)
+        row.append(format_mean_std({'mean': mean, 'std': std, 'n': len(values)}))
+    lines.append('| ' + ' | '.join(row) + ' |')
+  return lines + ['']
+
+
+def _r_squared(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+  """``(slope, intercept, R²)`` of the least-squares line of ``y`` on ``x``."""
+  slope, intercept = np.polyfit(x, y, 1)
+  residual = np.sum((y - (slope * x + intercept)) ** 2)
+  total = np.sum((y - y.mean()) ** 2)
+  return float(slope), float(intercept), float(1 - residual / total) if total > 0 else math.nan
+
+
+def growth_fits(rows: Sequence[dict], fits: Sequence[dict]) -> list[dict]:
+  """Each fit of ``study.fits``, per finished seed: the log-linear (exponential) and the linear
+  fit of the tracked metric against the step, over the positive values after ``after_step``."""
+  out = []
+  for spec in fits:
+    for r in rows:
+      if r['cell'] != spec['cell'] or r['status'] != 'finished':
+        continue
+      tracks = r['record']['tracks'] if r['record'] else plots_tracks.read_tracks(r['dir'])
+      points = sorted((t['step'], t[spec['metric']]) for t in tracks
+                      if t['step'] > spec['after_step'] and isinstance(t.get(spec['metric']),
+                                                                        (int, float))
+                      and t[spec['metric']] > 0)
+      if len(points) < 3:
+        continue
+      steps, values = (np.asarray(c, np.float64) for c in zip(*points))
+      rate, _, r2_exp = _r_squared(steps, np.log(values))
+      slope, _, r2_line = _r_squared(steps, values)
+      out.append({**spec, 'seed': r['seed'], 'points': len(points),
+                  'first_step': int(steps[0]), 'last_step': int(steps[-1]),
+                  'rate_per_1000_steps': 1000 * rate,
+                  'doubling_steps': math.log(2) / rate if rate > 0 else math.inf,
+                  'r2_exponential': r2_exp, 'slope_per_1000_steps': 1000 * slope,
+                  'r2_linear': r2_line})
+  return out
+
+
+def fit_lines(fitted: Sequence[dict]) -> list[str]:
+  if not fitted:
+    return []
+  lines = ['## Growth fits', '', 'Per seed, over the tracked steps in the given range: '
+           '`log(metric) = a + b·step` (exponential growth; b per 1000 steps, the doubling '
+           'time) beside the straight line `metric = a + b·step`, each with its R² (the larger '
+           'R² is the better description).', '',
+           '| cell | metric | seed | steps | log-linear b /1000 steps | doubling (steps) | '
+           'R² (exponential) | linear slope /1000 steps | R² (linear) |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for f in fitted:
+    lines.append(f'| `{f["cell"]}` | {f["metric"]} | {f["seed"]} | {f["first_step"]}–'
+                 f'{f["last_step"]} ({f["points"]}) | {f["rate_per_1000_steps"]:.4f} | '
+                 f'{f["doubling_steps"]:.0f} | {f["r2_exponential"]:.4f} | '
+                 f'{f["slope_per_1000_steps"]:.4f} | {f["r2_linear"]:.4f} |')
+  return lines + ['']
+
+
+def machine_lines(rows: Sequence[dict]) -> list[str]:
+  """``results.md``'s provenance: which machines ran the recorded cells."""
+  machines: dict[tuple, list[str]] = {}
+  for r in rows:
+    if r['record']:
+      m = r['record'].get('machine', {})
+      key = (m.get('host'), m.get('cpu'), m.get('cores'), m.get('jax'), m.get('glf_jax_commit'))
+      machines.setdefault(key, []).append(f'{r["cell"]}/{r["seed"]}')
+  if not machines:
+    return []
+  lines = ['## Machines', '', 'The machines that ran the recorded cells (a cell repeats bit for '
+           'bit on its machine, not across machines).', '',
+           '| host | CPU | cores | jax | glf_jax commit | runs |', '|---|---|---|---|---|---|']
+  for (host, cpu, cores, jax_version, commit), runs in machines.items():
+    lines.append(f'| {host} | {cpu} | {cores} | {jax_version} | {commit} | {len(runs)} |')
+  return lines + ['']
+
+
+def _pearson_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+  """Pearson's r, its two-sided p (independent points assumed) and Spearman's ρ (ties share
+  their average rank); nan when either side is constant or n < 3."""
   import scipy.stats  # pylint: disable=g-import-not-at-top  (only the correlation tables)
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-    return math.nan, math.nan
-  return (float(scipy.stats.pearsonr(x, y).statistic),
+    return math.nan, math.nan, math.nan
+  pearson = scipy.stats.pearsonr(x, y)
+  return (float(pearson.statistic), float(pearson.pvalue),
           float(scipy.stats.spearmanr(x, y).statistic))
 
 
@@ -265,22 +441,27 @@ def correlation_lines(config, rows, cells, figures) -> list[str]:
     if spec['kind'] != 'scatter':
       continue
     for group, points in scatter_points(config, spec, rows, cells).items():
-      r_runs, rho_runs = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
+      r_runs, p_runs, rho_runs = _pearson_spearman([p[2] for p in points],
+                                                   [p[3] for p in points])
       by_cell: dict[str, list[tuple]] = {}
       for p in points:
         by_cell.setdefault(p[0], []).append(p)
       means = [(np.mean([p[2] for p in ps]), np.mean([p[3] for p in ps]))
                for ps in by_cell.values()]
-      r_cells, _ = _pearson_spearman([m[0] for m in means], [m[1] for m in means])
+      r_cells, p_cells, _ = _pearson_spearman([m[0] for m in means], [m[1] for m in means])
       lines.append(f'| {spec["metric"]} vs {spec["x"]} | {group} | {len(points)} | '
-                   f'{r_runs:.3f} | {rho_runs:.3f} | {len(means)} | {r_cells:.3f} |')
+                   f'{r_runs:.3f} | {p_runs:.3f} | {rho_runs:.3f} | {len(means)} | '
+                   f'{r_cells:.3f} | {p_cells:.3f} |')
   if not lines:
     return []
   return ['## Correlations', '',
-          "Pearson's r (and Spearman's ρ) over the finished runs (one point per cell and seed), "
-          "and Pearson's r over the cells' means; nan: fewer than 3 points or a constant side.",
-          '', '| metrics | group | runs | r (runs) | ρ (runs) | cells | r (cell means) |',
-          '|---|---|---|---|---|---|---|', *lines, '']
+          "Pearson's r with its two-sided p (and Spearman's ρ) over the finished runs (one point "
+          "per cell and seed), and over the cells' means; nan: fewer than 3 points or a constant "
+          "side. The runs of one seed share their initial parameters and batch order, so they "
+          "are not independent and the p over runs is optimistic; the p over cell means has "
+          "as many points as cells.",
+          '', '| metrics | group | runs | r (runs) | p | ρ (runs) | cells | r (cell means) | p |',
+          '|---|---|---|---|---|---|---|---|---|', *lines, '']
 
 
 def _figure_file(spec: dict) -> str:
@@ -331,7 +512,8 @@ def _tracked(rows: Sequence[dict], cell_name: str, metric: str):
   per_seed = []
   for r in rows:
     if r['cell'] == cell_name and r['status'] == 'finished':
-      points = {t['step']: t[metric] for t in plots_tracks.read_tracks(r['dir'])
+      tracks = r['record']['tracks'] if r['record'] else plots_tracks.read_tracks(r['dir'])
+      points = {t['step']: t[metric] for t in tracks
                 if isinstance(t.get(metric), (int, float))}
       if points:
         per_seed.append(points)
@@ -363,7 +545,7 @@ def _scatter_data(config, spec, cells, table, rows):
     return None
   rs = []
   for group, points in groups.items():
-    r, _ = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
+    r, _, _ = _pearson_spearman([p[2] for p in points], [p[3] for p in points])
     rs.append(f'{group}: r = {r:.2f} (n = {len(points)})' if len(groups) > 1
               else f'r = {r:.2f} (n = {len(points)})')
   return {'groups': groups, 'x': spec['x'], 'title_size': 9,
@@ -448,6 +630,8 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
   metrics = list(study.metrics)
   rows = collect(config, workdir)
   table = summarize(rows, cells, metrics)
+  compared = compare_cells(rows, study_spec.parse_comparisons(study))
+  fitted = growth_fits(rows, study_spec.parse_fits(study))
   override_keys = study_spec.override_keys(cells)
   written = []
   path = os.path.join(workdir, RESULTS_CSV)
@@ -456,8 +640,18 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
   written.append(path)
   path = os.path.join(workdir, RESULTS_MD)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
-    f.write(_markdown(config, rows, cells, table, figures, workdir=workdir,
+    f.write(_markdown(config, rows, cells, table, figures, compared, fitted, workdir=workdir,
                       command=command or study_spec.command_line()))
+  written.append(path)
+  report = {'study': study.name, 'seeds': list(study.seeds),
+            'cells': {c: {m: {k: v for k, v in st.items() if k != 'values'}
+                          for m, st in ms.items()} for c, ms in table.items()},
+            'baselines': baselines(rows, cells, metrics),
+            'comparisons': compared, 'fits': fitted, 'verdict_rule': stats.VERDICT_RULE}
+  path = os.path.join(workdir, RESULTS_JSON)
+  with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
+    json.dump(report, f, indent=1, default=float)
+    f.write('\n')
   written.append(path)
   skipped_figures = []
   for spec in figures:
@@ -474,6 +668,4 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
     print(f'no finished cells for {", ".join(skipped_figures)} yet: not drawn', flush=True)
   if missing:
     print('missing: ' + ', '.join(f'{c} seed {s}' for c, s in missing), flush=True)
-  return {'written': written, 'missing': missing,
-          'results': {c: {m: {k: v for k, v in s.items() if k != 'values'}
-                          for m, s in ms.items()} for c, ms in table.items()}}
+  return {'written': written, 'missing': missing, 'results': report['cells'], 'report': report}

@@ -16,6 +16,13 @@ config plus ``config.study``::
     compare_to      a cell name: results.md adds each cell's paired differences from it, seed
                     by seed (one seed: the same initial parameters and batch order in every
                     cell), mean ± std over the seeds both finished; None: no such table
+    comparisons     tuple of JSON strings (``comparison(...)``): the claims a study tests, each
+                    a cell against a reference on one metric, with the sign the paper expects;
+                    results.md gives each its paired statistics and verdict
+                    (``glf_jax.study.stats``)
+    cells_dir       folders (comma-separated) of the cells' records (``glf_jax.study.cells``):
+                    records of finished cells are written to the first, a (cell, seed) recorded
+                    in any is done, and the tables can be made from records alone; None: none
 
 Cells are JSON strings so that a study round-trips through ``config.json`` and its scalar fields
 (seeds, shard, the base config's keys) stay settable on the command line
@@ -52,12 +59,14 @@ from glf_jax.run import records
 from glf_jax.run import saved_config
 from glf_jax.runtime import fileio
 from glf_jax.study import aggregate as aggregate_lib
+from glf_jax.study import cells as cells_lib
 from glf_jax.study.spec import (CELL_MODES, CELLS_DIR, COMMANDS, FIGURE_KINDS, STUDY_CONFIG, Cell,
                                 apply_overrides, as_study, build_cell_config, cell, cell_dir,
+                                comparison, fit,
                                 check_compare_to, check_seeds, default_study_config, figure,
                                 flattened, is_finished, override_keys, parse_cells,
-                                parse_figures, parse_shard, plan, read_commands, selected_cells,
-                                shard_of, command_line)
+                                parse_comparisons, parse_figures, parse_fits, parse_shard, plan,
+                                read_commands, selected_cells, shard_of, command_line)
 
 
 def _check_finished_config(run_config, directory: str, where: str) -> None:
@@ -91,12 +100,12 @@ def _write_study_config(config, workdir: str) -> None:
         f.write(command_line() + '\n')
 
 
-def _check_runs(config, runs) -> dict:
+def _check_runs(config, runs, workdir: str) -> dict:
   """Every run's config, built and checked before the first trains: a bad override in the last
   cell is an error now, not hours from now."""
   configs = {}
   for cell_spec, seed in runs:
-    run_config = build_cell_config(config, cell_spec, seed)
+    run_config = build_cell_config(config, cell_spec, seed, study_workdir=workdir)
     config_lib.validate(run_config)
     if cell_spec.mode == 'pretrain':
       methods.build_objective(run_config.objective)  # unknown term keys, out-of-range values
@@ -107,6 +116,8 @@ def _check_runs(config, runs) -> dict:
         methods.build_objective(member.objective)
     configs[cell_spec.name, seed] = run_config
   check_compare_to(config.study)
+  parse_comparisons(config.study)
+  parse_fits(config.study)
   return configs
 
 
@@ -122,7 +133,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with lock.claim(workdir, chief=jax.process_index() == 0, lock=not shared) as workdir:
     runs = plan(study)
     parse_figures(study)
-    configs = _check_runs(config, runs)
+    configs = _check_runs(config, runs, workdir)
     ran, skipped = [], []
     if not study.aggregate_only:
       stopped = _run_cells(config, workdir, runs, configs, ran, skipped)
@@ -137,20 +148,33 @@ def _run_cells(config, workdir, runs, configs, ran, skipped) -> dict | None:
   study = config.study
   mine = shard_of(runs, study.shard)
   _write_study_config(config, workdir)
+  recorded = cells_lib.read_all(study.cells_dir)
+  write_to = cells_lib.folders(study.cells_dir)[:1]
   shard_text = f' (shard {study.shard})' if study.shard is not None else ''
   print(f'study {study.name}: {len(mine)} of {len(runs)} runs{shard_text} in {workdir}',
         flush=True)
   for k, (cell_spec, seed) in enumerate(mine):
     directory = cell_dir(workdir, cell_spec.name, seed)
     where = f'study cell {cell_spec.name!r} seed {seed}'
-    if is_finished(records.read_summary(directory), cell_spec.mode):
-      _check_finished_config(configs[cell_spec.name, seed], directory, where)
-      print(f'[{k + 1}/{len(mine)}] {cell_spec.name} seed {seed}: finished, skipped', flush=True)
+    run_config = configs[cell_spec.name, seed]
+    if (cell_spec.name, seed) in recorded:
+      cells_lib.check_config(recorded[cell_spec.name, seed], run_config, where)
+      print(f'[{k + 1}/{len(mine)}] {cell_spec.name} seed {seed}: recorded, skipped', flush=True)
       skipped.append((cell_spec.name, seed))
       continue
-    print(f'[{k + 1}/{len(mine)}] {cell_spec.name} seed {seed} -> {directory}', flush=True)
-    summary = modes.run(configs[cell_spec.name, seed], directory)
-    ran.append((cell_spec.name, seed))
+    summary = records.read_summary(directory)
+    if is_finished(summary, cell_spec.mode):
+      _check_finished_config(run_config, directory, where)
+      print(f'[{k + 1}/{len(mine)}] {cell_spec.name} seed {seed}: finished, skipped', flush=True)
+      skipped.append((cell_spec.name, seed))
+    else:
+      print(f'[{k + 1}/{len(mine)}] {cell_spec.name} seed {seed} -> {directory}', flush=True)
+      summary = modes.run(run_config, directory)
+      ran.append((cell_spec.name, seed))
+    if write_to and is_finished(summary, cell_spec.mode) and jax.process_index() == 0:
+      path = cells_lib.write(write_to[0], cells_lib.make_record(
+          study.name, cell_spec, seed, run_config, summary, directory))
+      print(f'  recorded in {path}', flush=True)
     if summary.get('status') == 'interrupted':
       print(f'study {study.name} stopped: {where} was interrupted ({summary.get("stop_signal")})'
             '; run the same command to resume it and the rest', flush=True)

@@ -27,6 +27,9 @@ CELL_MODES = ('pretrain', 'cohort')
 FIGURE_KINDS = ('line', 'heatmap', 'bar', 'scatter', 'track')
 _NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.=+-]*$')
 _CELL_KEYS = ('name', 'overrides', 'paper', 'base', 'mode')
+_COMPARISON_KEYS = ('name', 'cell', 'reference', 'metric', 'reference_metric', 'expect', 'family',
+                    'claim', 'paper')
+_FIT_KEYS = ('cell', 'metric', 'after_step')
 _FIGURE_KEYS = ('kind', 'metric', 'x', 'y', 'cells', 'series', 'log_x', 'file', 'title',
                 'metrics')
 
@@ -51,6 +54,68 @@ def cell(name: str, overrides: dict[str, Any] | None = None, *, paper=None, base
   if mode is not None:
     spec['mode'] = mode
   return json.dumps(spec, sort_keys=False)
+
+
+def comparison(cell_name: str, reference: str, *, metric: str = 'linear/top1',
+               reference_metric: str | None = None, expect: str | None = None,
+               family: str | None = None, claim: str = '', paper: str = '',
+               name: str | None = None) -> str:
+  """One comparison of ``config.study.comparisons`` as its JSON string: ``metric`` of
+  ``cell_name`` minus ``reference_metric`` (default: the same metric) of ``reference``, seed by
+  seed (``glf_jax.study.stats``; one cell with two metrics compares them within each run).
+  ``expect``: the sign the paper expects (``'+'``: the cell higher, ``'-'``, or None);
+  ``family``: comparisons that test one claim together (Holm-adjusted); ``claim`` and ``paper``:
+  what the paper says and its numbers, for the tables."""
+  return json.dumps({'name': name or f'{cell_name} - {reference}', 'cell': cell_name,
+                     'reference': reference, 'metric': metric,
+                     'reference_metric': reference_metric or metric, 'expect': expect,
+                     'family': family, 'claim': claim, 'paper': paper})
+
+
+def parse_comparisons(study) -> list[dict]:
+  """The study's comparisons, checked against its cells and metrics."""
+  names = {c.name for c in parse_cells(study)}
+  out, seen = [], set()
+  for i, text in enumerate(study.get('comparisons', ())):
+    where = f'study.comparisons[{i}]'
+    spec = _json_object(text, where, _COMPARISON_KEYS)
+    for key in ('cell', 'reference'):
+      if spec.get(key) not in names:
+        raise ValueError(f'{where}.{key} must name a cell, got {spec.get(key)!r}')
+    spec.setdefault('reference_metric', spec.get('metric'))
+    for key in ('metric', 'reference_metric'):
+      if spec.get(key) not in study.metrics:
+        raise ValueError(f'{where}.{key} {spec.get(key)!r} must be one of study.metrics '
+                         f'{list(study.metrics)}')
+    if spec.get('expect') not in (None, '+', '-'):
+      raise ValueError(f"{where}.expect must be '+', '-' or None, got {spec.get('expect')!r}")
+    if spec['name'] in seen:
+      raise ValueError(f'{where}.name {spec["name"]!r} is used twice')
+    seen.add(spec['name'])
+    out.append(spec)
+  return out
+
+
+def fit(cell_name: str, metric: str, *, after_step: int = 0) -> str:
+  """One growth fit of ``config.study.fits`` as its JSON string: a cohort cell's tracked
+  ``metric`` (e.g. ``pair/cl-nscl/weight_gap_sum``) against the step, per seed, over the tracked
+  steps after ``after_step``: ``log(metric) = a + b·step`` (exponential growth) beside the
+  straight line ``metric = a + b·step``, with each fit's R²."""
+  return json.dumps({'cell': cell_name, 'metric': metric, 'after_step': after_step})
+
+
+def parse_fits(study) -> list[dict]:
+  names = {c.name: c for c in parse_cells(study)}
+  out = []
+  for i, text in enumerate(study.get('fits', ())):
+    where = f'study.fits[{i}]'
+    spec = _json_object(text, where, _FIT_KEYS)
+    if spec.get('cell') not in names or names[spec['cell']].mode != 'cohort':
+      raise ValueError(f'{where}.cell must name a cohort cell, got {spec.get("cell")!r}')
+    if not isinstance(spec.get('metric'), str):
+      raise ValueError(f'{where}.metric must be a tracked metric, got {spec.get("metric")!r}')
+    out.append({'after_step': 0, **spec})
+  return out
 
 
 def figure(kind: str, metric: str, **settings) -> str:
@@ -80,17 +145,23 @@ def default_study_config(name: str) -> ml_collections.ConfigDict:
       only_cells=config_dict.placeholder(str),
       aggregate_only=False,
       compare_to=config_dict.placeholder(str),
+      comparisons=(),
+      fits=(),
+      cells_dir=config_dict.placeholder(str),
   ))
 
 
 def as_study(config: ml_collections.ConfigDict, name: str, *, cells, seeds, metrics, figures,
-             compare_to: str | None = None) -> ml_collections.ConfigDict:
+             compare_to: str | None = None, comparisons=(),
+             fits=()) -> ml_collections.ConfigDict:
   """``config`` (a run config, modified and returned) as the study ``name``: ``mode='study'``
   and ``config.study`` with these fields over :func:`default_study_config`'s."""
   study = default_study_config(name)
   study.cells, study.seeds = tuple(cells), tuple(seeds)
   study.metrics, study.figures = tuple(metrics), tuple(figures)
   study.compare_to = compare_to
+  study.comparisons = tuple(comparisons)
+  study.fits = tuple(fits)
   with config.unlocked():
     config.study = study
     config.mode = 'study'
@@ -264,9 +335,19 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
       raise ValueError(f'{where}: override {key}={value!r}: {e}') from None
 
 
-def build_cell_config(config: ml_collections.ConfigDict, cell_spec: Cell,
-                      seed: int) -> ml_collections.ConfigDict:
-  """The run config of ``cell_spec`` with ``seed`` (see the module docstring)."""
+def _placed(value, seed: int, study_workdir: str | None):
+  """A string override with ``{seed}`` and ``{study}`` (the study's workdir) filled in: a cell
+  can name another cell's run of the same seed (``'{study}/cells/baseline/seed{seed}'``)."""
+  if not isinstance(value, str):
+    return value
+  value = value.replace('{seed}', str(seed))
+  return value if study_workdir is None else value.replace('{study}', study_workdir)
+
+
+def build_cell_config(config: ml_collections.ConfigDict, cell_spec: Cell, seed: int,
+                      study_workdir: str | None = None) -> ml_collections.ConfigDict:
+  """The run config of ``cell_spec`` with ``seed`` (see the module docstring); string overrides
+  get ``{seed}`` and, given ``study_workdir``, ``{study}`` filled in."""
   if cell_spec.base is not None:
     run_config = config_lib.load_config_file(cell_spec.base)
   else:
@@ -275,7 +356,8 @@ def build_cell_config(config: ml_collections.ConfigDict, cell_spec: Cell,
       del run_config['study']
       if cell_spec.mode != 'cohort' and 'cohort' in run_config:
         del run_config['cohort']
-  apply_overrides(run_config, cell_spec.overrides, f'study cell {cell_spec.name!r}')
+  overrides = {k: _placed(v, seed, study_workdir) for k, v in cell_spec.overrides.items()}
+  apply_overrides(run_config, overrides, f'study cell {cell_spec.name!r}')
   with run_config.unlocked():
     run_config.seed = seed
     run_config.mode = cell_spec.mode

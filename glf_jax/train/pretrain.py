@@ -49,6 +49,7 @@ def banner(config: ml_collections.ConfigDict, *, num_examples: int, num_classes:
            step: int) -> str:
   """The few lines ``pretrain`` prints before its first step: what runs, on what, from where."""
   m = config.model
+  size = config.augment.view1.image_size  # the views: the size the network sees
   if step >= total_steps:
     resume = f'resumed from step {step}: already finished, nothing to train'
   elif step:
@@ -59,7 +60,8 @@ def banner(config: ml_collections.ConfigDict, *, num_examples: int, num_classes:
   devices, processes = jax.device_count(), jax.process_count()
   return '\n'.join([
       f'pretraining {config.objective.name} on {sources.data_name(config.data)}: {num_examples} '
-      f'training images, {num_classes} classes, {"x".join(str(d) for d in image_shape)}',
+      f'training images, {num_classes} classes, {"x".join(str(d) for d in image_shape)}, '
+      f'network input {size}x{size}',
       f'  model {m.arch} (width x{m.width_multiplier})  |  {devices} '
       f'device{"s" if devices > 1 else ""}, {processes} process{"es" if processes > 1 else ""}, '
       f'mesh {mesh_shape}',
