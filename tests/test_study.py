@@ -129,6 +129,7 @@ def _synthetic_study(tmp_path, summaries):
     config.study.seeds = (0, 1, 2)
     config.study.metrics = ('linear/top1', 'knn/k20')
     config.study.compare_to = None
+    config.study.comparisons = ()  # the smoke study's claims name cells replaced here
     config.study.figures = (
         study_runner.figure('heatmap', 'linear/top1', x='objective.balanced.alpha',
                             y='objective.balanced.lam', file='grid.png'),
