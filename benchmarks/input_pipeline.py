@@ -7,7 +7,7 @@ Stages, each reported in images per second:
   build). The archive is extracted once into ``--workdir`` (not timed; reused by later runs).
 * ``cache reopen``: opening the built cache again (listing + fingerprint check, no decoding).
 * ``loader``: batches of ``--batch-size`` from the cache through the grain loader
-  (``glf_jax.data.pipeline.make_loader``: shuffle, batch, repeat), ``--steps`` batches after two
+  (``glf_jax.data.pipeline.make_loader``: batched reads in grain's shuffle order), ``--steps`` batches after two
   warm-up batches; several epochs of CIFAR-10's training set at the defaults. Target: >= 2,000
   images/s on a 2-core CPU.
 * ``two_views``: ``jax.jit(two_views)`` with the SimCLR CIFAR recipe on one batch of
@@ -16,8 +16,11 @@ Stages, each reported in images per second:
 
 Run from anywhere::
 
-    python benchmarks/input_pipeline.py            # full run, all 60,000 images
-    python benchmarks/input_pipeline.py --quick    # smoke run: 100 + 20 images per class
+    python benchmarks/input_pipeline.py --archive cifar10-jpeg.tar.gz           # all 60,000
+    python benchmarks/input_pipeline.py --archive cifar10-jpeg.tar.gz --quick   # 100 + 20 per class
+
+The archive is a ``.tar.gz`` of ``cifar10/{train,test}/<class>/*.jpg`` (README, "CIFAR-10 as
+JPEG folders", says how to make one from the official release).
 
 The Markdown table goes to stdout, the results to ``benchmarks/results/input_pipeline.json``.
 """
@@ -48,14 +51,16 @@ from glf_jax.data import pipeline  # noqa: E402
 from glf_jax.data import sources  # noqa: E402
 
 TARGET_LOADER_IMAGES_PER_S = 2000
-_ARCHIVE = (_REPO / '..' / 'shared' / 'data' / 'cifar10-jpeg.tar.gz').resolve()
+# The archive (cifar10/{train,test}/<class>/*.jpg): --archive, or the variable the tests read.
+_ARCHIVE_VARIABLE = 'GLF_JAX_CIFAR10_ARCHIVE'
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--archive', type=pathlib.Path, default=_ARCHIVE,
-                 help='CIFAR-10 JPEG archive (default ../shared/data/cifar10-jpeg.tar.gz)')
+  p.add_argument('--archive', type=pathlib.Path, default=os.environ.get(_ARCHIVE_VARIABLE),
+                 help='CIFAR-10 JPEG archive, a .tar.gz of cifar10/{train,test}/<class>/*.jpg '
+                      f'(default ${_ARCHIVE_VARIABLE})')
   p.add_argument('--workdir', type=pathlib.Path, default=pathlib.Path('/tmp/glf_cifar10'),
                  help='where the images are extracted and cached (default /tmp/glf_cifar10)')
   p.add_argument('--batch-size', type=int, default=512)
@@ -69,6 +74,8 @@ def parse_args(argv=None):
   p.add_argument('--quick', action='store_true',
                  help='smoke run: 100 train / 20 test images per class, 20 steps, 3 repeats')
   args = p.parse_args(argv)
+  if args.archive is None:
+    p.error(f'no CIFAR-10 archive: give --archive PATH or set ${_ARCHIVE_VARIABLE}')
   if args.quick:
     args.steps, args.repeats = min(args.steps, 20), min(args.repeats, 3)
   return args

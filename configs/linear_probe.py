@@ -4,7 +4,7 @@
         --config.eval.checkpoint_dir=runs/cifar10_simclr --workdir runs/cifar10_simclr/probe
 
 Frozen backbone features ``h`` are extracted once (cached in the workdir), then an optax linear
-classifier is trained on them (SPEC §4). ``--config.mode=knn`` runs the kNN alone. The data and
+classifier is trained on them (docs/maths.md §4). ``--config.mode=knn`` runs the kNN alone. The data and
 augmentation statistics are those of the pretrained run unless ``eval.data.name`` is set.
 """
 

@@ -1,4 +1,4 @@
-"""Independent float64 NumPy references of every loss, written from SPEC.md row by row.
+"""Independent float64 NumPy references of every loss, written from docs/maths.md row by row.
 
 Nothing here imports glf_jax: these are the formulas spelled out with explicit loops over
 anchors, so a shared mistake with the vectorised library is unlikely.
@@ -263,7 +263,7 @@ def lpm(z1, z2, prior1, prior2, sigma2, sigma2_prior, rho, beta=None):
 
 def adc(z1, z2, prior1, prior2, nu, upsilon, sigma2, sigma2_prior, rho, beta=None, target=None,
         entropy_weights_without_lpm=False):
-  """Unit DCM weights without a prior and with ``upsilon = 0`` (the DCM-only ablation, SPEC §3),
+  """Unit DCM weights without a prior and with ``upsilon = 0`` (the DCM-only ablation, docs/maths.md §3),
   unless ``entropy_weights_without_lpm``."""
   if prior1 is None or (upsilon == 0 and not entropy_weights_without_lpm):
     return nu * dcm(z1, z2, sigma2, rho, target=target)

@@ -137,18 +137,12 @@ def broken_maths_references(files, maths: str) -> list[str]:
   return broken
 
 
-@pytest.mark.xfail(strict=True,
-                   reason='SPEC references are rewritten to docs/maths.md at integration')
 def test_no_reference_to_the_internal_spec():
   hits = matching_lines(SPEC_REFERENCE, scanned_files())
   assert not hits, ('these lines cite the internal specification, which a clone does not have; '
                     'cite docs/maths.md §N instead:\n' + '\n'.join(hits))
 
 
-@pytest.mark.xfail(strict=True,
-                   reason='README cites ../shared/docs/SPEC.md (rewritten at integration); '
-                          'tests/conftest.py, tests/test_cifar10_end_to_end.py and '
-                          'benchmarks/input_pipeline.py read ../shared/data')
 def test_no_path_outside_the_repository():
   hits = matching_lines(OUTSIDE_PATH, scanned_files())
   assert not hits, 'these lines refer to files outside the repository:\n' + '\n'.join(hits)

@@ -105,7 +105,7 @@ def test_byol_is_zero_for_matching_targets():
 
 
 def test_byol_is_the_sum_of_both_directions():
-  """SPEC §2: ``L + L~``, each the batch mean of ``2 - 2 cos``; orthogonal targets give 2 + 2."""
+  """docs/maths.md §2: ``L + L~``, each the batch mean of ``2 - 2 cos``; orthogonal targets give 2 + 2."""
   p1, p2 = _views(9, 4, 3)
   t1, t2 = _views(10, 4, 3)
   loss, aux = losses.byol(p1, p2, t1, t2)

@@ -279,7 +279,7 @@ def test_adc(n, nu, upsilon, with_prior, entropy_weights_without_lpm):
 
 
 def test_adc_dcm_only_ablation():
-  """SPEC §3: υ = 0 means unit DCM weights even with a prior; the option keeps the weighted form."""
+  """docs/maths.md §3: υ = 0 means unit DCM weights even with a prior; the option keeps the weighted form."""
   z1, z2 = _views(97, 6, 5)
   p1, p2 = _views(98, 6, 7)
   unit = float(losses.dcm(z1, z2)[0])

@@ -1,4 +1,4 @@
-"""The ``prototype_bias`` evaluator (arXiv 2510.10572 §5, SPEC §4) on a tiny random encoder."""
+"""The ``prototype_bias`` evaluator (arXiv 2510.10572 §5, docs/maths.md §4) on a tiny random encoder."""
 
 from flax import nnx
 import ml_collections

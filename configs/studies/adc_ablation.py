@@ -32,9 +32,9 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
   ``--config.study.cells_dir=studies/results/adc_ablation_midi/cells``.
 * ``:paper`` — CIFAR-10, ResNet-18, each method's config file (``configs/<method>.py:adc``: its
   paper numbers, 1000 epochs) for SimCLR, BYOL, Barlow Twins, MoCo v3, SimSiam, SwAV; sweeps on
-  SimCLR; 3 seeds. Paper values (CIFAR-10 linear top-1, SPEC §5): SimCLR 91.80 → +ADC 93.46,
-  BYOL 91.73 → +ADC 93.70. The ρ and σ² grids are this file's choice (the paper's are not in the
-  SPEC).
+  SimCLR; 3 seeds. Paper values (CIFAR-10 linear top-1, docs/maths.md §5): SimCLR 91.80 → +ADC 93.46,
+  BYOL 91.73 → +ADC 93.70. The ρ and σ² grids are this file's choice (the paper does not give
+  them).
 """
 
 from glf_jax.config import adc_paper_setting, load_config_file, load_config_module
@@ -47,7 +47,7 @@ WEIGHTS = (0.01, 0.1, 1.0, 10.0)       # the ν and υ grid of the paper's ablat
 MINI_WEIGHTS = (0.1, 1.0, 10.0)        # :mini: the range of the paper's stability claim
 RHOS = (3.0, 5.0, 10.0, 50.0)          # Student-t degrees of freedom (> 2)
 SIGMA2S = (0.1, 0.25, 0.5, 1.0)
-PAPER_LINEAR_TOP1 = {                  # CIFAR-10, ResNet-18 (SPEC §5)
+PAPER_LINEAR_TOP1 = {                  # CIFAR-10, ResNet-18 (docs/maths.md §5)
     ('simclr', 'baseline'): 0.9180, ('simclr', 'adc'): 0.9346,
     ('byol', 'baseline'): 0.9173, ('byol', 'adc'): 0.9370,
 }

@@ -15,7 +15,7 @@ Cells (both views get the recipe):
   ``cutout`` (+ a cutout of half the side, p = 0.5), ``rotation`` (+ a rotation of up to ±30°,
   p = 0.5), ``noise`` (+ Gaussian noise, σ = 0.1, p = 0.5): the paper's claim is that each
   addition raises the bias and lowers the accuracy. The strengths are this file's choice (the
-  paper's are not in the SPEC). Figures: accuracy against the bias (raw and normalised), one point
+  paper does not give them). Figures: accuracy against the bias (raw and normalised), one point
   per run, Pearson's r in the title and in ``results.md``.
 * ``balanced`` — the balanced loss (α = 4, λ = 2) on the base recipe; ``base_lt10`` and
   ``balanced_lt10`` — the same two on a long-tailed training split (``data.long_tail_ratio =

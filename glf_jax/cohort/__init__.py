@@ -20,7 +20,7 @@ A cohort is a normal run config (the *base*: data, model, augmentation, schedule
     probe_examples     fixed held-out images (evenly spaced rows of ``probe_split``), <= 10,000
     probe_split        None: ``eval.test_split``
     knn_examples       the kNN bank: evenly spaced rows of ``eval.train_split``
-    knn_k              neighbours (clipped to the bank), temperature 0.07 (SPEC §4)
+    knn_k              neighbours (clipped to the bank), temperature 0.07 (docs/maths.md §4)
     rsa_examples       RSA uses the first ones of the probe set (RSA is O(n^2) in float64)
     weight_gap_layers  'backbone' (conv kernels: the paper's Σ over weight tensors) or
                        'backbone_bn' (also BatchNorm's γ, as the official

@@ -1,4 +1,4 @@
-"""The ``alignment`` evaluator: alignment and uniformity (Wang & Isola 2020, SPEC §4) of ``h``
+"""The ``alignment`` evaluator: alignment and uniformity (Wang & Isola 2020, docs/maths.md §4) of ``h``
 over two augmented views — the run's own view recipes — of the first test images."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Frozen-encoder features of a whole source, extracted once and cached (SPEC §4).
+"""Frozen-encoder features of a whole source, extracted once and cached (docs/maths.md §4).
 
 * ``extract_features(encode_fn, source, batch_size=..., cache_path=..., cache_key=...)`` reads the
   source in order, in fixed-size batches (the last one padded by repeating its last row, so a
@@ -84,7 +84,7 @@ def _fetch(output, num_real: int, batch_size: int) -> np.ndarray:
 def extract_features(encode_fn: Callable[[np.ndarray], Any], source: Sequence[dict], *,
                      batch_size: int, cache_path: str | None = None, cache_key: str = '',
                      desc: str = 'features') -> tuple[np.ndarray, np.ndarray]:
-  """Features and labels of every row of ``source``, in source order (SPEC §4, "extracted once").
+  """Features and labels of every row of ``source``, in source order (docs/maths.md §4, "extracted once").
 
   Args:
     encode_fn: ``uint8 images [batch_size, H, W, 3] -> [batch_size, d]`` (NumPy or JAX); always

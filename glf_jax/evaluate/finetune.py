@@ -1,4 +1,4 @@
-"""Fine-tuning and transfer of a pretrained backbone to a labelled dataset (SPEC §4, §5).
+"""Fine-tuning and transfer of a pretrained backbone to a labelled dataset (docs/maths.md §4, §5).
 
 ``finetune(backbone, train_source, test_source, num_classes=..., config=...)`` puts a fresh linear
 head on a copy of ``backbone`` (:class:`LinearClassifier`), trains it with softmax cross-entropy on

@@ -1,5 +1,5 @@
 """The ``geometry`` evaluator: intra-class compactness and inter-class separability of the test
-features ``h`` (SPEC §4, ``glf_jax.metrics.class_geometry``)."""
+features ``h`` (docs/maths.md §4, ``glf_jax.metrics.class_geometry``)."""
 
 from __future__ import annotations
 

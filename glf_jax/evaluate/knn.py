@@ -1,7 +1,7 @@
 """Weighted kNN classification on frozen features (Wu et al. 2018, as used by SimCLR/solo-learn).
 
 Cosine similarity on ℓ2-normalised features; each of the ``k`` nearest training samples votes for
-its class with weight ``exp(sim / T)`` (``T = 0.07``, SPEC §4).
+its class with weight ``exp(sim / T)`` (``T = 0.07``, docs/maths.md §4).
 """
 
 from __future__ import annotations

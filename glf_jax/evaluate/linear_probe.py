@@ -1,4 +1,4 @@
-"""Linear probe on frozen features: a linear classifier trained with optax (SPEC §4).
+"""Linear probe on frozen features: a linear classifier trained with optax (docs/maths.md §4).
 
 The standard linear evaluation protocol of SimCLR / BYOL / solo-learn on cached features:
 
@@ -150,7 +150,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
                  epochs: int = 100, batch_size: int = 256, learning_rate: float = 0.1,
                  weight_decay: float = 0.0, optimizer: str = 'sgd', seed: int = 0,
                  standardize: bool = True) -> dict:
-  """Trains a linear classifier on frozen train features; reports test top-1/top-5 (SPEC §4).
+  """Trains a linear classifier on frozen train features; reports test top-1/top-5 (docs/maths.md §4).
 
   Args:
     train_features, train_labels: ``[n, d]`` features and ``[n]`` int labels in
@@ -203,7 +203,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, nu
 
 
 def default_linear_settings() -> ml_collections.ConfigDict:
-  """``config.eval.linear``: the arguments of :func:`linear_probe` (SPEC §4)."""
+  """``config.eval.linear``: the arguments of :func:`linear_probe` (docs/maths.md §4)."""
   return ml_collections.ConfigDict(dict(epochs=100, batch_size=256, learning_rate=0.1,
                                         weight_decay=0.0, optimizer='sgd'))
 

@@ -1,4 +1,4 @@
-"""The ``prototype_bias`` evaluator: prototype representation bias (arXiv 2510.10572 §5, SPEC §4).
+"""The ``prototype_bias`` evaluator: prototype representation bias (arXiv 2510.10572 §5, docs/maths.md §4).
 
 ``K`` augmented views of each of ``N`` test images — one of the run's own view recipes, the
 training distribution of views — are encoded by the frozen encoder (eval mode, ``h``); the

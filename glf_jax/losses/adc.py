@@ -1,4 +1,4 @@
-"""ADC — Adaptive Distribution Calibration (arXiv 2508.13596), SPEC §3.
+"""ADC — Adaptive Distribution Calibration (arXiv 2508.13596), docs/maths.md §3.
 
 On the ``M`` ℓ2-normalised rows of both views, with ``d_ij = |z_i - z_j|²`` and ``j ≠ i``:
 
@@ -171,7 +171,7 @@ def adc(z1, z2, prior1=None, prior2=None, *, nu=0.1, upsilon=0.1, sigma2=0.5, si
   """ADC constraint: ``ν·DCM(w = 1)`` without LPM, ``ν·DCM(w = entropy weights) + υ·LPM`` with it.
 
   LPM is on when prior features ``prior1/2`` are given and ``υ`` is not 0. Without a prior, or with
-  ``upsilon = 0`` (the DCM-only ablation, SPEC §3), the DCM term has unit weights ``w_i = 1`` even
+  ``upsilon = 0`` (the DCM-only ablation, docs/maths.md §3), the DCM term has unit weights ``w_i = 1`` even
   if a prior is given (it is then not needed: ``prior1/2`` may be ``None``), so ``adc(..., upsilon=0)``
   equals ``nu * dcm(z1, z2)``. ``nu = 0`` gives the LPM-only ablation.
 

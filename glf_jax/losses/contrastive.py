@@ -1,4 +1,4 @@
-"""Contrastive losses over the ``M = 2N`` rows of two views (SPEC §2).
+"""Contrastive losses over the ``M = 2N`` rows of two views (docs/maths.md §2).
 
 * ``nt_xent`` — generalised NT-Xent of SimCLR (Chen et al. 2020, eq. 1).
 * ``balanced_contrastive`` — the (alpha, lambda) balanced loss of arXiv 2510.10572.

@@ -1,7 +1,7 @@
 """Pairwise similarities and the row masks shared by every pairwise (contrastive) loss.
 
 Two views ``z1, z2`` of shape ``[N, D]`` are stacked into ``M = 2N`` rows; the positive of row
-``i`` is ``pos(i) = (i + N) mod M`` (SPEC §0). Every pairwise loss is evaluated one block of anchor
+``i`` is ``pos(i) = (i + N) mod M`` (docs/maths.md §0). Every pairwise loss is evaluated one block of anchor
 rows at a time against all ``M`` columns, so the same code serves the dense form (one block) and
 the memory-bounded blockwise form (see ``blockwise.py``).
 """

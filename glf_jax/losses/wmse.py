@@ -20,7 +20,7 @@ from glf_jax.losses.similarity import l2_normalize
 
 __all__ = ['whiten', 'wmse', 'wmse_permutations']
 
-# Ridge ``eps·I`` added to the sub-batch covariance: an absolute variance floor (SPEC §2's
+# Ridge ``eps·I`` added to the sub-batch covariance: an absolute variance floor (docs/maths.md §2's
 # ``cov + eps·I``). The official CIFAR setting is eps = 0 with w_size = 128 > D = 64, a full-rank
 # covariance; it whitens exactly, but its Cholesky fails (NaN) as soon as a sub-batch is
 # rank-deficient (w_size <= D, duplicate rows, a collapsed dimension). With a ridge, the float32
@@ -151,7 +151,7 @@ def wmse(z1, z2, key, *, w_size=128, w_iter=1, eps=DEFAULT_EPS):
     w_size: rows per whitening sub-batch (``>= 2``; ``N`` must be a multiple of it), ``None`` for
       the whole batch. The paper uses ``w_size > D`` (e.g. 128 for ``D = 64``).
     w_iter: number of random partitions averaged.
-    eps: ridge added to each sub-batch covariance (``cov + eps·I``, SPEC §2; the official code's
+    eps: ridge added to each sub-batch covariance (``cov + eps·I``, docs/maths.md §2; the official code's
       shrinkage ``(1-eps)·cov + eps·I`` differs by the ``(1-eps)`` factor). See ``DEFAULT_EPS``.
 
   In each iteration the ``N`` images are permuted and cut into ``N / w_size`` sub-batches; view 1's

@@ -1,7 +1,7 @@
 """The balanced contrastive loss (arXiv 2510.10572) on SimCLR's heads (``methods.simclr``).
 
 Loss scale: ``mean_i [-s(z_i, z_pos(i)) + (λ/α) log Σ_{k ∉ {i, pos(i)}} exp(α s(z_i, z_k))]``
-over the ``2N`` rows (SPEC §2); with ``include_positive=True``, ``α = 1/τ``, ``λ = 1`` it is
+over the ``2N`` rows (docs/maths.md §2); with ``include_positive=True``, ``α = 1/τ``, ``λ = 1`` it is
 ``τ ·`` SimCLR's loss. Paper's best: ``α = 4, λ = 2``.
 """
 

@@ -2,7 +2,7 @@
 projection of the other view.
 
 Loss scale: BYOL eq. 2's symmetrised ``L + L̃``, each the batch mean of
-``2 - 2 cos(q(z_i), sg(z'_pos(i)))`` — in [0, 8], as solo-learn (SPEC §2). ADC's ν, υ weigh
+``2 - 2 cos(q(z_i), sg(z'_pos(i)))`` — in [0, 8], as solo-learn (docs/maths.md §2). ADC's ν, υ weigh
 against this scale.
 Heads: projector and predictor ``→ 4096 (BN, ReLU) → 256`` (BYOL §3.3). The EMA target
 (``methods.momentum``: backbone + projector) starts as a copy of the online network and its decay

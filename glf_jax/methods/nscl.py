@@ -3,7 +3,7 @@ on SimCLR's heads (``methods.simclr``): a SimCLR and an NSCL run with one seed s
 parameter copy and see the same batches and views — the shared-randomness set-up of 2510.08852.
 
 Loss scale: as SimCLR's (mean over the ``2N`` rows), with the anchor's same-class rows other than
-its positive removed from the denominator (SPEC §2). Needs labels.
+its positive removed from the denominator (docs/maths.md §2). Needs labels.
 """
 
 from glf_jax.losses.contrastive import nscl

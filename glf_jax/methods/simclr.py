@@ -1,7 +1,7 @@
 """SimCLR (Chen et al. 2020, arXiv 2002.05709): generalised NT-Xent over the ``2N`` projections.
 
 Loss scale: the mean over the ``M = 2N`` rows of ``-s(z_i, z_pos(i))/τ + log Σ_{k≠i}
-exp(s(z_i, z_k)/τ)`` (SPEC §2), i.e. SimCLR eq. 1 averaged over both views, as solo-learn.
+exp(s(z_i, z_k)/τ)`` (docs/maths.md §2), i.e. SimCLR eq. 1 averaged over both views, as solo-learn.
 Heads: a 2-layer projector ``h → 2048 → 128`` (BatchNorm after the hidden layer, as the official
 TF code and solo-learn). NSCL, SupCon, the balanced loss and cross-entropy share these heads, so
 runs of those methods with one seed start from the same backbone and projector.

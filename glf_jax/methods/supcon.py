@@ -2,7 +2,7 @@
 (``methods.simclr``): one of the supervised objectives the alignment study compares NSCL with.
 
 Loss scale: the mean over the ``2N`` rows of ``-(1/|P(i)|) Σ_{p ∈ P(i)} [s_ip/τ - log Σ_{a≠i}
-exp(s_ia/τ)]`` (SPEC §2). Needs labels.
+exp(s_ia/τ)]`` (docs/maths.md §2). Needs labels.
 """
 
 from glf_jax.losses.contrastive import supcon

@@ -2,7 +2,7 @@
 ``K`` prototypes.
 
 Loss scale: ``½ mean_n [-Σ_k q2 log softmax(p1/τ) - Σ_k q1 log softmax(p2/τ)]`` (paper eq. 1, the
-mean of the two swapped cross-entropies), codes over the global batch (SPEC §2).
+mean of the two swapped cross-entropies), codes over the global batch (docs/maths.md §2).
 Heads: projector ``→ 2048 → 128`` and ``K = 3000`` ℓ2-normalised prototypes (the encoder's
 ``prototypes`` parameter). The prototypes stay frozen for the first ``freeze_prototypes_epochs``
 epochs and are re-normalised after every update.

@@ -12,7 +12,7 @@ Two stems:
 - ``'cifar'``: 3×3/1 convolution, no max-pool — the stem SimCLR (Chen et al. 2020, appendix B.9)
   and solo-learn use for 32 px images, where the ImageNet stem would discard most of the image.
 
-``__call__`` returns the globally average-pooled features ``h`` (SPEC §0), ``[B, feature_dim]``.
+``__call__`` returns the globally average-pooled features ``h`` (docs/maths.md §0), ``[B, feature_dim]``.
 Train / eval behaviour is NNX's mode: ``model.train()`` normalises with batch statistics and
 updates the running averages (``nnx.BatchStat``); ``model.eval()`` uses the running averages.
 Under ``jax.jit`` with the batch sharded over a mesh, the batch statistics are reductions over the

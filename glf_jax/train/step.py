@@ -1,6 +1,6 @@
 """The pure pretraining step ``(state, batch, prior_state) -> (state, metrics)``, jitted.
 
-One step (SPEC §1–3), the same for every method (the method's record supplies what differs):
+One step (docs/maths.md §1–3), the same for every method (the method's record supplies what differs):
 
 1. two views of the batch from the config's recipe (on the accelerator, per-example keys from
    ``fold_in(rng, step)``);
