@@ -181,6 +181,9 @@ def test_aggregate_mean_std_on_synthetic_summaries(tmp_path):
   assert (float(row['linear/top1']), float(row['train_seconds']), row['status']) == (0.9, 12.0,
                                                                                        'finished')
   assert float(row['objective.balanced.alpha']) == 1.0
+  # The budget beside the accuracy: the mean training time of each cell's finished runs.
+  seconds = json.loads((tmp_path / 'results.json').read_text(encoding='utf-8'))['train_seconds']
+  assert seconds['a1_l1'] == pytest.approx(11.0) and 'a2_l2' not in seconds
   for name in ('grid.png', 'line.png', 'bar.png'):
     _assert_png(tmp_path / name)
 

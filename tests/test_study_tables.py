@@ -18,7 +18,8 @@ _COMPARISON = {'name': 'adc - baseline', 'claim': 'ADC improves its method', 'pa
                'verdict': 'separated'}
 _RESULTS = {'comparisons': [_COMPARISON], 'metrics': ['linear/top1'],
             'cells': {'adc': {'linear/top1': {'mean': 0.61, 'std': 0.01, 'n': 3}}},
-            'baselines': {'adc': {'raw_pixels': {'linear/top1': {'mean': 0.35, 'std': 0, 'n': 3}}}}}
+            'baselines': {'adc': {'raw_pixels': {'linear/top1': {'mean': 0.35, 'std': 0, 'n': 3}}}},
+            'train_seconds': {'adc': 61.4}}
 
 
 def test_blocks_are_rewritten_from_the_study_and_nothing_else(monkeypatch):
@@ -37,7 +38,7 @@ def test_blocks_are_rewritten_from_the_study_and_nothing_else(monkeypatch):
   assert ('| ADC improves its method | `adc - baseline`, linear/top1 | 91.80 -> 93.46 | '
           '+0.0123 ± 0.0031 (3) | [+0.0046, +0.0200] | 0.021 (Holm 0.042) | 0.0102 | '
           '**separated** |') in new
-  assert '| `adc` | 0.6100 ± 0.0100 (pixels 0.3500) | 3 |' in new
+  assert '| `adc` | 0.6100 ± 0.0100 (pixels 0.3500) | 3 | 61 |' in new
   assert tables.rewrite(new) == new  # idempotent
 
 

@@ -620,6 +620,16 @@ def _sort_key(value):
   return (0, number, '') if number is not None else (1, 0.0, str(value))
 
 
+def _mean_train_seconds(rows) -> dict[str, float]:
+  """Each cell's mean training time over its finished runs (the budget beside the accuracy; a
+  machine's load changes it, the records name the machine)."""
+  seconds = {}
+  for r in rows:
+    if r['status'] == 'finished' and r['train_seconds'] is not None:
+      seconds.setdefault(r['cell'], []).append(float(r['train_seconds']))
+  return {cell: sum(v) / len(v) for cell, v in seconds.items()}
+
+
 def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any]:
   """Writes ``results.csv``, ``results.md`` and the figures; returns what it wrote, the
   per-cell statistics and the missing (cell, seed) pairs."""
@@ -647,6 +657,7 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
             'cells': {c: {m: {k: v for k, v in st.items() if k != 'values'}
                           for m, st in ms.items()} for c, ms in table.items()},
             'baselines': baselines(rows, cells, metrics),
+            'train_seconds': _mean_train_seconds(rows),
             'comparisons': compared, 'fits': fitted, 'verdict_rule': stats.VERDICT_RULE}
   path = os.path.join(workdir, RESULTS_JSON)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:

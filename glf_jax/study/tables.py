@@ -60,11 +60,13 @@ def claims_table(results: dict[str, Any]) -> str:
 
 
 def cells_table(results: dict[str, Any], metrics: list[str]) -> str:
-  """Every cell's ``metrics`` (mean ± std, n) beside its baselines where measured."""
+  """Every cell's ``metrics`` (mean ± std, n) beside its baselines where measured, and its mean
+  training time."""
   cells = results['cells']
   baselines = results.get('baselines', {})
-  header = ['cell'] + metrics
-  lines = ['| ' + ' | '.join(header + ['n']) + ' |', '|' + '---|' * (len(header) + 1)]
+  seconds = results.get('train_seconds', {})
+  header = ['cell'] + metrics + ['n', 'train s']
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for name, stats in cells.items():
     row = [f'`{name}`']
     for m in metrics:
@@ -76,6 +78,7 @@ def cells_table(results: dict[str, Any], metrics: list[str]) -> str:
                 ('pixels', baselines.get(name, {}).get('raw_pixels', {}))) if m in b]
       row.append(text + (f' ({", ".join(extra)})' if extra else ''))
     row.append(str(max(s['n'] for s in stats.values())))
+    row.append(f'{seconds[name]:.0f}' if name in seconds else DASH)
     lines.append('| ' + ' | '.join(row) + ' |')
   return '\n'.join(lines) + '\n'
 
