@@ -59,6 +59,17 @@ def _parse_flags(argv):
   return rest
 
 
+def check_workdir(workdir: str) -> None:
+  """Refuses a URL workdir: the run's files (lock, logs, summary, checkpoints) are written with
+  the local file API, which would turn ``gs://b/r`` into the local folder ``./gs:/b/r`` on every
+  host, each with its own checkpoints."""
+  if '://' in str(workdir):
+    raise ValueError(
+        f'--workdir {workdir}: a URL workdir is not supported yet (the lock, logs, summary and '
+        'checkpoints are local files); give a local path, or the bucket mounted on every host '
+        '(gcsfuse, NFS)')
+
+
 def run(config, workdir):
   """Runs ``config.mode`` in ``workdir``; returns the summary dict (also written as JSON).
 
@@ -69,6 +80,7 @@ def run(config, workdir):
     # Nothing else: no JAX backend, no workdir.
     print(config_lib.describe(config), flush=True)
     return {'mode': 'show_config'}
+  check_workdir(workdir)
   from glf_jax.runtime import devices  # deferred: importing JAX before flags parse slows --help
   d = config.distributed
   # num_processes: None = one process, N = explicit; auto_detect: found in the cluster's

@@ -94,6 +94,16 @@ def test_a_missing_workdir_is_reported_before_the_config_is_loaded():
   assert flag_errors.missing_required(['m', '--helpfull'], main.REQUIRED_FLAGS) is None
 
 
+def test_a_url_workdir_is_refused_before_anything_is_written():
+  # The local file API would make ./gs:/bucket/run on every host: refused, one line, nothing made
+  # (the child runs in the repository's root).
+  result = _cli('--config', QUICKSTART, '--workdir', 'gs://bucket/run',
+                '--config.train.num_steps=2')
+  line = _one_error(result)
+  assert line.startswith('error: --workdir gs://bucket/run: a URL workdir is not supported'), line
+  assert 'gcsfuse' in line and not (ROOT / 'gs:').exists()
+
+
 def test_an_evaluation_without_its_checkpoint_dir_names_the_key(tmp_path):
   result = _cli('--config', 'configs/linear_probe.py', '--workdir', tmp_path / 'probe')
   line = _one_error(result)
