@@ -14,7 +14,9 @@ same batches in the same order and the same augmentation keys, so the per-seed d
 * the verdict, by :data:`VERDICT_RULE`.
 
 ``seeds_for_power(sd, difference)`` gives the number of seeds a design needs to detect
-``difference`` with that power, from a pilot's spread: study configs set their seeds with it.
+``difference`` with that power, from a pilot's spread; a study config may set its seeds with it,
+e.g. ``seeds = tuple(range(max(3, seeds_for_power(pilot_sd, effect))))`` (the configs here fix
+3 seeds: no ``:midi`` pilot spread has been measured yet).
 """
 
 from __future__ import annotations
