@@ -366,6 +366,21 @@ def adc_paper_setting(config: ml_collections.ConfigDict) -> ml_collections.Confi
   return config
 
 
+def smoke_run(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The studies' test switch (``smoke``): :func:`tiny`'s network, 3 steps of 64 on one device
+  (the smallest program to compile), a 2-epoch probe on 128 / 64 images; returns ``config``."""
+  tiny(config)
+  config.train.num_steps = 3
+  config.train.batch_size = 64
+  config.train.log_every = 1
+  config.train.num_devices = 1
+  config.optim.warmup_epochs = 0.0
+  config.eval.linear.epochs = 2
+  config.eval.max_train_examples = 128
+  config.eval.max_test_examples = 64
+  return config
+
+
 def small_run(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The small-run switch (``:tiny``): :func:`tiny`'s network, 30 steps of 64 images on one
   device without warm-up, a short evaluation (linear probe and kNN on at most 512 / 256 images,

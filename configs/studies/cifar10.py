@@ -17,7 +17,7 @@ network, epochs — is the committed calibration's choice (``configs/studies/cal
 README, Studies).
 """
 
-from glf_jax.config import base_config, tiny
+from glf_jax.config import base_config, smoke_run
 
 EPOCHS = 8
 
@@ -55,13 +55,5 @@ def get_config(arg=None):
                      f'{arg!r}')
   config = cifar10_run(objective)
   if 'smoke' in words:
-    tiny(config)
-    config.train.num_steps = 3
-    config.train.batch_size = 64
-    config.train.log_every = 1
-    config.train.num_devices = 1
-    config.optim.warmup_epochs = 0.0
-    config.eval.linear.epochs = 2
-    config.eval.max_train_examples = 128
-    config.eval.max_test_examples = 64
+    smoke_run(config)
   return config

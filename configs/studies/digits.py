@@ -11,7 +11,7 @@ shrink it for the tests (``configs/studies/digits.py:simclr,smoke``): a tiny net
 of 64 on one device, a linear probe of 2 epochs on 128 / 64 images.
 """
 
-from glf_jax.config import load_config_module, tiny
+from glf_jax.config import load_config_module, smoke_run
 
 
 def get_config(arg=None):
@@ -33,14 +33,6 @@ def get_config(arg=None):
   if smoke:
     config.eval.compare_random_init = False
     config.eval.compare_raw_pixels = False
-    tiny(config)
-    config.train.num_steps = 3
-    config.train.batch_size = 64
-    config.train.log_every = 1
-    config.train.num_devices = 1        # one device: the smallest program to compile
-    config.optim.warmup_epochs = 0.0
+    smoke_run(config)
     config.checkpoint.every_steps = 1000
-    config.eval.linear.epochs = 2
-    config.eval.max_train_examples = 128
-    config.eval.max_test_examples = 64
   return config
