@@ -19,7 +19,7 @@ from glf_jax.train import optimizers
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'glf_jax'
 # The layers, bottom first: a package (or root module) may import only the ones before it. A new
-# package must be placed here (and in the README's architecture section).
+# package must be placed here (and in docs/development.md's architecture section).
 LAYERS = ('registry', 'runtime', 'losses', 'metrics', 'data', 'models', 'constraints', 'methods',
           'run', 'evaluate', 'prior', 'train', 'plots', 'config', 'cohort', 'modes', 'study',
           'flag_errors', 'main')
