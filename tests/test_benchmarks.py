@@ -46,7 +46,7 @@ def test_train_throughput_benchmark_quick(tmp_path):
                     '--methods', 'simclr,simclr+adc,simclr+adc:features,mocov3',
                     '--json', str(out)], cwd=tmp_path)
   assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert '| objective | arch | dtype | batch | ms/step |' in proc.stdout
+  assert '| objective | arch | dtype | batch | px | ms/step |' in proc.stdout
   result = json.loads(out.read_text())
   assert {r['objective'] for r in result['rows']} == {
       'simclr', 'simclr+adc', 'simclr+adc:features', 'mocov3'}
@@ -112,9 +112,8 @@ def test_cohort_step_benchmark_quick(tmp_path):
 def _quick_run(script, tmp_path):
   """Runs ``benchmarks/<script> --quick`` from ``tmp_path``; returns (stdout, its JSON)."""
   out = tmp_path / 'results.json'
-  proc = subprocess.run([sys.executable, str(_SCRIPT.parent / script), '--quick', '--json',
-                         str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                        check=False)
+  proc = run_child([sys.executable, str(_SCRIPT.parent / script), '--quick', '--json', str(out)],
+                   cwd=tmp_path)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   return proc.stdout, json.loads(out.read_text())
 

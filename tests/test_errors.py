@@ -439,13 +439,15 @@ def _limited_file_size(limit_bytes):
 def test_a_run_whose_checkpoint_writes_fail_ends_with_one_line(tmp_path):
   # The checkpoint's array files (~250 kB) cannot be written, as on a full disk; orbax's writer,
   # commit and finalize threads logged their tracebacks of it (a full disk: 545 lines before).
-  result = subprocess.run(
+  result = run_child(
       [sys.executable, '-m', 'glf_jax.main', '--config', str(QUICKSTART), '--workdir',
        str(tmp_path / 'run'), '--config.train.num_steps=4', '--config.train.batch_size=64',
-       '--config.checkpoint.every_steps=2', '--config.train.eval_after=False'],
-      # No persistent compilation cache: its entries would be cut at the limit too.
-      cwd=ROOT, env=_env(JAX_ENABLE_COMPILATION_CACHE='false'), capture_output=True, text=True,
-      timeout=600, preexec_fn=_limited_file_size(100_000))
+       '--config.checkpoint.every_steps=2', '--config.train.eval_after=False',
+       # No persistent compilation cache: its entries would be cut at the limit too, and a
+       # truncated entry read by a later test warns.
+       '--config.compilation_cache_dir=none'],
+      cwd=ROOT, env=_env(JAX_ENABLE_COMPILATION_CACHE='false'),
+      preexec_fn=_limited_file_size(100_000))
   line = _one_error(result)
   assert line.startswith(f'error: saving checkpoint step 2 to {tmp_path / "run"}/checkpoints '
                          'failed'), line

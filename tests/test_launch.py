@@ -5,6 +5,7 @@ a single process over two devices step for step, and only process 0 writes logs 
 """
 
 import json
+import os
 import pathlib
 import socket
 import sys
@@ -77,10 +78,10 @@ def test_the_gpu_box_launcher_starts_one_process_per_gpu_on_it(tmp_path):
   for tool in bin_dir.iterdir():
     tool.chmod(0o755)
   workdir = tmp_path / 'run'
-  launched = _run(['bash', 'launch/gpu_box.sh', 'configs/simclr.py', str(workdir),
-                   '--config.train.batch_size=1024'], timeout=60, cwd=ROOT,
-                  env={**os.environ, 'PATH': f'{bin_dir}:{os.environ["PATH"]}',
-                       'GLF_JAX_PORT': '23456'})
+  launched = run_child(['bash', 'launch/gpu_box.sh', 'configs/simclr.py', str(workdir),
+                        '--config.train.batch_size=1024'], cwd=ROOT,
+                       env={**os.environ, 'PATH': f'{bin_dir}:{os.environ["PATH"]}',
+                            'GLF_JAX_PORT': '23456'})
   assert launched.returncode == 0, launched.stderr
   for i in (0, 1):
     line = pathlib.Path(f'{workdir}.process{i}.log').read_text().strip()

@@ -203,6 +203,7 @@ def test_an_allowed_config_change_keeps_the_original_config_json(tmp_path):
 def test_reevaluating_and_an_eval_mode_keep_the_pretraining_record(tmp_path, capsys):
   config = _digits_config(num_steps=4, eval_after=True)
   config.eval.compare_random_init = False
+  config.eval.compare_raw_pixels = False  # one column in the t-SNE picture
   first = main.run(config, str(tmp_path))
   assert first['train_seconds'] > 0.1 and first['images_per_second'] > 0
   assert 'drawing embedding.png (t-SNE of 90 test images, 1 column)' in capsys.readouterr().out
