@@ -7,7 +7,6 @@ them; CI installs them in a step of its own (.ci/run) that runs this file.
 """
 
 import json
-import subprocess
 import sys
 
 import jax
@@ -19,6 +18,7 @@ from glf_jax.modes import compile as compile_mode
 from glf_jax.runtime import compiled as compiled_lib
 from glf_jax.runtime import targets
 from glf_jax.train.setup import build_training
+from tests.conftest import run_child
 from tests.test_train_loop import ROOT, _env
 
 TPU, GPU = 'tpu:v5e:2x2', 'gpu:h100x8'
@@ -126,10 +126,10 @@ def test_the_compile_mode_needs_a_target():
 
 
 def _cli(workdir, target, *overrides):
-  return subprocess.run(
+  return run_child(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/simclr.py:tiny', '--workdir',
        str(workdir), '--config.mode=compile', f'--config.compile.target={target}', *overrides],
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600, check=False)
+      cwd=ROOT, env=_env())
 
 
 @pytest.mark.skipif(targets.compiler_installed('tpu'), reason='the TPU compiler is installed')

@@ -1,7 +1,6 @@
 """glf_jax.runtime.compile_cache: the persistent compilation cache's setting reaches JAX."""
 
 import os
-import subprocess
 import sys
 
 import jax
@@ -9,6 +8,7 @@ import pytest
 
 from glf_jax.config import base_config
 from glf_jax.runtime import compile_cache
+from tests.conftest import run_child
 from tests.test_train_loop import ROOT, _env
 
 
@@ -61,10 +61,10 @@ def test_a_run_writes_its_programs_to_the_configured_cache(tmp_path):
   overrides = {'objective.name': 'simclr', 'model.width_multiplier': 1, 'train.num_steps': 1,
                'train.batch_size': 32, 'train.eval_after': False,
                'compilation_cache_dir': tmp_path / 'given'}
-  result = subprocess.run(
+  result = run_child(
       [sys.executable, '-m', 'glf_jax.main', '--config', 'configs/quickstart.py',
        *[f'--config.{k}={v}' for k, v in overrides.items()], '--workdir', str(tmp_path / 'run')],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
+      cwd=ROOT, env=env)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
   assert not (tmp_path / 'from_env').exists()  # the config's setting, not the environment's
   entries = os.listdir(tmp_path / 'given')
