@@ -60,14 +60,10 @@ def _parse_flags(argv):
 
 
 def check_workdir(workdir: str) -> None:
-  """Refuses a URL workdir: the run's files (lock, logs, summary, checkpoints) are written with
-  the local file API, which would turn ``gs://b/r`` into the local folder ``./gs:/b/r`` on every
-  host, each with its own checkpoints."""
-  if '://' in str(workdir):
-    raise ValueError(
-        f'--workdir {workdir}: a URL workdir is not supported yet (the lock, logs, summary and '
-        'checkpoints are local files); give a local path, or the bucket mounted on every host '
-        '(gcsfuse, NFS)')
+  """Refuses a URL workdir no installed backend serves (one line); a ``gs://`` / ``s3://``
+  workdir holds the run's files in one place for every host (``glf_jax.runtime.fileio``)."""
+  from glf_jax.runtime import fileio  # pylint: disable=g-import-not-at-top
+  fileio.check_url(workdir)
 
 
 def run(config, workdir):

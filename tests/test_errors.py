@@ -94,14 +94,17 @@ def test_a_missing_workdir_is_reported_before_the_config_is_loaded():
   assert flag_errors.missing_required(['m', '--helpfull'], main.REQUIRED_FLAGS) is None
 
 
-def test_a_url_workdir_is_refused_before_anything_is_written():
-  # The local file API would make ./gs:/bucket/run on every host: refused, one line, nothing made
-  # (the child runs in the repository's root).
-  result = _cli('--config', QUICKSTART, '--workdir', 'gs://bucket/run',
-                '--config.train.num_steps=2')
-  line = _one_error(result)
-  assert line.startswith('error: --workdir gs://bucket/run: a URL workdir is not supported'), line
-  assert 'gcsfuse' in line and not (ROOT / 'gs:').exists()
+def test_a_workdir_url_that_cannot_hold_a_run_is_refused_before_anything_is_written():
+  # gs:// workdirs work (tests/test_url_workdir.py); s3:// cannot hold orbax's checkpoints, and
+  # no backend serves ftp://: refused, one line, nothing made (the child runs in the repository's
+  # root, where the local file API would have made ./s3:/bucket/run).
+  for url, why in (('s3://bucket/run', 'orbax cannot write checkpoints there'),
+                   ('ftp://host/run', 'use gs://')):
+    result = _cli('--config', QUICKSTART, '--workdir', url, '--config.train.num_steps=2')
+    line = _one_error(result)
+    scheme = url.split('://', 1)[0]
+    assert line.startswith(f'error: --workdir {url}: URL scheme {scheme}:// is not supported'), line
+    assert why in line and not (ROOT / f'{scheme}:').exists()
 
 
 def test_an_evaluation_without_its_checkpoint_dir_names_the_key(tmp_path):

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from flax import nnx
@@ -29,6 +28,7 @@ from glf_jax.evaluate import common
 from glf_jax.models import build_encoder, split_encoder
 from glf_jax.models import torchvision as tv
 from glf_jax.run import checkpoint
+from glf_jax.runtime import fileio
 
 _FILE_SUFFIXES = ('.safetensors',) + tv.PICKLE_SUFFIXES
 
@@ -60,7 +60,7 @@ def load_encoder(workdir: str, *, sharding: jax.sharding.Sharding | None = None)
 def is_weights_file(path: str | None) -> bool:
   """Whether ``eval.checkpoint_dir`` names a weights file (``.safetensors``, or a pickled
   ``.pth`` that :func:`glf_jax.models.torchvision.load_state_dict` refuses with advice)."""
-  return bool(path) and str(path).lower().endswith(_FILE_SUFFIXES) and not os.path.isdir(path)
+  return bool(path) and str(path).lower().endswith(_FILE_SUFFIXES) and not fileio.isdir(path)
 
 
 def torchvision_run_config(info: dict[str, Any], dataset: str) -> ml_collections.ConfigDict:

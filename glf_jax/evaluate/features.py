@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import collections
-import os
 from typing import Any, Callable, Sequence
 
 from absl import logging
@@ -37,10 +36,10 @@ _IN_FLIGHT_BATCHES = 2
 
 def _load_cache(path: str, cache_key: str, num_rows: int):
   """``(features, labels)`` stored at ``path`` for ``cache_key`` and ``num_rows``, else None."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     return None
   try:
-    with np.load(path, allow_pickle=False) as stored:
+    with fileio.open_file(path, 'rb') as f, np.load(f, allow_pickle=False) as stored:
       stored_key = str(stored['cache_key'])
       features, labels = stored['features'], stored['labels']
       if features.ndim != 2 or labels.shape != (features.shape[0],):

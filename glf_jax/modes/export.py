@@ -22,7 +22,7 @@ from glf_jax.runtime import fileio
 def export_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Writes the backbone of the run in ``eval.checkpoint_dir`` (default: ``workdir``) as a
   torchvision state dict plus its description to ``workdir``; returns the summary."""
-  source = os.path.abspath(config.eval.checkpoint_dir or workdir)
+  source = fileio.resolve(config.eval.checkpoint_dir or workdir)
   if encoder_lib.is_weights_file(source):
     raise ValueError(f'eval.checkpoint_dir {source} is already a weights file; export reads a '
                      'glf_jax run: set --config.eval.checkpoint_dir to its workdir')

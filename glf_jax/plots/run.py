@@ -111,8 +111,7 @@ def _run_title(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
   """``<run>: <objective> on <data>, <N> steps`` (what the run's ``config.json`` says)."""
   title = os.path.basename(os.path.normpath(workdir))
   try:
-    with open(os.path.join(workdir, layout.CONFIG), encoding='utf-8') as f:
-      config = json.load(f)
+    config = json.loads(fileio.read_text(fileio.join(workdir, layout.CONFIG)))
     title += f': {config["objective"]["name"]} on {sources.data_name(config["data"])}'
   except (OSError, ValueError, KeyError, TypeError):
     pass  # no config.json (e.g. a copied log): the run's name alone
@@ -148,14 +147,14 @@ def curves_figure(records: Sequence[Mapping[str, Any]], title: str = '') -> Figu
 def draw_curves(workdir: str) -> str | None:
   """Draws ``<workdir>/curves.png`` from ``metrics.jsonl``, titled with the run, its objective
   and data; returns its path, or None when the log is missing or has nothing to plot."""
-  records = metrics_log.read(os.path.join(workdir, METRICS_FILE))
+  records = metrics_log.read(fileio.join(workdir, METRICS_FILE))
   # Evaluations append their results as records of their own (glf_jax.run.records); the curves
   # are those of training.
   records = [r for r in records if 'evaluation' not in r]
   figure = curves_figure(records, _run_title(workdir, records))
   if figure is None:
     return None
-  return save_png(figure, os.path.join(workdir, CURVES_FILE))
+  return save_png(figure, fileio.join(workdir, CURVES_FILE))
 
 
 def subsample(labels: np.ndarray, max_points: int = MAX_POINTS, seed: int = 0) -> np.ndarray:
@@ -222,21 +221,23 @@ def save_embedding(workdir: str, columns: Mapping[str, tuple[np.ndarray, np.ndar
     arrays[f'coords_{i}'] = embed_2d(np.asarray(features)[index], seed)
     arrays[f'labels_{i}'] = labels[index]
     arrays[f'index_{i}'] = index
-  with fileio.atomic_write(os.path.join(workdir, EMBEDDING_DATA), 'wb') as f:
+  with fileio.atomic_write(fileio.join(workdir, EMBEDDING_DATA), 'wb') as f:
     np.savez(f, **arrays)
   return draw_embedding(workdir)
 
 
 def load_embedding(workdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """name -> (coordinates ``[m, 2]``, labels ``[m]``) from ``embedding.npz`` (no pickle)."""
-  with np.load(os.path.join(workdir, EMBEDDING_DATA), allow_pickle=False) as data:
+  with (fileio.open_file(fileio.join(workdir, EMBEDDING_DATA), 'rb') as f,
+        np.load(f, allow_pickle=False) as data):
     names = json.loads(str(data['columns']))
     return {name: (data[f'coords_{i}'], data[f'labels_{i}']) for i, name in enumerate(names)}
 
 
 def load_class_names(workdir: str) -> list[str] | None:
   """The class names stored in ``embedding.npz`` (None: none stored, e.g. an older file)."""
-  with np.load(os.path.join(workdir, EMBEDDING_DATA), allow_pickle=False) as data:
+  with (fileio.open_file(fileio.join(workdir, EMBEDDING_DATA), 'rb') as f,
+        np.load(f, allow_pickle=False) as data):
     return json.loads(str(data['class_names'])) if 'class_names' in data.files else None
 
 
@@ -275,10 +276,10 @@ def embedding_figure(columns: Mapping[str, tuple[np.ndarray, np.ndarray]],
 def draw_embedding(workdir: str) -> str | None:
   """Draws ``<workdir>/embedding.png`` from ``embedding.npz``; returns its path, or None when
   there is no ``embedding.npz``."""
-  if not os.path.exists(os.path.join(workdir, EMBEDDING_DATA)):
+  if not fileio.exists(fileio.join(workdir, EMBEDDING_DATA)):
     return None
   figure = embedding_figure(load_embedding(workdir), load_class_names(workdir))
-  return save_png(figure, os.path.join(workdir, EMBEDDING_FILE))
+  return save_png(figure, fileio.join(workdir, EMBEDDING_FILE))
 
 
 def redraw(workdir: str) -> list[str]:
@@ -288,7 +289,7 @@ def redraw(workdir: str) -> list[str]:
     FileNotFoundError: the workdir has neither ``metrics.jsonl`` nor ``embedding.npz``.
   """
   sources = (METRICS_FILE, EMBEDDING_DATA)
-  if not any(os.path.exists(os.path.join(workdir, name)) for name in sources):
+  if not any(fileio.exists(fileio.join(workdir, name)) for name in sources):
     raise FileNotFoundError(f'nothing to plot in {workdir}: no {METRICS_FILE} (written by '
                             f'pretraining) and no {EMBEDDING_DATA} (written by evaluation)')
   return [path for path in (draw_curves(workdir), draw_embedding(workdir)) if path]

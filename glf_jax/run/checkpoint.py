@@ -75,6 +75,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint._src.futures import future as orbax_future
 
 from glf_jax.run import layout
+from glf_jax.runtime import fileio
 
 
 _ITEMS = ('state', 'data', 'meta')
@@ -205,7 +206,7 @@ def _make_manager(directory: epath.Path, *, keep: int, async_save: bool, read_on
 
 def _path(directory: str) -> epath.Path:
   # Absolute for local paths (the directory is reported in messages); URLs (gs://) as given.
-  return epath.Path(directory if '://' in str(directory) else os.path.abspath(directory))
+  return epath.Path(fileio.resolve(directory))
 
 
 def _short(error: BaseException) -> str:
@@ -586,4 +587,4 @@ def read_meta(directory: str) -> dict | None:
 
 def checkpoint_dir(workdir: str) -> str:
   """Where a run keeps its checkpoints: ``<workdir>/checkpoints``."""
-  return os.path.join(os.path.abspath(workdir), layout.CHECKPOINTS)
+  return fileio.join(fileio.resolve(workdir), layout.CHECKPOINTS)

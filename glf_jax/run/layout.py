@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-import os
+from glf_jax.runtime import fileio
 
 LOCK = '.lock'
 CONFIG = 'config.json'
@@ -44,5 +44,5 @@ COMPILE_HLO = 'compile_{}.hlo.txt'
 
 
 def path(workdir: str, name: str) -> str:
-  """``workdir/name``."""
-  return os.path.join(workdir, name)
+  """``workdir/name`` (a URL workdir's too: ``gs://b/r/name``)."""
+  return fileio.join(workdir, name)

@@ -13,6 +13,20 @@ names (hard links) or holds something other than a lock record is refused with o
 it (:class:`LockFileError`): emptying it would empty somebody's file.
 
 Process 0 of a multi-process run takes it (the others write only their checkpoint shards).
+
+**On an object store** (a ``gs://`` workdir) there is no flock, and no kernel to drop
+a dead holder's lock, so the lock is a *lease*: the object ``<workdir>/.lock`` holding the
+holder's record, a random token and the time it was last renewed. It is created with an
+exclusive-create upload (fsspec's ``mode='create'``: GCS's ``ifGenerationMatch=0``, S3's
+``If-None-Match: *``), which the store grants to exactly one writer. The holder renews it every
+``LEASE_SECONDS / 4`` from a background thread and deletes it on release. A run that finds a
+lease renewed within ``LEASE_SECONDS`` is refused with one line naming the holder; a lease older
+than that was left by a holder that died (a pre-emption, SIGKILL): the new run takes it over, and
+only one of several runs taking over the same dead lease wins — each first creates
+``.lock.takeover-<token>`` exclusively, and the loser is refused. A holder whose renewal finds
+another run's token has lost its lease (it was stalled past ``LEASE_SECONDS``): its next
+checkpoint save stops the run with one line (:func:`check_held`), so two runs never both write
+checkpoints.
 """
 
 from __future__ import annotations
@@ -25,12 +39,15 @@ import os
 import socket
 import stat
 import sys
+import threading
 import time
 from typing import Iterator
+import uuid
 
 from absl import logging
 
 from glf_jax.run import layout
+from glf_jax.runtime import fileio
 
 LOCK_NAME = layout.LOCK
 
@@ -93,12 +110,145 @@ def _open_own_file(path: str) -> int:
   return fd
 
 
+LEASE_SECONDS = 120.0  # a lease not renewed for this long was left by a dead holder
+
+_held_leases: dict[str, '_Lease'] = {}  # workdir -> the lease this process holds there
+
+
+class LeaseLostError(RuntimeError):
+  """Another run took over this run's lease on an object-store workdir."""
+
+
+def _record() -> dict:
+  return {'pid': os.getpid(), 'host': socket.gethostname(),
+          'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'command': ' '.join(sys.argv)[:300]}
+
+
+class _Lease:
+  """The lease object of an object-store workdir (module docstring)."""
+
+  def __init__(self, workdir: str, lease_seconds: float):
+    self.workdir = workdir
+    self.path = fileio.join(workdir, LOCK_NAME)
+    self.lease_seconds = lease_seconds
+    self.token = uuid.uuid4().hex
+    self.record = {**_record(), 'token': self.token}
+    self.lost = None  # the other holder's record, once a renewal finds one
+    self._stop = threading.Event()
+    self._thread = None
+    import fsspec  # pylint: disable=g-import-not-at-top
+    self.fs, self.key = fsspec.core.url_to_fs(self.path)
+
+  def _payload(self) -> bytes:
+    return json.dumps({**self.record, 'renewed': time.time()}).encode()
+
+  def _create(self, key: str, data: bytes) -> bool:
+    """Exclusive create: True if this call created ``key``, False if it existed."""
+    try:
+      self.fs.pipe_file(key, data, mode='create')
+    except FileExistsError:
+      return False
+    return True
+
+  def _read(self) -> dict | None:
+    try:
+      holder = json.loads(self.fs.cat_file(self.key))
+    except FileNotFoundError:
+      return None
+    except ValueError:
+      raise _refuse(self.path, 'holds something other than a lock record') from None
+    if not isinstance(holder, dict) or 'token' not in holder or 'renewed' not in holder:
+      raise _refuse(self.path, 'holds something other than a lock record')
+    return holder
+
+  def acquire(self) -> None:
+    for _ in range(3):  # a lease released between our create and our read: try again
+      if self._create(self.key, self._payload()):
+        break
+      holder = self._read()
+      if holder is None:
+        continue
+      age = time.time() - float(holder['renewed'])
+      if age < self.lease_seconds:
+        raise WorkdirBusyError(
+            f'{self.workdir} is in use by another run: {_holder_text(json.dumps(holder))}, '
+            f'lease renewed {age:.0f} s ago; wait for it to finish (a dead run\'s lease '
+            f'expires {self.lease_seconds:.0f} s after its last renewal) or use another --workdir')
+      marker = f'{self.key}.takeover-{holder["token"]}'
+      if not self._create(marker, self._payload()):
+        raise WorkdirBusyError(f'{self.workdir}: another run is taking over the expired lease of '
+                               f'{_holder_text(json.dumps(holder))}; use another --workdir')
+      logging.warning('%s: the previous run (%s) ended without releasing its lease (renewed '
+                      '%.0f s ago); taking over', self.workdir, _holder_text(json.dumps(holder)),
+                      age)
+      self.fs.pipe_file(self.key, self._payload())
+      self.fs.rm_file(marker)
+      break
+    else:
+      raise WorkdirBusyError(f'{self.workdir}: its lease changed hands three times while this run '
+                             'tried to take it; use another --workdir')
+    self._thread = threading.Thread(target=self._renew_loop, daemon=True,
+                                    name=f'glf_jax lease {self.workdir}')
+    self._thread.start()
+
+  def renew(self) -> None:
+    holder = self._read()
+    if holder is not None and holder['token'] != self.token:
+      self.lost = holder
+      return
+    self.fs.pipe_file(self.key, self._payload())
+
+  def _renew_loop(self) -> None:
+    while not self._stop.wait(self.lease_seconds / 4) and self.lost is None:
+      try:
+        self.renew()
+      except Exception as e:  # pylint: disable=broad-except
+        # A transient store error: the lease lasts LEASE_SECONDS, so the next renewal can mend it.
+        logging.warning('%s: renewing the lease failed (%s); retrying', self.path, e)
+
+  def release(self) -> None:
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join()
+    if self.lost is None:
+      holder = self._read()
+      if holder is not None and holder['token'] == self.token:
+        self.fs.rm_file(self.key)
+
+
+def check_held(workdir: str) -> None:
+  """Raises :class:`LeaseLostError` (one line) if this process held ``workdir``'s lease and
+  another run has taken it over; nothing for a local workdir (its flock cannot be taken)."""
+  lease = _held_leases.get(fileio.resolve(workdir))
+  if lease is not None and lease.lost is not None:
+    raise LeaseLostError(
+        f'{workdir}: this run lost its lease to {_holder_text(json.dumps(lease.lost))} (this '
+        f'process did not renew it for {lease.lease_seconds:.0f} s); stopped without writing, so '
+        'the two runs do not overwrite each other\'s checkpoints')
+
+
+@contextlib.contextmanager
+def _hold_lease(workdir: str) -> Iterator[None]:
+  lease = _Lease(workdir, LEASE_SECONDS)
+  lease.acquire()
+  _held_leases[workdir] = lease
+  try:
+    yield
+  finally:
+    _held_leases.pop(workdir, None)
+    lease.release()
+
+
 @contextlib.contextmanager
 def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
   """Holds ``workdir``'s lock for the block; raises :class:`WorkdirBusyError` if it is taken
   and :class:`LockFileError` if ``.lock`` is not the lock's own file (module docstring)."""
   if not enabled:
     yield
+    return
+  if fileio.is_url(workdir):
+    with _hold_lease(workdir):
+      yield
     return
   path = os.path.join(workdir, LOCK_NAME)
   fd = _open_own_file(path)
@@ -114,9 +264,7 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
     if previous:
       logging.warning('%s: the previous run (%s) ended without releasing its lock; taking over',
                       workdir, _holder_text(previous))
-    record = json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
-                         'started': time.strftime('%Y-%m-%d %H:%M:%S'),
-                         'command': ' '.join(sys.argv)[:300]})
+    record = json.dumps(_record())
     os.ftruncate(fd, 0)
     os.pwrite(fd, record.encode(), 0)
     try:
@@ -139,11 +287,11 @@ def claim(workdir: str, *, chief: bool = True, lock: bool = True) -> Iterator[st
     WorkdirBusyError: another live run holds the lock.
     LockFileError: ``<workdir>/.lock`` is a link or not the lock's own file (left untouched).
   """
-  workdir = os.path.abspath(workdir)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  workdir = fileio.resolve(workdir)
+  if fileio.isfile(workdir):
     raise NotADirectoryError(f'--workdir {workdir} is a file, not a directory')
-  created = not os.path.exists(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  created = not fileio.exists(workdir)
+  fileio.makedirs(workdir)
   try:
     with hold(workdir, enabled=chief and lock):
       yield workdir
@@ -154,6 +302,8 @@ def claim(workdir: str, *, chief: bool = True, lock: bool = True) -> Iterator[st
 
 
 def _remove_if_empty(workdir: str) -> None:
+  if fileio.is_url(workdir):
+    return  # an object store has no empty directories to leave behind
   if set(os.listdir(workdir)) - {LOCK_NAME}:
     return
   path = os.path.join(workdir, LOCK_NAME)

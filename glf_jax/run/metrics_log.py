@@ -4,13 +4,15 @@ One record per line, each a JSON object with a ``step``. Readers skip a torn lin
 a kill mid-write), and a line that is JSON but not such a record, with a warning naming the file
 and the line; a resumed run cuts its logs back to the step it
 resumes from (:func:`trim`), so no step is logged twice. :class:`Writers` appends training
-records to ``metrics.jsonl`` and TensorBoard (process 0 only).
+records to ``metrics.jsonl`` and TensorBoard (process 0 only); in an object-store workdir it
+uploads ``metrics.jsonl`` at most every :data:`UPLOAD_SECONDS` and at each checkpoint (an object
+is rewritten whole on every upload, and GCS allows about one write per second to one object).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import time
 from typing import Any, Iterable
 
 from absl import logging
@@ -42,20 +44,18 @@ def _parse_lines(path: str, lines: Iterable[str]) -> list[dict[str, Any]]:
 def read(path: str) -> list[dict[str, Any]]:
   """The records of a JSON-lines log; a torn line, or one that is not a record, is skipped with a
   warning naming the file and the line."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     return []
-  with open(path, encoding='utf-8') as f:
-    return _parse_lines(path, f)
+  return _parse_lines(path, fileio.read_text(path).splitlines(keepends=True))
 
 
 def trim(path: str, last_step: int) -> int:
   """Keeps the records of ``path`` up to ``last_step`` (the step a run resumes from), dropping
   torn lines and the steps logged after that checkpoint, so a resumed run logs no step twice.
   Returns how many lines were dropped."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     return 0
-  with open(path, encoding='utf-8') as f:
-    lines = [line for line in f if line.strip()]
+  lines = [line for line in fileio.read_text(path).splitlines(keepends=True) if line.strip()]
   kept = [json.dumps(r) + '\n' for r in _parse_lines(path, lines)
           if r.get('step', 0) <= last_step]
   if len(kept) != len(lines):
@@ -66,8 +66,7 @@ def trim(path: str, last_step: int) -> int:
 
 def append(path: str, record: dict[str, Any]) -> None:
   """Appends one record (flushed at once)."""
-  with open(path, 'a', encoding='utf-8') as f:
-    f.write(json.dumps(record, default=float) + '\n')
+  fileio.append_text(path, json.dumps(record, default=float) + '\n')
 
 
 def replace(path: str, key: str, record: dict[str, Any]) -> None:
@@ -75,6 +74,47 @@ def replace(path: str, key: str, record: dict[str, Any]) -> None:
   kept = [r for r in read(path) if r.get('evaluation') != key]
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     f.writelines(json.dumps(r) + '\n' for r in [*kept, record])
+
+
+UPLOAD_SECONDS = 10.0  # the least time between two uploads of an object-store workdir's log
+
+
+class _Appender:
+  """Lines appended to one log: a local file is appended to and flushed line by line; an
+  object-store log (which cannot be appended to) is kept in memory and uploaded whole at most
+  every :data:`UPLOAD_SECONDS`, at :meth:`flush` and at :meth:`close`."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.remote = fileio.is_url(path)
+    if self.remote:
+      self.text = fileio.read_text(path) if fileio.exists(path) else ''
+      self.uploaded = time.monotonic()
+      self.pending = False
+    else:
+      self.file = open(path, 'a', encoding='utf-8')  # pylint: disable=consider-using-with
+
+  def write(self, line: str) -> None:
+    if not self.remote:
+      self.file.write(line)
+      self.file.flush()
+      return
+    self.text += line
+    self.pending = True
+    if time.monotonic() - self.uploaded >= UPLOAD_SECONDS:
+      self.flush()
+
+  def flush(self) -> None:
+    if self.remote and self.pending:
+      with fileio.atomic_write(self.path, 'w', encoding='utf-8') as f:
+        f.write(self.text)
+      self.uploaded, self.pending = time.monotonic(), False
+
+  def close(self) -> None:
+    if self.remote:
+      self.flush()
+    else:
+      self.file.close()
 
 
 def tensorboard(workdir: str, purge_step: int | None = None):
@@ -104,17 +144,23 @@ class Writers:
       return
     path = layout.path(workdir, layout.METRICS_LOG)
     trim(path, start_step)
-    self.jsonl = open(path, 'a', encoding='utf-8')  # pylint: disable=consider-using-with
+    self.jsonl = _Appender(path)
     self.tb = tensorboard(workdir, purge_step=start_step + 1 if start_step else None)
 
   def write(self, step: int, scalars: dict[str, float]):
     if not self.enabled:
       return
     self.jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
-    self.jsonl.flush()
     if self.tb is not None:
       for key, value in scalars.items():
         self.tb.add_scalar(key, value, step)
+
+  def flush(self):
+    """Writes out what is buffered (before a checkpoint, so the log reaches its step)."""
+    if self.jsonl is not None:
+      self.jsonl.flush()
+    if self.tb is not None:
+      self.tb.flush()
 
   def close(self):
     if self.jsonl is not None:

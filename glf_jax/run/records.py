@@ -23,7 +23,6 @@ once.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -46,8 +45,7 @@ def _is_chief() -> bool:
 def _load(path: str) -> tuple[dict[str, Any] | None, str | None]:
   """``(summary, None)``, or ``(None, why)`` when ``path`` is not a readable JSON object."""
   try:
-    with open(path, encoding='utf-8') as f:
-      summary = json.load(f)
+    summary = json.loads(fileio.read_text(path))
   except (OSError, ValueError) as e:
     return None, f'{type(e).__name__}: {e}'
   if not isinstance(summary, dict):
@@ -58,8 +56,8 @@ def _load(path: str) -> tuple[dict[str, Any] | None, str | None]:
 def read_summary(workdir: str) -> dict[str, Any]:
   """The workdir's ``summary.json`` ({} if absent or unreadable, with a warning if unreadable:
   it is kept aside, not overwritten, when the summary is next written)."""
-  path = os.path.join(workdir, SUMMARY)
-  if not os.path.exists(path):
+  path = fileio.join(workdir, SUMMARY)
+  if not fileio.exists(path):
     return {}
   summary, why = _load(path)
   if summary is None:
@@ -71,14 +69,14 @@ def read_summary(workdir: str) -> dict[str, Any]:
 
 def _set_aside_if_damaged(path: str) -> None:
   """Renames an unreadable ``path`` to ``<path>.corrupt-<time>`` (never overwritten)."""
-  if not os.path.exists(path) or _load(path)[0] is not None:
+  if not fileio.exists(path) or _load(path)[0] is not None:
     return
   target = fileio.keep_aside(path, 'corrupt')
   logging.warning('kept the unreadable %s as %s; writing a new one', path, target)
 
 
 def write_summary(workdir: str, summary: dict) -> None:
-  path = os.path.join(workdir, SUMMARY)
+  path = fileio.join(workdir, SUMMARY)
   _set_aside_if_damaged(path)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     json.dump(summary, f, indent=2, default=float)
@@ -127,12 +125,12 @@ def log_evaluation(workdir: str, key: str, step: int | None,
   if not _is_chief():
     return
   now = time.time()
-  with open(os.path.join(workdir, EVALUATIONS_LOG), 'a', encoding='utf-8') as f:
-    f.write(json.dumps({'evaluation': key, 'step': step, 'wall_time': now, **columns},
-                       default=float) + '\n')
+  fileio.append_text(fileio.join(workdir, EVALUATIONS_LOG),
+                     json.dumps({'evaluation': key, 'step': step, 'wall_time': now, **columns},
+                                default=float) + '\n')
   scalars = {f'eval/{column.replace(" ", "_")}/{metric}': float(value)
              for column, results in columns.items() for metric, value in results.items()}
-  metrics_log.replace(os.path.join(workdir, METRICS_LOG), key,
+  metrics_log.replace(fileio.join(workdir, METRICS_LOG), key,
                       {'step': step or 0, 'evaluation': key, **scalars, 'wall_time': now})
   tb = metrics_log.tensorboard(workdir)
   if tb is None:

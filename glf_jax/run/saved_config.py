@@ -15,7 +15,6 @@ with a warning.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from absl import logging
@@ -78,7 +77,7 @@ def write_config(workdir: str, config: ml_collections.ConfigDict, *, step: int,
   if jax.process_index() != 0:
     return
   path = layout.path(workdir, layout.CONFIG)
-  if saved_json is None or (started_json is None and not os.path.exists(path)):
+  if saved_json is None or (started_json is None and not fileio.exists(path)):
     _write(path, to_json(config))
     return
   if started_json is not None:
@@ -87,9 +86,9 @@ def write_config(workdir: str, config: ml_collections.ConfigDict, *, step: int,
   new = flatten(json.loads(to_json(config)))
   changes = {k: [old.get(k), new.get(k)] for k in config_differences(saved_json, config)}
   if changes:
-    with open(layout.path(workdir, layout.CONFIG_CHANGES), 'a', encoding='utf-8') as f:
-      f.write(json.dumps({'step': step, 'wall_time': time.time(), 'changes': changes},
-                         default=str) + '\n')
+    fileio.append_text(layout.path(workdir, layout.CONFIG_CHANGES),
+                       json.dumps({'step': step, 'wall_time': time.time(), 'changes': changes},
+                                  default=str) + '\n')
 
 
 def _write(path: str, text: str) -> None:
@@ -104,8 +103,7 @@ def started_config(workdir: str, meta: dict) -> str:
   if meta.get('started_config'):
     return meta['started_config']
   try:
-    with open(layout.path(workdir, layout.CONFIG), encoding='utf-8') as f:
-      text = f.read()
+    text = fileio.read_text(layout.path(workdir, layout.CONFIG))
     json.loads(text)
     return text
   except (OSError, ValueError):
@@ -120,13 +118,12 @@ def restore_if_edited(workdir: str, started_json: str) -> None:
 
 
 def _restore_if_edited(path: str, started_json: str) -> None:
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     _write(path, started_json)
     logging.warning('%s was missing; restored the config the run started with', path)
     return
   try:
-    with open(path, encoding='utf-8') as f:
-      edited = json.loads(f.read()) != json.loads(started_json)
+    edited = json.loads(fileio.read_text(path)) != json.loads(started_json)
   except (OSError, ValueError):
     edited = True
   if not edited:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import os
 import signal
 import time
 from typing import Any, Callable
@@ -54,9 +53,11 @@ import ml_collections
 
 from glf_jax.data import make_loader, make_source
 from glf_jax.run import checkpoint as checkpoint_lib
+from glf_jax.run import lock as lock_lib
 from glf_jax.run import metrics_log
 from glf_jax.run import saved_config
 from glf_jax.runtime import devices
+from glf_jax.runtime import fileio
 from glf_jax.runtime import progress
 
 # The suffix of a step's metric that counts its consecutive skipped (non-finite) updates.
@@ -164,8 +165,8 @@ class Session:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, *, what: str = 'run'):
     self.config = config
-    self.workdir = os.path.abspath(workdir)
-    os.makedirs(self.workdir, exist_ok=True)
+    self.workdir = fileio.resolve(workdir)
+    fileio.makedirs(self.workdir)
     self.what = what
     self.is_chief = jax.process_index() == 0
     self.mesh = devices.make_mesh(config.train.num_devices)
@@ -184,6 +185,7 @@ class Session:
     self._before = (0.0, 0)  # the earlier sessions' (seconds, images) up to start_step
     self._saved_totals: dict[int, tuple[float, int]] = {}
     self._t_start = time.perf_counter()  # reset when training starts
+    self._writers = None  # the training session's logs (train)
 
   def replicate(self, tree):
     """``tree`` copied onto every device of the mesh (parameters, optimiser state, priors)."""
@@ -248,6 +250,9 @@ class Session:
             self._before[1] + (step - self.start_step) * self.images_per_step)
 
   def _save(self, state, step: int, force: bool = False) -> bool:
+    lock_lib.check_held(self.workdir)  # an object store's lease, taken over: stop, write nothing
+    if self._writers is not None:
+      self._writers.flush()
     seconds, images = self.totals(step)
     self._meta_out.update(train_seconds=seconds, images_trained=images)
     saved = self.ckpt.save(step, state, data_state=self.iterator.get_state(),
@@ -293,7 +298,8 @@ class Session:
     bar = progress.Progress(self.total_steps, desc='step', unit='img',
                             scale=self.images_per_step, initial=self.step, every=log_every,
                             enabled=self.is_chief)
-    writers = metrics_log.Writers(self.workdir, self.is_chief, start_step=self.step)
+    writers = self._writers = metrics_log.Writers(self.workdir, self.is_chief,
+                                                  start_step=self.step)
     window = [time.perf_counter(), self.step]  # the images/s of metrics.jsonl: since last log
 
     def report(step, metrics, guard_values):

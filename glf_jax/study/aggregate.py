@@ -633,7 +633,7 @@ def _mean_train_seconds(rows) -> dict[str, float]:
 def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any]:
   """Writes ``results.csv``, ``results.md`` and the figures; returns what it wrote, the
   per-cell statistics and the missing (cell, seed) pairs."""
-  workdir = os.path.abspath(workdir)
+  workdir = fileio.resolve(workdir)
   study = config.study
   cells = study_spec.selected_cells(study)
   figures = study_spec.parse_figures(study)
@@ -644,11 +644,11 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
   fitted = growth_fits(rows, study_spec.parse_fits(study))
   override_keys = study_spec.override_keys(cells)
   written = []
-  path = os.path.join(workdir, RESULTS_CSV)
+  path = fileio.join(workdir, RESULTS_CSV)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     f.write(_csv_text(rows, override_keys, metrics))
   written.append(path)
-  path = os.path.join(workdir, RESULTS_MD)
+  path = fileio.join(workdir, RESULTS_MD)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     f.write(_markdown(config, rows, cells, table, figures, compared, fitted, workdir=workdir,
                       command=command or study_spec.command_line()))
@@ -659,14 +659,14 @@ def aggregate(config, workdir: str, command: str | None = None) -> dict[str, Any
             'baselines': baselines(rows, cells, metrics),
             'train_seconds': _mean_train_seconds(rows),
             'comparisons': compared, 'fits': fitted, 'verdict_rule': stats.VERDICT_RULE}
-  path = os.path.join(workdir, RESULTS_JSON)
+  path = fileio.join(workdir, RESULTS_JSON)
   with fileio.atomic_write(path, 'w', encoding='utf-8') as f:
     json.dump(report, f, indent=1, default=float)
     f.write('\n')
   written.append(path)
   skipped_figures = []
   for spec in figures:
-    drawn = draw_figure(config, spec, cells, table, os.path.join(workdir, _figure_file(spec)),
+    drawn = draw_figure(config, spec, cells, table, fileio.join(workdir, _figure_file(spec)),
                         rows)
     if drawn:
       written.append(drawn)

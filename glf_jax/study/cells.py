@@ -48,7 +48,7 @@ def folders(cells_dir: str | None) -> list[str]:
 
 
 def record_path(folder: str, cell: str, seed: int) -> str:
-  return os.path.join(folder, cell, f'seed{seed}.json')
+  return fileio.join(folder, cell, f'seed{seed}.json')
 
 
 def _commit() -> str | None:
@@ -128,19 +128,18 @@ def read_all(cells_dir: str | None) -> dict[tuple[str, int], dict]:
   found: dict[tuple[str, int], dict] = {}
   where: dict[tuple[str, int], str] = {}
   for folder in folders(cells_dir):
-    if not os.path.isdir(folder):
+    if not fileio.isdir(folder):
       continue
-    for cell_name in sorted(os.listdir(folder)):
-      cell_folder = os.path.join(folder, cell_name)
-      if not os.path.isdir(cell_folder):
+    for cell_name in sorted(fileio.listdir(folder)):
+      cell_folder = fileio.join(folder, cell_name)
+      if not fileio.isdir(cell_folder):
         continue
-      for name in sorted(os.listdir(cell_folder)):
+      for name in sorted(fileio.listdir(cell_folder)):
         if not (name.startswith('seed') and name.endswith('.json')):
           continue
-        path = os.path.join(cell_folder, name)
+        path = fileio.join(cell_folder, name)
         try:
-          with open(path, encoding='utf-8') as f:
-            record = json.load(f)
+          record = json.loads(fileio.read_text(path))
         except (OSError, ValueError) as e:
           raise ValueError(f'study cell record {path} is unreadable ({e}); delete it to rerun '
                            'that cell') from None

@@ -43,7 +43,6 @@ is skipped; an interrupted one resumes; an interrupted cell stops the study.
 
 from __future__ import annotations
 
-import os
 
 import jax
 import ml_collections
@@ -78,10 +77,9 @@ def _check_finished_config(run_config, directory: str, where: str) -> None:
     saved = meta['config']
   else:
     path = layout.path(directory, layout.CONFIG)
-    if not os.path.exists(path):
+    if not fileio.exists(path):
       return
-    with open(path, encoding='utf-8') as f:
-      saved = f.read()
+    saved = fileio.read_text(path)
   differing = saved_config.config_differences(saved, run_config)
   if differing and not run_config.get('allow_config_change', False):
     raise ValueError(f'{where} in {directory} finished with other settings ({", ".join(differing)})'
@@ -92,12 +90,11 @@ def _write_study_config(config, workdir: str) -> None:
   """``study_config.json``, and this command appended to ``commands.txt`` (what trained the
   cells, for ``results.md``; an aggregate-only run adds nothing)."""
   if jax.process_index() == 0:
-    with fileio.atomic_write(os.path.join(workdir, STUDY_CONFIG), 'w', encoding='utf-8') as f:
+    with fileio.atomic_write(fileio.join(workdir, STUDY_CONFIG), 'w', encoding='utf-8') as f:
       f.write(saved_config.to_json(config))
     commands = read_commands(workdir)
     if command_line() not in commands:
-      with open(os.path.join(workdir, COMMANDS), 'a', encoding='utf-8') as f:
-        f.write(command_line() + '\n')
+      fileio.append_text(fileio.join(workdir, COMMANDS), command_line() + '\n')
 
 
 def _check_runs(config, runs, workdir: str) -> dict:

@@ -19,6 +19,7 @@ from ml_collections import config_dict
 
 from glf_jax import config as config_lib
 from glf_jax.run import saved_config
+from glf_jax.runtime import fileio
 
 CELLS_DIR = 'cells'
 STUDY_CONFIG = 'study_config.json'
@@ -374,11 +375,10 @@ def is_finished(summary: dict, mode: str = 'pretrain') -> bool:
 
 def read_commands(workdir: str) -> list[str]:
   """The commands that ran the study's cells (``commands.txt``), first first."""
-  path = os.path.join(workdir, COMMANDS)
-  if not os.path.exists(path):
+  path = fileio.join(workdir, COMMANDS)
+  if not fileio.exists(path):
     return []
-  with open(path, encoding='utf-8') as f:
-    return [line.strip() for line in f if line.strip()]
+  return [line.strip() for line in fileio.read_text(path).splitlines() if line.strip()]
 
 
 def flattened(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 from absl import logging
@@ -22,6 +21,7 @@ from glf_jax import prior as prior_lib
 from glf_jax.data import sources
 from glf_jax.run import layout
 from glf_jax.run.session import Session
+from glf_jax.runtime import fileio
 from glf_jax.runtime import progress
 from glf_jax.runtime import targets
 from glf_jax.train.setup import build_training
@@ -75,11 +75,10 @@ def _compile_report(workdir: str, batch_size: int, num_devices: int) -> dict | N
   """The workdir's ``compile_report.json`` when it is for this batch over this many devices (the
   compile mode run with the same config and workdir), else None."""
   path = layout.path(workdir, layout.COMPILE_REPORT)
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     return None
   try:
-    with open(path, encoding='utf-8') as f:
-      report = json.load(f)
+    report = json.loads(fileio.read_text(path))
     step = report['train_step']
   except (OSError, ValueError, KeyError, TypeError):
     return None
