@@ -213,6 +213,7 @@ def _child(args, tmp_path):
   return result.stdout
 
 
+@pytest.mark.slow  # a child process that trains (20-30 s): not in the fast tier
 def test_a_run_on_gcs_interrupted_and_resumed_equals_an_uninterrupted_local_run(url, tmp_path):
   out = _child(['-c', _RESUME_CHILD, str(tmp_path / 'local'), url], tmp_path)
   facts = json.loads(out.strip().splitlines()[-1])
@@ -224,6 +225,7 @@ def test_a_run_on_gcs_interrupted_and_resumed_equals_an_uninterrupted_local_run(
   assert sorted(fileio.listdir(fileio.join(url, 'checkpoints'))) == ['2', '4']
 
 
+@pytest.mark.slow  # a child process that trains (20-30 s): not in the fast tier
 def test_main_on_a_gcs_workdir_writes_its_summary_and_a_second_call_does_nothing(
     url, tmp_path):
   command = ['-m', 'glf_jax.main', '--config', 'configs/quickstart.py', '--workdir', url,
@@ -239,6 +241,7 @@ def test_main_on_a_gcs_workdir_writes_its_summary_and_a_second_call_does_nothing
   assert 'holds a finished run (step 2, evaluated): nothing to do' in again, again[-2000:]
 
 
+@pytest.mark.slow  # a child process that trains (20-30 s): not in the fast tier
 def test_a_study_on_gcs_runs_its_cells_there_and_aggregates(url, tmp_path):
   _child(['-m', 'glf_jax.main', '--config', 'configs/studies/adc_ablation.py:smoke',
           '--workdir', url], tmp_path)
