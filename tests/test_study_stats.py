@@ -54,7 +54,8 @@ def test_holm_adjustment():
     ([0.001, 0.03, 0.002], None, 'not separated'),      # no expected sign: no direction claim
     ([0.01, -0.02, 0.015], 1, 'not separated'),
     ([0.0, 0.0044, 0.0022], 1, 'not separated'),        # a zero is not the expected sign
-    ([0.01], 1, 'not separated'),                       # one seed: no test
+    ([0.01], 1, 'too few seeds'),                       # one seed: no test
+    ([], 1, 'not run'),                                 # no seed has both cells
 ])
 def test_the_verdict_rule(differences, expect, verdict):
   assert stats.compare(differences, expect=expect)['verdict'] == verdict

@@ -79,22 +79,17 @@ def _epath(path: str | os.PathLike[str]) -> epath.Path:
   return epath.Path(os.fspath(path))
 
 
+# epath serves local paths (its os backend) and URLs alike.
 def exists(path: str | os.PathLike[str]) -> bool:
-  if is_url(path):
-    return _epath(path).exists()
-  return os.path.exists(path)
+  return _epath(path).exists()
 
 
 def isdir(path: str | os.PathLike[str]) -> bool:
-  if is_url(path):
-    return _epath(path).is_dir()
-  return os.path.isdir(path)
+  return _epath(path).is_dir()
 
 
 def isfile(path: str | os.PathLike[str]) -> bool:
-  if is_url(path):
-    return _epath(path).is_file()
-  return os.path.isfile(path)
+  return _epath(path).is_file()
 
 
 def makedirs(path: str | os.PathLike[str]) -> None:
@@ -107,9 +102,7 @@ def makedirs(path: str | os.PathLike[str]) -> None:
 
 def listdir(path: str | os.PathLike[str]) -> list[str]:
   """The names in directory ``path`` (unsorted, as ``os.listdir``)."""
-  if is_url(path):
-    return [p.name for p in _epath(path).iterdir()]
-  return os.listdir(path)
+  return [p.name for p in _epath(path).iterdir()]
 
 
 def open_file(path: str | os.PathLike[str], mode: str = 'r', *,

@@ -38,7 +38,7 @@ VERDICT_RULE = (
     'when it has one) and the mean of d has the expected sign (or the paper expects none); '
     '**opposite** when p < 0.05 and the mean has the other sign; **direction only** when '
     'p >= 0.05 but every seed\'s d has the expected sign (n >= 3); **not separated** '
-    'otherwise. Beside each verdict, the smallest difference the design could detect (80 % '
+    'otherwise; **not run** when no seed has both cells, **too few seeds** when one has. Beside each verdict, the smallest difference the design could detect (80 % '
     'power at the observed spread): "not separated" with a detectable difference larger than '
     'the paper\'s effect means the design could not have seen it.')
 
@@ -112,7 +112,7 @@ def verdict(differences: Sequence[float], p_adjusted: float, expect: int | None,
   expected sign ``expect`` (+1, -1 or None)."""
   d = np.asarray(differences, np.float64)
   if len(d) < 2 or math.isnan(p_adjusted):
-    return 'not separated'
+    return 'not run' if len(d) == 0 else 'too few seeds'
   sign = int(np.sign(d.mean()))
   if p_adjusted < alpha and sign != 0:
     return 'opposite' if expect is not None and sign == -expect else 'separated'
