@@ -25,8 +25,11 @@ than that was left by a holder that died (a pre-emption, SIGKILL): the new run t
 only one of several runs taking over the same dead lease wins — each first creates
 ``.lock.takeover-<token>`` exclusively, and the loser is refused. A holder whose renewal finds
 another run's token has lost its lease (it was stalled past ``LEASE_SECONDS``): its next
-checkpoint save stops the run with one line (:func:`check_held`), so two runs never both write
-checkpoints.
+checkpoint save stops the run with one line (:func:`check_held`). A renewal reads the lease and
+then rewrites it (gcsfs offers no conditional overwrite), so a stalled holder's renewal can
+overwrite its successor's lease; the successor then finds a token not its own and stops instead,
+and one of the two goes on. A lease's age is read with the hosts' clocks: synchronised clocks
+differ by far less than ``LEASE_SECONDS``.
 """
 
 from __future__ import annotations
