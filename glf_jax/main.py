@@ -60,8 +60,9 @@ def _parse_flags(argv):
 
 
 def check_workdir(workdir: str) -> None:
-  """Refuses a URL workdir no installed backend serves (one line); a ``gs://`` / ``s3://``
-  workdir holds the run's files in one place for every host (``glf_jax.runtime.fileio``)."""
+  """Refuses (one line) a URL workdir that cannot hold a run or whose backend is not installed;
+  a ``gs://`` workdir holds the run's files in one place for every host
+  (``glf_jax.runtime.fileio``)."""
   from glf_jax.runtime import fileio  # pylint: disable=g-import-not-at-top
   fileio.check_url(workdir)
 

@@ -63,9 +63,11 @@ class LockFileError(OSError):
   """``<workdir>/.lock`` is not a file the lock may write (a link, a directory, another file)."""
 
 
-def _holder_text(raw: str) -> str:
+def _holder_text(holder: str | dict) -> str:
+  """Who holds the lock, from its record (a lease's dict, or a lock file's raw text)."""
   try:
-    holder = json.loads(raw)
+    if isinstance(holder, str):
+      holder = json.loads(holder)
     return (f'pid {holder["pid"]} on {holder["host"]} since {holder["started"]} '
             f'({holder["command"]})')
   except (ValueError, KeyError, TypeError):
@@ -174,15 +176,15 @@ class _Lease:
       age = time.time() - float(holder['renewed'])
       if age < self.lease_seconds:
         raise WorkdirBusyError(
-            f'{self.workdir} is in use by another run: {_holder_text(json.dumps(holder))}, '
+            f'{self.workdir} is in use by another run: {_holder_text(holder)}, '
             f'lease renewed {age:.0f} s ago; wait for it to finish (a dead run\'s lease '
             f'expires {self.lease_seconds:.0f} s after its last renewal) or use another --workdir')
       marker = f'{self.key}.takeover-{holder["token"]}'
       if not self._create(marker, self._payload()):
         raise WorkdirBusyError(f'{self.workdir}: another run is taking over the expired lease of '
-                               f'{_holder_text(json.dumps(holder))}; use another --workdir')
+                               f'{_holder_text(holder)}; use another --workdir')
       logging.warning('%s: the previous run (%s) ended without releasing its lease (renewed '
-                      '%.0f s ago); taking over', self.workdir, _holder_text(json.dumps(holder)),
+                      '%.0f s ago); taking over', self.workdir, _holder_text(holder),
                       age)
       self.fs.pipe_file(self.key, self._payload())
       self.fs.rm_file(marker)
@@ -225,7 +227,7 @@ def check_held(workdir: str) -> None:
   lease = _held_leases.get(fileio.resolve(workdir))
   if lease is not None and lease.lost is not None:
     raise LeaseLostError(
-        f'{workdir}: this run lost its lease to {_holder_text(json.dumps(lease.lost))} (this '
+        f'{workdir}: this run lost its lease to {_holder_text(lease.lost)} (this '
         f'process did not renew it for {lease.lease_seconds:.0f} s); stopped without writing, so '
         'the two runs do not overwrite each other\'s checkpoints')
 

@@ -133,13 +133,6 @@ def append_text(path: str | os.PathLike[str], text: str) -> None:
     f.write(text)
 
 
-def remove(path: str | os.PathLike[str]) -> None:
-  if is_url(path):
-    _epath(path).unlink()
-  else:
-    os.remove(path)
-
-
 def rename(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
   """Renames a file (on an object store: copied, then the source deleted)."""
   if is_url(source):
