@@ -78,6 +78,9 @@ def parse_args(argv=None):
   p.add_argument('--log-every', type=int, default=50, help="the session's train.log_every")
   p.add_argument('--state', choices=('resnet18', 'tiny'), default='resnet18',
                  help="the state the null step passes through (default: ResNet-18 SimCLR's)")
+  p.add_argument('--steps-per-call', default='1,8',
+                 help='session-loop rows: train.steps_per_call values, comma-separated (the '
+                      'baseline checkout runs one step per call)')
   p.add_argument('--baseline-repo', type=pathlib.Path, default=None,
                  help='also measure this checkout of glf_jax (e.g. the commit before a change)')
   p.add_argument('--label', default=None, help='name of this checkout in the table')
@@ -88,6 +91,7 @@ def parse_args(argv=None):
   p.add_argument('--quick', action='store_true',
                  help='smoke run: 1,024 images, 20 steps, the tiny state')
   args = p.parse_args(argv)
+  args.steps_per_call = [int(k) for k in str(args.steps_per_call).split(',')]
   if args.quick:
     args.images, args.steps, args.warmup = min(args.images, 1024), min(args.steps, 20), 5
     args.state = 'tiny'
@@ -156,6 +160,21 @@ def _touch(state, batch):
   return state['step'] + 1, metrics
 
 
+@functools.partial(jax.jit, keep_unused=True)
+def _touch_many(state, batches):
+  # The null step of several batches in one call (train.steps_per_call): its metrics stacked.
+  count = len(batches)
+  metrics = {'loss': jnp.stack([b['image'][0, 0, 0, 0].astype(jnp.float32) for b in batches]),
+             'nonfinite_in_a_row': jnp.broadcast_to(state['nonfinite_in_a_row'], (count,))}
+  return state['step'] + count, metrics
+
+
+def null_steps(state, batches):
+  """:func:`null_step` over a tuple of batches in one call (the session's ``steps_fn``)."""
+  step, metrics = _touch_many(state, batches)
+  return {**state, 'step': step}, metrics
+
+
 def null_step(state, batch):
   """The step that costs nothing on the device: a jitted call taking the whole state and the
   batch, returning the next step number and the metrics (one pixel of the batch, the NaN guard's
@@ -164,12 +183,12 @@ def null_step(state, batch):
   return {**state, 'step': step}, metrics
 
 
-def bench_dispatch(args, config, session, state):
+def bench_dispatch(args, config, session):
   """The null step alone, on one batch placed beforehand."""
   step = null_step
   loader = make_loader(session.source, seed=0, global_batch_size=args.batch_size)
   batch = devices.to_global_batch(next(iter(loader)), session.mesh)
-  state = session.replicate(state)
+  state = session.replicate(null_state(args, config, session))
   for _ in range(args.warmup):
     state, _ = step(state, batch)
   jax.block_until_ready(state)
@@ -181,18 +200,21 @@ def bench_dispatch(args, config, session, state):
               time.thread_time() - c)
 
 
-def bench_session(args, config, workdir):
+def bench_session(args, config, workdir, steps_per_call):
+  """The session loop over the null step, ``steps_per_call`` steps a call (the warmup and timed
+  steps rounded up to whole calls)."""
+  config = config.copy_and_resolve_references()
+  config.train.steps_per_call = steps_per_call
   session = Session(config, str(workdir))
-  state = null_state(args, config, session)
+  warmup = -(-args.warmup // steps_per_call) * steps_per_call
+  steps = -(-args.steps // steps_per_call) * steps_per_call
+  total = warmup + steps
+  state = session.open(session.replicate(null_state(args, config, session)), total_steps=total)
   leaves = len(jax.tree.leaves(state))
-  dispatch = bench_dispatch(args, config, session, jax.tree.map(jnp.copy, state))
-  total = args.warmup + args.steps
-  state = session.open(session.replicate(state), total_steps=total)
-  step = null_step
   marks = {}
 
   def on_step(k):
-    if k == args.warmup:
+    if k == warmup:
       marks['start'] = (time.perf_counter(), time.thread_time())
 
   def after_step(k, state_now):
@@ -200,10 +222,13 @@ def bench_session(args, config, workdir):
       jax.block_until_ready(state_now)
       marks['end'] = (time.perf_counter(), time.thread_time())
 
-  session.train(state, step, on_step=on_step, after_step=after_step)
-  row = _row(f'session loop (null step, {leaves} state arrays)', args,
+  several = {'steps_fn': null_steps} if steps_per_call > 1 else {}  # (a baseline has no steps_fn)
+  session.train(state, null_step, on_step=on_step, after_step=after_step, **several)
+  per_call = f', {steps_per_call} steps per call' if steps_per_call > 1 else ''
+  row = _row(f'session loop (null step, {leaves} state arrays{per_call})',
+             argparse.Namespace(**{**vars(args), 'steps': steps}),
              marks['end'][0] - marks['start'][0], marks['end'][1] - marks['start'][1])
-  return [dispatch, {**row, 'state_arrays': leaves}]
+  return {**row, 'state_arrays': leaves, 'steps_per_call': steps_per_call}
 
 
 def measure(args) -> list[dict]:
@@ -217,7 +242,9 @@ def measure(args) -> list[dict]:
     mesh = devices.make_mesh()
     rows = [bench_loader(args, source, mesh, place=False),
             bench_loader(args, source, mesh, place=True),
-            *bench_session(args, config, base / f'run-{time.time_ns()}')]
+            bench_dispatch(args, config, Session(config, str(base / 'dispatch')))]
+    rows += [bench_session(args, config, base / f'run-{time.time_ns()}', k)
+             for k in args.steps_per_call]
   return rows
 
 
@@ -226,7 +253,7 @@ def run_baseline(args) -> list[dict]:
   with tempfile.TemporaryDirectory(prefix='glf_host_loop_base_') as tmp:
     out = pathlib.Path(tmp) / 'baseline.json'
     command = [sys.executable, str(pathlib.Path(__file__).resolve()), '--json', str(out),
-               '--label', args.baseline_repo.name]
+               '--label', args.baseline_repo.name, '--steps-per-call', '1']
     for name in ('batch_size', 'images', 'classes', 'steps', 'warmup', 'log_every', 'state'):
       command += [f'--{name.replace("_", "-")}', str(getattr(args, name))]
     env = {**os.environ, 'GLF_JAX_BENCH_REPO': str(args.baseline_repo.resolve())}

@@ -173,6 +173,10 @@ def test_member_config_overrides_and_json_round_trip():
     cohort.check_cohort_config(_config([('x', {})], probe_examples=10_001))
   with pytest.raises(ValueError, match="cohort.dispatch must be one of \\('split', 'fused'\\)"):
     cohort.check_cohort_config(_config([('x', {})], dispatch='vmap'))
+  several = _config([('x', {})])
+  several.train.steps_per_call = 4
+  with pytest.raises(ValueError, match='a cohort runs one step per call'):
+    cohort.check_cohort_config(several)
 
 
 def test_initial_state_copies_shared_parts_and_layer_gaps():

@@ -176,6 +176,17 @@ def test_modes_include_show_config_and_plot():
     config_lib.validate(config)
 
 
+def test_steps_per_call_must_be_a_positive_int():
+  for bad in (0, -2):  # (a float is refused by the config itself: the key is an int)
+    config = _quickstart()
+    config.train.steps_per_call = bad
+    with pytest.raises(ValueError, match='train.steps_per_call'):
+      config_lib.validate(config)
+  config = _quickstart()
+  config.train.steps_per_call = 8
+  config_lib.validate(config)
+
+
 def test_unknown_key_messages():
   config = _quickstart()
   assert flag_errors.unknown_key_message(config, 'train.batch_size') is None

@@ -21,6 +21,7 @@ from glf_jax.constraints import CONSTRAINTS
 from glf_jax.losses import glf
 from glf_jax.run import metrics_log
 from glf_jax.run import session as session_lib
+from glf_jax.train import step as step_lib
 from glf_jax.train.pretrain import pretrain
 from tests.conftest import child_lines, run_child
 
@@ -224,38 +225,43 @@ def test_a_nonfinite_gradient_of_a_finite_loss_is_named_as_such(tmp_path, monkey
     main.run(config, str(tmp_path))
 
 
-def _streak_session(tmp_path, *, first_bad, every, num_steps=40, log_every=1):
+def _streak_session(tmp_path, *, first_bad, every, num_steps=40, log_every=1,
+                    steps_per_call=None):
   """A session over digits whose jitted step is free and non-finite from step ``first_bad`` on
-  (its metrics: the loss and the streak)."""
-  config = digits_config(num_steps=num_steps, max_nonfinite_in_a_row=3, log_every=log_every)
+  (its metrics: the loss and the streak); the step and its ``steps_per_call`` form."""
+  config = digits_config(num_steps=num_steps, max_nonfinite_in_a_row=3, log_every=log_every,
+                         steps_per_call=steps_per_call)
   config.checkpoint.every_steps = every
   session = session_lib.Session(config, str(tmp_path))
   state = session.open(session.replicate({'step': jnp.int32(0), 'streak': jnp.int32(0)}),
                        total_steps=num_steps, step_of=lambda s: s['step'])
 
-  @jax.jit
-  def step_fn(state, batch):
+  def step(state, batch):
     step = state['step'] + 1
     streak = jnp.where(step >= first_bad, state['streak'] + 1, 0)
     loss = jnp.where(streak > 0, jnp.nan, jnp.mean(batch['image'].astype(jnp.float32)))
     return {'step': step, 'streak': streak}, {'loss': loss, 'nonfinite_in_a_row': streak}
 
-  return session, state, step_fn
+  return session, state, jax.jit(step), jax.jit(step_lib.scan_steps(step))
 
 
-@pytest.mark.parametrize('first_bad,every', [(6, 2), (3, 1000)])
+@pytest.mark.parametrize('first_bad,every,steps_per_call',
+                         [(6, 2, None), (3, 1000, None), (3, 1000, 4), (6, 8, 4), (6, 2, 4)])
 def test_a_streak_read_late_stops_at_its_step_and_keeps_the_checkpoint_before_it(
-    tmp_path, first_bad, every):
-  """The guard reads steps' values late and in groups; the run still stops at the step the
-  streak reached the limit, and no checkpoint is saved at or after that step."""
-  session, state, step_fn = _streak_session(tmp_path, first_bad=first_bad, every=every)
+    tmp_path, first_bad, every, steps_per_call):
+  """The guard reads steps' values late and in groups, several steps a call or one; the run
+  still stops at the step the streak reached the limit, and no checkpoint is saved at or after
+  that step (with 4 steps a call, (6, 8): the call that reaches the limit ends at a checkpoint
+  step, 8)."""
+  session, state, step_fn, steps_fn = _streak_session(
+      tmp_path, first_bad=first_bad, every=every, steps_per_call=steps_per_call)
   last = first_bad + 2  # the streak reaches 3 here
   kept = (last - 1) // every * every or None  # the last checkpoint before it (8 is one: not kept)
   with pytest.raises(session_lib.NonFiniteLossError,
                      match=(rf'^3 non-finite losses in a row, the last at step {last}; loss '
                             rf"terms: {{'loss': nan, 'nonfinite_in_a_row': 3.0}}\. The updates "
                             rf'were skipped; the last good checkpoint \(step {kept}\) is kept')):
-    session.train(state, step_fn)
+    session.train(state, step_fn, steps_fn=steps_fn)
   saved = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
   assert saved == ([s for s in (2, 4, 6) if s <= kept] if kept else []), saved
   # The logs hold every step before the stop, read late but in order.
@@ -265,8 +271,8 @@ def test_a_streak_read_late_stops_at_its_step_and_keeps_the_checkpoint_before_it
 
 def test_metrics_are_read_a_few_steps_at_a_time_behind_the_dispatched_steps(tmp_path,
                                                                             monkeypatch):
-  session, state, step_fn = _streak_session(tmp_path, first_bad=10**6, every=1000,
-                                            log_every=1000)
+  session, state, step_fn, _ = _streak_session(tmp_path, first_bad=10**6, every=1000,
+                                               log_every=1000)
   dispatched, reads = [0], []
   real_get = session_lib.jax.device_get
 
@@ -434,3 +440,55 @@ def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path,
   old = pretrain(config, str(tmp_path / 'old'))
   assert int(old.state['step']) == 4 and old.train_seconds <= old.session_seconds
   assert old.images_per_second == pytest.approx(2 * 64 / old.train_seconds)
+
+
+@pytest.mark.slow
+def test_steps_per_call_runs_whole_windows_equals_one_step_per_call_and_resumes_exactly(
+    tmp_path, monkeypatch):
+  """train.steps_per_call=4 over 10 steps, a checkpoint every 8: calls of 4 steps for the windows
+  [1, 4] and [5, 8], then one step a call (a window of 4 from 8 passes the end); the result is
+  one step per call's up to float rounding (XLA compiles the loop's body on its own), and a run
+  interrupted after step 4 resumes to the uninterrupted run's parameters bit for bit."""
+  real_train = session_lib.Session.train
+  calls = []
+
+  def recording(self, state, step_fn, *, steps_fn=None, stop_at=None, **kwargs):
+    def one(s, batch):
+      calls.append(1)
+      return step_fn(s, batch)
+
+    def several(s, batches):
+      calls.append(len(batches))
+      return steps_fn(s, batches)
+
+    def on_step(step):
+      return step == stop_at
+    return real_train(self, state, one, steps_fn=several, on_step=on_step, **kwargs)
+
+  def run(name, steps_per_call, stop_at=None):
+    calls.clear()
+    monkeypatch.setattr(session_lib.Session, 'train',
+                        lambda *a, **k: recording(*a, stop_at=stop_at, **k))
+    config = digits_config(num_steps=10, steps_per_call=steps_per_call)
+    config.checkpoint.every_steps = 8
+    outcome = pretrain(config, str(tmp_path / name))
+    return outcome, list(calls)
+
+  _, one_calls = run('one', None)
+  assert one_calls == [1] * 10
+  whole, whole_calls = run('four', 4)
+  assert whole_calls == [4, 4, 1, 1]
+  losses = {name: [r['loss'] for r in metrics_log.read(str(tmp_path / name / 'metrics.jsonl'))]
+            for name in ('one', 'four')}
+  assert len(losses['four']) == 10
+  np.testing.assert_allclose(losses['four'], losses['one'], rtol=1e-5)
+  for a, b in zip(_final_params(tmp_path / 'one')[1], _final_params(tmp_path / 'four')[1]):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+  stopped, stopped_calls = run('resumed', 4, stop_at=4)
+  assert stopped.interrupted and int(stopped.state['step']) == 4 and stopped_calls == [4]
+  _, resumed_calls = run('resumed', 4)
+  assert resumed_calls == [4, 1, 1]
+  assert int(whole.state['step']) == 10
+  for a, b in zip(_final_params(tmp_path / 'four')[1], _final_params(tmp_path / 'resumed')[1]):
+    np.testing.assert_array_equal(a, b)

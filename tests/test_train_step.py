@@ -254,6 +254,33 @@ def test_sharded_step_equals_one_device_step():
     np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-6)
 
 
+def test_steps_in_one_call_on_8_devices_equal_the_steps_one_by_one():
+  """train.steps_per_call: scan_steps over 3 batches sharded on 8 devices gives the three single
+  steps' metrics (stacked) and state, up to float rounding (XLA compiles the loop's body on its
+  own), with the batch still sharded inside the loop."""
+  config = _config('simclr+adc')
+  config.train.num_steps = 20
+  config_lib.validate(config)
+  training = build_training(config, steps_per_epoch=STEPS_PER_EPOCH, num_classes=10)
+  prior_apply, prior_state = prior_lib.build_prior(config, training.objective)
+  step = training.train_step(prior_apply)
+  mesh = devices.make_mesh(8)
+  state = jax.device_put(training.state, devices.replicated(mesh))
+  batches = tuple(devices.to_global_batch(_batch(seed), mesh) for seed in range(3))
+
+  one_by_one, metrics = jax.jit(step)(jax.tree.map(jnp.copy, state), batches[0], prior_state), []
+  metrics.append(one_by_one[1])
+  for batch in batches[1:]:
+    one_by_one = jax.jit(step)(one_by_one[0], batch, prior_state)
+    metrics.append(one_by_one[1])
+  scanned, stacked = jax.jit(step_lib.scan_steps(step))(state, batches, prior_state)
+  assert stacked['loss'].shape == (3,) and int(scanned['step']) == 3
+  np.testing.assert_allclose(np.asarray(stacked['loss']), [float(m['loss']) for m in metrics],
+                             rtol=1e-5)
+  for a, b in zip(_leaves(one_by_one[0]['params']), _leaves(scanned['params'])):
+    np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-6)
+
+
 def _prior(config):
   objective = methods.build_objective(config.objective)
   return prior_lib.build_prior(config, objective)

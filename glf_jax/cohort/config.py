@@ -105,6 +105,9 @@ def check_cohort_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'cohort.rsa_examples must be >= 3, got {c.rsa_examples}')
   if c.get('dispatch') not in DISPATCH:
     raise ValueError(f'cohort.dispatch must be one of {DISPATCH}, got {c.get("dispatch")!r}')
+  if (config.train.get('steps_per_call') or 1) != 1:
+    raise ValueError(f'train.steps_per_call is {config.train.steps_per_call}: a cohort runs one '
+                     'step per call (its tracking reads the state between steps); set it to 1')
   if c.weight_gap_layers not in WEIGHT_GAP_LAYERS:
     raise ValueError(f'cohort.weight_gap_layers must be one of {WEIGHT_GAP_LAYERS}, got '
                      f'{c.weight_gap_layers!r}')

@@ -30,9 +30,11 @@ A session owns what every training run in a workdir needs, whatever it trains:
   :class:`NonFiniteLossError`, naming the step and the terms and keeping the last good checkpoint.
 
 The caller supplies the state, the jitted ``step_fn(state, batch) -> (state, metrics)``, and what
-to show (``tail``). Metrics stay on the device and are read late: ``METRICS_READ_EVERY`` steps at
-a time, once ``METRICS_LAG`` newer steps are dispatched, so the device's queue stays several steps
-deep and the host never waits for a step it has just dispatched. Every pending step is read (and
+to show (``tail``). Metrics stay on the device and are read late: ``METRICS_READ_EVERY`` calls at
+a time, once ``METRICS_LAG`` newer calls are dispatched, so the device's queue stays several steps
+deep and the host never waits for a step it has just dispatched. A call is one step, or
+``train.steps_per_call`` steps in one program (``steps_fn``: the host's cost of a call, mostly
+the jitted dispatch of the state's arrays, is then paid once for them). Every pending step is read (and
 checked) before a checkpoint is saved, so no checkpoint follows a streak the guard stops at; the
 logs and the progress bar read the values as they are drained (the bar only when it draws).
 """
@@ -62,10 +64,11 @@ from glf_jax.runtime import progress
 
 # The suffix of a step's metric that counts its consecutive skipped (non-finite) updates.
 NONFINITE = 'nonfinite_in_a_row'
-# Batches on the devices ahead of the step that reads them (besides one being placed).
+# Batches on the devices ahead of the step that reads them (besides one being placed), per step a
+# call runs.
 DEVICE_PREFETCH = 2
-# Steps' metrics are read (NaN guard, logs, progress) this many at a time, once METRICS_LAG newer
-# steps are dispatched: one device-to-host read per METRICS_READ_EVERY steps, never a wait for a
+# Calls' metrics are read (NaN guard, logs, progress) this many at a time, once METRICS_LAG newer
+# calls are dispatched: one device-to-host read per METRICS_READ_EVERY calls, never a wait for a
 # step the device has not reached.
 METRICS_READ_EVERY = 4
 METRICS_LAG = 4
@@ -178,6 +181,7 @@ class Session:
                               worker_count=config.train.worker_count)
     self.steps_per_epoch = self.loader.steps_per_epoch
     self.images_per_step = int(config.train.batch_size)
+    self.steps_per_call = int(config.train.get('steps_per_call') or 1)
     self.ckpt = None
     self.iterator = None
     self.step = self.start_step = self.total_steps = 0
@@ -237,7 +241,7 @@ class Session:
     # devices.to_global_batch is looked up per batch (tests replace it).
     placed = self.loader.dataset.map(lambda batch: devices.to_global_batch(batch, self.mesh))
     return iter(grain.experimental.ThreadPrefetchIterDataset(
-        placed, prefetch_buffer_size=DEVICE_PREFETCH))
+        placed, prefetch_buffer_size=DEVICE_PREFETCH * self.steps_per_call))
 
   def totals(self, step: int) -> tuple[float, int]:
     """Training seconds and images of all sessions up to ``step`` (the totals saved with that
@@ -281,6 +285,7 @@ class Session:
             'train.max_nonfinite_in_a_row.', step=step, checkpoint_step=kept)
 
   def train(self, state, step_fn: Callable[[Any, dict], tuple[Any, Any]], *,
+            steps_fn: Callable[[Any, tuple], tuple[Any, Any]] | None = None,
             tail: Callable[[Any], str] | None = None,
             report_now: Callable[[int], bool] | None = None,
             after_step: Callable[[int, Any], None] | None = None,
@@ -292,7 +297,16 @@ class Session:
     ``tail(metrics)`` is the progress line's text after ``|``; ``after_step(step, state)`` runs
     after each step (a cohort's tracking); ``on_step(step)`` returning True stops as SIGTERM
     does. Returns the :class:`Outcome`; the checkpointer is closed.
+
+    With ``train.steps_per_call`` K > 1, ``steps_fn(state, batches)`` runs the K steps of a tuple
+    of K batches in one call (``glf_jax.train.step.scan_steps``), its metrics stacked; it is
+    called for each window of K steps that starts at a multiple of K and has no checkpoint or
+    ``report_now`` step before its last step (:meth:`_call_length`), ``step_fn`` for the other
+    steps. ``after_step`` then runs after each call (the state between a call's steps is not on
+    hand), ``on_step`` for each of its steps once the call is dispatched.
     """
+    if self.steps_per_call > 1 and steps_fn is None:
+      raise ValueError(f'train.steps_per_call={self.steps_per_call} needs the caller\'s steps_fn')
     self._t_start = time.perf_counter()
     log_every = logging_interval(self.config.train.log_every, self.total_steps)
     bar = progress.Progress(self.total_steps, desc='step', unit='img',
@@ -321,8 +335,12 @@ class Session:
 
     holder = {'state': state}
 
-    def advance():
-      holder['state'], metrics = step_fn(holder['state'], next(self.iterator))
+    def advance(n):
+      if n == 1:
+        holder['state'], metrics = step_fn(holder['state'], next(self.iterator))
+      else:
+        batches = tuple(next(self.iterator) for _ in range(n))
+        holder['state'], metrics = steps_fn(holder['state'], batches)
       return metrics
 
     try:
@@ -338,27 +356,51 @@ class Session:
                    train_seconds=seconds, images_per_second=images / max(seconds, 1e-9),
                    session_seconds=time.perf_counter() - self._t_start)
 
+  def _call_length(self, report_now) -> int:
+    """Steps the next call runs: ``steps_per_call`` for a whole window of them that starts at a
+    multiple of it and has no checkpoint or ``report_now`` step before its last step, else 1. A
+    function of the step alone, so a resumed run calls the same programs at the same steps."""
+    k, step = self.steps_per_call, self.step
+    if k == 1 or step % k or step + k > self.total_steps:
+      return 1
+    every = self.config.checkpoint.every_steps
+    inside = range(step + 1, step + k)
+    if any(s % every == 0 or (report_now is not None and report_now(s)) for s in inside):
+      return 1
+    return k
+
   def _loop(self, advance, report, holder, *, report_now, after_step, on_step,
             on_interrupt) -> str | None:
     """Steps until ``total_steps`` or an interruption; returns the stopping signal's name."""
-    pending = collections.deque()  # (step, metrics) dispatched and not read yet, oldest first
+    # Calls dispatched and not read yet, oldest first: (first step, steps, metrics); a call of
+    # one step has scalar metrics, a call of several each metric stacked over its steps.
+    pending = collections.deque()
 
     def read(keep: int = 0) -> None:
-      """Reads (and reports, in order) all but the newest ``keep`` pending steps, the guard's
-      values of them all in one transfer."""
-      steps = [pending.popleft() for _ in range(len(pending) - keep)]
-      guard_values = jax.device_get([
+      """Reads (and reports, in order) all but the newest ``keep`` pending calls, in one
+      transfer: the guard's values of one-step calls, the whole (small) metrics of the others."""
+      calls = [pending.popleft() for _ in range(len(pending) - keep)]
+      fetched = jax.device_get([
+          metrics if n > 1 else
           {k: v for k, v in _flat_scalars(metrics).items() if k.endswith(NONFINITE)}
-          for _, metrics in steps])
-      for (step, metrics), values in zip(steps, guard_values):
-        report(step, metrics, values)
+          for _, n, metrics in calls])
+      for (first, n, metrics), values in zip(calls, fetched):
+        if n == 1:
+          report(first, metrics, values)
+          continue
+        for i in range(n):
+          one = jax.tree.map(lambda column: column[i], values)
+          report(first + i, one,
+                 {k: v for k, v in _flat_scalars(one).items() if k.endswith(NONFINITE)})
 
     stopped_by = None
     every = self.config.checkpoint.every_steps
     with _StopFlag(announce=self.is_chief) as stop:
       while self.step < self.total_steps:
-        pending.append((self.step + 1, advance()))
-        self.step += 1
+        n = self._call_length(report_now)
+        first = self.step + 1
+        pending.append((first, n, advance(n)))
+        self.step += n
         self.ckpt.check_for_errors()  # a failed background save (a full disk) stops the run now
         if len(pending) >= METRICS_LAG + METRICS_READ_EVERY:
           read(keep=METRICS_LAG)
@@ -369,7 +411,7 @@ class Session:
         if self.step % every == 0:
           read()  # the guard checks every step before a checkpoint is kept
           self._save(holder['state'], self.step)
-        if on_step is not None and on_step(self.step):
+        if on_step is not None and any([on_step(s) for s in range(first, self.step + 1)]):
           stop.raised = True
           stop.signal_name = stop.signal_name or 'SIGTERM'
         if stop.raised:  # (also at the last step: the caller stops before evaluating)

@@ -24,6 +24,7 @@ from glf_jax.run.session import Session
 from glf_jax.runtime import fileio
 from glf_jax.runtime import progress
 from glf_jax.runtime import targets
+from glf_jax.train import step as step_lib
 from glf_jax.train.setup import build_training
 
 
@@ -111,7 +112,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
   prior_apply, prior_state = prior_lib.build_prior(config, objective, session.source)
   state = session.open(session.replicate(training.state), total_steps=training.total_steps)
   prior_state = session.replicate(prior_state)
-  train_step = jax.jit(training.train_step(prior_apply), donate_argnums=0)
+  step = training.train_step(prior_apply)
+  train_step = jax.jit(step, donate_argnums=0)
+  train_steps = jax.jit(step_lib.scan_steps(step), donate_argnums=0)  # train.steps_per_call
   if session.is_chief:
     print(banner(config, num_examples=len(session.source), num_classes=num_classes,
                  image_shape=session.source.image_shape, mesh=session.mesh,
@@ -125,7 +128,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> Run:
 
   if session.step < training.total_steps:
     progress.announce_compiling('the train step')
-  outcome = session.train(state, lambda s, batch: train_step(s, batch, prior_state), tail=terms)
+  outcome = session.train(state, lambda s, batch: train_step(s, batch, prior_state),
+                          steps_fn=lambda s, batches: train_steps(s, batches, prior_state),
+                          tail=terms)
   return Run(eval_graphdef=training.eval_graphdef, state=outcome.state,
              total_steps=training.total_steps, steps_per_epoch=session.steps_per_epoch,
              num_classes=num_classes, interrupted=outcome.interrupted,

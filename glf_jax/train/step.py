@@ -159,6 +159,20 @@ def make_train_step(*, train_graphdef, method: Method, run: RunInfo, objective: 
   return train_step
 
 
+def scan_steps(train_step: Callable) -> Callable:
+  """``train_step(state, batch, *args) -> (state, metrics)`` as
+  ``steps(state, batches, *args) -> (state, metrics)``: the step over a tuple of batches, in order,
+  in one program (``jax.lax.scan``), each metric stacked along a new leading axis (one entry per
+  step). One call of it runs ``len(batches)`` steps: the host pays one dispatch for them
+  (``train.steps_per_call``, ``glf_jax.run.session``)."""
+
+  def steps(state, batches, *args):
+    stacked = jax.tree.map(lambda *rows: jnp.stack(rows), *batches)
+    return jax.lax.scan(lambda carry, batch: train_step(carry, batch, *args), state, stacked)
+
+  return steps
+
+
 def make_probe_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """The online classifier's optimiser: Adam at ``train.online_probe_lr`` (no decay)."""
   return optax.adam(float(config.train.online_probe_lr))
