@@ -39,10 +39,12 @@ _ENV = {
     'AWS_DEFAULT_REGION': 'us-east-1',
 }
 
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import fsspec  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from glf_jax import main  # pylint: disable=g-import-not-at-top,wrong-import-position
+from glf_jax.prior import features_file as prior_features  # pylint: disable=g-import-not-at-top,wrong-import-position
 from glf_jax.run import lock  # pylint: disable=g-import-not-at-top,wrong-import-position
 from glf_jax.run import metrics_log  # pylint: disable=g-import-not-at-top,wrong-import-position
 from glf_jax.runtime import fileio  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -151,6 +153,42 @@ def test_a_failed_atomic_write_to_gcs_uploads_nothing(url):
       f.write('{"new": ')
       raise RuntimeError('disk full')
   assert json.loads(fileio.read_text(path)) == {'old': 1}
+
+
+@pytest.mark.parametrize('suffix', ['.safetensors', '.npy'])
+def test_prior_features_files_on_gcs_are_written_and_read_back(url, suffix):
+  from tests.test_prior_features import _Source, _table  # pylint: disable=g-import-not-at-top
+  source, table = _Source(), _table()
+  path = fileio.join(url, f'prior{suffix}')
+  prior_features.write(path, table, source=source, description='toy')
+  features, metadata = prior_features.read(path)
+  np.testing.assert_array_equal(features, table)
+  assert metadata['source'] == 'toy/train' and metadata['description'] == 'toy'
+  np.testing.assert_array_equal(prior_features.load_for_source(path, source), table)
+  with pytest.raises(FileNotFoundError, match='no prior features file'):
+    prior_features.read(fileio.join(url, f'missing{suffix}'))
+
+
+@pytest.mark.parametrize('suffix', ['.safetensors', '.npz'])
+def test_encoder_weights_and_state_dicts_on_gcs_are_written_and_read_back(url, suffix):
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from glf_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from glf_jax.models import build_encoder, weights  # pylint: disable=g-import-not-at-top
+  from glf_jax.models import torchvision as tv  # pylint: disable=g-import-not-at-top
+  model = config_lib.base_config('simclr', 'digits', 'resnet_tiny').model
+  saved, loaded = (build_encoder(model, rngs=nnx.Rngs(seed)) for seed in (0, 1))
+  which = nnx.Any(nnx.Param, nnx.BatchStat)
+  path = fileio.join(url, f'encoder{suffix}')
+  weights.export_weights(nnx.state(saved, which), path)
+  weights.load_weights_into(loaded, path)
+  for a, b in zip(jax.tree.leaves(nnx.state(saved, which)), jax.tree.leaves(nnx.state(loaded, which))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(FileNotFoundError, match='no weights file'):
+    weights.load_weights_into(loaded, fileio.join(url, f'missing{suffix}'))
+  state_dict = {'conv1.weight': np.arange(6, dtype=np.float32).reshape(1, 2, 3)}
+  tv.save_state_dict(state_dict, fileio.join(url, 'tv.safetensors'))
+  read = tv.load_state_dict(fileio.join(url, 'tv.safetensors'))
+  np.testing.assert_array_equal(read['conv1.weight'], state_dict['conv1.weight'])
 
 
 def test_the_metrics_log_on_gcs_is_uploaded_in_batches_and_at_close(url, monkeypatch):

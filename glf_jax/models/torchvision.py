@@ -225,11 +225,11 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
                      f'{convert_command(path)}')
   if not lower.endswith('.safetensors'):
     raise ValueError(f'a torchvision state dict must be a .safetensors file, got {path!r}')
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise FileNotFoundError(f'no torchvision weights file at {path!r}')
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
   try:
-    return dict(load_file(path))
+    return dict(load(fileio.read_bytes(path)))  # a local path or a URL (gs://)
   except Exception as e:  # pylint: disable=broad-except  # e.g. bfloat16, which NumPy lacks
     raise ValueError(f'cannot read {path} as a NumPy safetensors file ({type(e).__name__}: {e}); '
                      'save it from torch in float32: {k: v.float().contiguous() ...}') from e

@@ -7,11 +7,13 @@ same architecture (every entry must match). torchvision state dicts are ``models
 
 from __future__ import annotations
 
-import os
+import io
 
 from flax import nnx
 import jax.numpy as jnp
 import numpy as np
+
+from glf_jax.runtime import fileio
 
 
 def _flat_state(state: nnx.State) -> dict[str, np.ndarray]:
@@ -25,27 +27,29 @@ def _flat_state(state: nnx.State) -> dict[str, np.ndarray]:
 def export_weights(encoder_state: nnx.State, path: str) -> None:
   """Writes an encoder's parameters and BatchNorm statistics as ``.npz`` or ``.safetensors``."""
   flat = _flat_state(encoder_state)
-  if path.endswith('.safetensors'):
-    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-    save_file(flat, path)
-  elif path.endswith('.npz'):
-    np.savez(path, **flat)
-  else:
+  if not path.endswith(('.safetensors', '.npz')):
     raise ValueError(f'weights file must end in .npz or .safetensors, got {path!r}')
+  with fileio.atomic_write(path) as f:  # a local path or a URL (gs://)
+    if path.endswith('.safetensors'):
+      from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
+      f.write(save(flat))
+    else:
+      np.savez(f, **flat)
 
 
 def load_weights_into(encoder: nnx.Module, path: str) -> None:
   """Loads a ``.npz`` / ``.safetensors`` file into ``encoder`` (every entry must match)."""
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise FileNotFoundError(f'prior.path: no weights file at {path!r}')
   if not path.endswith(('.safetensors', '.npz')):
     raise ValueError(f'prior.path must end in .npz or .safetensors, got {path!r}')
   try:
+    data = fileio.read_bytes(path)  # a local path or a URL (gs://)
     if path.endswith('.safetensors'):
-      from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-      flat = load_file(path)
+      from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
+      flat = load(data)
     else:
-      with np.load(path, allow_pickle=False) as f:
+      with np.load(io.BytesIO(data), allow_pickle=False) as f:
         flat = {k: f[k] for k in f.files}
   except Exception as e:  # pylint: disable=broad-except  # SafetensorError, a bad zip, pickles
     raise ValueError(f'cannot read the weights file {path} ({type(e).__name__}: {e})') from e

@@ -32,8 +32,8 @@ Writing a file from any encoder (e.g. CLIP in a PyTorch environment)::
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from typing import Sequence
 
 import numpy as np
@@ -106,22 +106,23 @@ def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
       not a finite float ``[N, D >= 1]`` array; the message names the file.
   """
   check_path(path)
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise FileNotFoundError(f'prior.path: no prior features file at {path!r}')
   if path.endswith('.safetensors'):
     features, metadata = _read_safetensors(path)
   else:
     try:
-      features = np.load(path, allow_pickle=False)
+      with fileio.open_file(path, 'rb') as f:  # a local file, or a URL's bytes (gs://)
+        features = np.load(io.BytesIO(f.read()) if fileio.is_url(path) else f,
+                           allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:  # malformed, truncated, or pickled objects
       raise ValueError(f'cannot read the prior features file {path} ({type(e).__name__}: {e}); '
                        'write it with glf_jax.prior.features_file.write (never pickle)') from e
     sidecar = path + '.json'
-    if not os.path.isfile(sidecar):
+    if not fileio.isfile(sidecar):
       raise FileNotFoundError(f'{path} has no metadata file {sidecar} (num_examples, '
                               'ids_fingerprint); write the file with glf_jax.prior.features_file.write')
-    with open(sidecar, encoding='utf-8') as f:
-      metadata = json.load(f)
+    metadata = json.loads(fileio.read_text(sidecar))
   if metadata.get('format') != FORMAT:
     raise ValueError(f'{path}: format {metadata.get("format")!r}, expected {FORMAT!r}; write the '
                      'file with glf_jax.prior.features_file.write')
@@ -140,11 +141,20 @@ def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
 def _read_safetensors(path: str) -> tuple[np.ndarray, dict[str, str]]:
   """The ``features`` tensor and the header metadata of a ``.safetensors`` file."""
   from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+  from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
   try:
-    with safe_open(path, framework='numpy') as f:
-      metadata = dict(f.metadata() or {})
-      names = list(f.keys())
-      features = f.get_tensor('features') if 'features' in names else None
+    if fileio.is_url(path):  # (gs://) the file's bytes; the metadata from its JSON header
+      with fileio.open_file(path, 'rb') as f:
+        data = f.read()
+      header = json.loads(data[8:8 + int.from_bytes(data[:8], 'little')])
+      metadata = dict(header.get('__metadata__') or {})
+      tensors = load(data)
+      names, features = list(tensors), tensors.get('features')
+    else:  # a local file: memory-mapped, only the features tensor read
+      with safe_open(path, framework='numpy') as f:
+        metadata = dict(f.metadata() or {})
+        names = list(f.keys())
+        features = f.get_tensor('features') if 'features' in names else None
   except Exception as e:  # pylint: disable=broad-except  # SafetensorError, dtypes NumPy lacks
     raise ValueError(f'cannot read the prior features file {path} as safetensors '
                      f'({type(e).__name__}: {e}); write it with '

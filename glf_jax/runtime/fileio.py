@@ -116,6 +116,12 @@ def open_file(path: str | os.PathLike[str], mode: str = 'r', *,
   return open(path, mode, encoding=encoding)  # pylint: disable=consider-using-with
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+  """The whole file's bytes (a weights or features file read from a URL as from a local path)."""
+  with open_file(path, 'rb') as f:
+    return f.read()
+
+
 def read_text(path: str | os.PathLike[str]) -> str:
   with open_file(path, 'r', encoding='utf-8') as f:
     return f.read()
