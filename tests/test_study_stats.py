@@ -80,3 +80,22 @@ def test_constant_differences():
   c = stats.compare([0.0, 0.0, 0.0], expect=1)
   assert c['p'] == 1.0 and c['verdict'] == 'not separated'
   assert math.isnan(stats.compare([0.01], expect=1)['mde'])
+
+
+def test_the_midi_adc_seeds_come_from_the_pilot_spread_of_the_committed_cells():
+  """configs/studies/adc_ablation.py:midi sets its seeds by seeds_for_power from a pilot spread:
+  that spread is the one of the committed records (ADC - baseline, linear top-1, seeds 0-2)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  from glf_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parent.parent
+  cells = root / 'studies/results/adc_ablation_midi/cells'
+  top1 = {(cell, seed): json.loads((cells / cell / f'seed{seed}.json').read_text())['metrics'][
+      'linear/top1'] for cell in ('adc', 'baseline') for seed in range(3)}
+  d = [top1['adc', s] - top1['baseline', s] for s in range(3)]
+  study = config_lib.load_config_module(str(root / 'configs/studies/adc_ablation.py'))
+  assert round(float(np.std(d, ddof=1)), 4) == study.MIDI_PILOT_SD
+  assert study.MIDI_SEEDS == tuple(range(stats.seeds_for_power(study.MIDI_PILOT_SD,
+                                                               study.MIDI_TARGET)))
+  assert len(study.MIDI_SEEDS) >= 3
+  assert tuple(study.get_config('midi').study.seeds) == study.MIDI_SEEDS

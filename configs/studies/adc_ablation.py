@@ -26,7 +26,7 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
 * ``:midi`` — CIFAR-10 at 16 px (``configs/studies/cifar10.py``: the calibrated tier), SimCLR
   with ADC's paper setting and the pixel prior; cells ``baseline``, ``adc``, ``dcm``, ``lpm``,
   ``adc_simclr_prior`` (LPM's prior the ``baseline`` run of the same seed: run seed by seed, on
-  one machine), ``nu_1``, ``upsilon_1``; the seeds of ``SEEDS`` (from a target power); each claim
+  one machine), ``nu_1``, ``upsilon_1``; the seeds of ``MIDI_SEEDS`` (from a target power); each claim
   a comparison with its verdict (``results.md``, Comparisons). Needs CIFAR-10: TFDS's, or the JPEG
   folder with ``--config.data.name=image_folder --config.data.root=ROOT``; records with
   ``--config.study.cells_dir=studies/results/adc_ablation_midi/cells``.
@@ -40,8 +40,16 @@ bandwidth; both kernels' σ² move together) and ``prior_random`` (LPM with a ra
 from glf_jax.config import adc_paper_setting, load_config_file, load_config_module
 from glf_jax.config import parse_config_arg
 from glf_jax.study.spec import as_study, cell, comparison, figure
+from glf_jax.study.stats import seeds_for_power
 
-MIDI_SEEDS = (0, 1, 2)                 # at least 3; the detectable differences are in results.md
+# :midi's seeds from a target power (glf_jax.study.stats.seeds_for_power, 80 % at p < 0.05): the
+# pilot is the spread of the per-seed ADC - baseline linear top-1 differences over :midi's first 3
+# seeds (studies/results/adc_ablation_midi; tests/test_study_stats.py recomputes it from those
+# cells), the target the smallest gain worth detecting at :midi: 0.0075, 75 of the 10,000 test
+# images, under half the paper's +0.0166. At least 3 seeds whatever the pilot says.
+MIDI_PILOT_SD = 0.0017
+MIDI_TARGET = 0.0075
+MIDI_SEEDS = tuple(range(seeds_for_power(MIDI_PILOT_SD, MIDI_TARGET, minimum=3)))  # (0, 1, 2)
 
 WEIGHTS = (0.01, 0.1, 1.0, 10.0)       # the ν and υ grid of the paper's ablation
 MINI_WEIGHTS = (0.1, 1.0, 10.0)        # :mini: the range of the paper's stability claim

@@ -15,8 +15,9 @@ same batches in the same order and the same augmentation keys, so the per-seed d
 
 ``seeds_for_power(sd, difference)`` gives the number of seeds a design needs to detect
 ``difference`` with that power, from a pilot's spread; a study config may set its seeds with it,
-e.g. ``seeds = tuple(range(max(3, seeds_for_power(pilot_sd, effect))))`` (the configs here fix
-3 seeds: no ``:midi`` pilot spread has been measured yet).
+e.g. ``seeds = tuple(range(seeds_for_power(pilot_sd, effect)))``: ``adc_ablation:midi`` does, from
+the spread of its first three seeds (3 seeds detect its 0.0075 target); the other ``:midi``
+studies fix 3 seeds until a pilot of theirs has run.
 """
 
 from __future__ import annotations
