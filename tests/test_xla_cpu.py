@@ -104,3 +104,33 @@ def test_wmse_runs_under_the_fast_preset():
   plain = _run(_WMSE_GRAD.format(preset='none'), JAX_PLATFORMS='cpu')
   assert fast['value'] == pytest.approx(plain['value'], rel=1e-5)
   assert fast['grad'] == pytest.approx(plain['grad'], rel=1e-3, abs=1e-7)
+
+
+_DOT_WITH_A_CONSTANT = """
+  import json
+  from glf_jax.runtime import xla_cpu
+  xla_cpu.configure('{preset}')
+  import jax, jax.numpy as jnp, numpy as np
+  x = jax.random.normal(jax.random.key(0), (64, 16, 16, 32))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 32, 64)) * 0.1
+  def pooled_times_constant(x, w):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y.mean(axis=(1, 2)) @ jnp.full((64, 10), 0.5)
+  jitted = np.asarray(jax.jit(pooled_times_constant)(x, w))
+  with jax.disable_jit():
+    eager = np.asarray(pooled_times_constant(x, w))
+  print(json.dumps(dict(jaxlib=jax.lib.__version__,
+                        error=float(np.max(np.abs(jitted - eager))),
+                        scale=float(np.max(np.abs(eager))))))
+"""
+
+
+@pytest.mark.parametrize('preset', ['none', 'fast'])
+def test_a_pooled_conv_times_a_constant_matrix_is_compiled_correctly(preset):
+  # jaxlib 0.10.2's CPU compiler returns garbage (1e22 where the answer is about 1) for a conv,
+  # a spatial mean, then a dot with a constant matrix (jnp.ones / jnp.full) — 0.10.1 is correct,
+  # and requirements.txt excludes 0.10.2 (its wrong-result regression: jax-ml/jax#39103). This
+  # fails on a jaxlib with that bug, whatever installed it.
+  result = _run(_DOT_WITH_A_CONSTANT.format(preset=preset), JAX_PLATFORMS='cpu')
+  assert result['error'] <= 1e-5 * result['scale'], result
