@@ -7,6 +7,8 @@ import math
 import pathlib
 import sys
 
+import pytest
+
 from tests.conftest import run_child
 
 _SCRIPT = pathlib.Path(__file__).resolve().parent.parent / 'benchmarks' / 'losses.py'
@@ -142,3 +144,22 @@ def test_tfds_decode_cache_benchmark_quick(tmp_path):
   stages = [r['stage'].split(' (')[0] for r in result['rows']]
   assert stages == ['decode every read', 'cache build', 'cached read_batch', 'cached loader']
   assert all(r['images'] > 0 and r['images_per_core_s'] > 0 for r in result['rows'])
+
+
+@pytest.mark.slow  # two child processes compiling the :midi step (about 20 s each)
+def test_step_numerics_of_the_midi_step_agree_across_xla_presets(tmp_path):
+  """benchmarks/step_numerics.py: the :midi training step under both XLA CPU presets gives the
+  same losses to float rounding (a miscompiled step parts by far more)."""
+  files = []
+  for preset in ('fast', 'none'):
+    out = tmp_path / f'{preset}.json'
+    proc = run_child([sys.executable, str(_SCRIPT.parent / 'step_numerics.py'), '--steps', '2',
+                      '--preset', preset, '--json', str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    files.append(out)
+  fast, plain = (json.loads(f.read_text()) for f in files)
+  assert fast['arch'] == 'resnet_small' and fast['batch_size'] == 256 and len(fast['losses']) == 2
+  assert max(abs(a - b) for a, b in zip(fast['losses'], plain['losses'])) < 1e-4
+  proc = run_child([sys.executable, str(_SCRIPT.parent / 'step_numerics.py'), '--compare',
+                    *map(str, files)], cwd=tmp_path)
+  assert proc.returncode == 0 and '| jax ' in proc.stdout, proc.stdout + proc.stderr
