@@ -3,6 +3,7 @@ stop on non-finite losses, evaluate and write summary.json. On the made CIFAR-10
 of tests/conftest.py (400 + 40 JPEGs)."""
 
 import json
+import math
 import os
 import pathlib
 import signal
@@ -481,9 +482,13 @@ def test_steps_per_call_runs_whole_windows_equals_one_step_per_call_and_resumes_
   losses = {name: [r['loss'] for r in metrics_log.read(str(tmp_path / name / 'metrics.jsonl'))]
             for name in ('one', 'four')}
   assert len(losses['four']) == 10
-  np.testing.assert_allclose(losses['four'], losses['one'], rtol=1e-5)
-  for a, b in zip(_final_params(tmp_path / 'one')[1], _final_params(tmp_path / 'four')[1]):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # Rounding, which training amplifies: over 10 steps the losses part by up to 1.5e-4 relative
+  # (jax 0.10.1; 1e-6 with 0.10.2) and the parameters by 2.5e-4 of their norm. A call that ran
+  # the wrong batches or skipped a step parts the losses by far more from step 2 on.
+  np.testing.assert_allclose(losses['four'], losses['one'], rtol=1e-3)
+  one, four = _final_params(tmp_path / 'one')[1], _final_params(tmp_path / 'four')[1]
+  gap = math.sqrt(sum(float(np.sum((a.astype(np.float64) - b) ** 2)) for a, b in zip(one, four)))
+  assert gap <= 5e-3 * math.sqrt(sum(float(np.sum(b.astype(np.float64) ** 2)) for b in one))
 
   stopped, stopped_calls = run('resumed', 4, stop_at=4)
   assert stopped.interrupted and int(stopped.state['step']) == 4 and stopped_calls == [4]
