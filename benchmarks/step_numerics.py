@@ -31,7 +31,8 @@ from glf_jax.runtime import xla_cpu  # noqa: E402  (before jax starts)
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  p.add_argument('--method', default='simclr', help="cifar10_run's method (configs/studies/cifar10.py)")
+  p.add_argument('--method', default='simclr',
+                 help="cifar10_run's method (configs/studies/cifar10.py)")
   p.add_argument('--steps', type=int, default=12)
   p.add_argument('--preset', default='fast', help='XLA CPU preset (glf_jax.runtime.xla_cpu)')
   p.add_argument('--json', type=pathlib.Path,

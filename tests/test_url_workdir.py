@@ -181,7 +181,8 @@ def test_encoder_weights_and_state_dicts_on_gcs_are_written_and_read_back(url, s
   path = fileio.join(url, f'encoder{suffix}')
   weights.export_weights(nnx.state(saved, which), path)
   weights.load_weights_into(loaded, path)
-  for a, b in zip(jax.tree.leaves(nnx.state(saved, which)), jax.tree.leaves(nnx.state(loaded, which))):
+  for a, b in zip(jax.tree.leaves(nnx.state(saved, which)),
+                  jax.tree.leaves(nnx.state(loaded, which))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with pytest.raises(FileNotFoundError, match='no weights file'):
     weights.load_weights_into(loaded, fileio.join(url, f'missing{suffix}'))

@@ -34,9 +34,10 @@ to show (``tail``). Metrics stay on the device and are read late: ``METRICS_READ
 a time, once ``METRICS_LAG`` newer calls are dispatched, so the device's queue stays several steps
 deep and the host never waits for a step it has just dispatched. A call is one step, or
 ``train.steps_per_call`` steps in one program (``steps_fn``: the host's cost of a call, mostly
-the jitted dispatch of the state's arrays, is then paid once for them). Every pending step is read (and
-checked) before a checkpoint is saved, so no checkpoint follows a streak the guard stops at; the
-logs and the progress bar read the values as they are drained (the bar only when it draws).
+the jitted dispatch of the state's arrays, is then paid once for them). Every pending step is
+read (and checked) before a checkpoint is saved, so no checkpoint follows a streak the guard stops
+at; the logs and the progress bar read the values as they are drained (the bar only when it
+draws).
 """
 
 from __future__ import annotations
