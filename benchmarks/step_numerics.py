@@ -68,7 +68,6 @@ def measure(args) -> dict:
           'jax': jax.__version__, 'jaxlib': jax.lib.__version__, 'preset': args.preset,
           'method': args.method, 'arch': config.model.arch, 'batch_size': batch_size,
           'image_size': size, 'losses': losses,
-          'param_sum_abs': float(sum(np.abs(p).sum() for p in params)),
           'param_norms': [float(np.linalg.norm(p)) for p in params]}
 
 

@@ -112,9 +112,10 @@ def read(path: str) -> tuple[np.ndarray, dict[str, str]]:
     features, metadata = _read_safetensors(path)
   else:
     try:
-      with fileio.open_file(path, 'rb') as f:  # a local file, or a URL's bytes (gs://)
-        features = np.load(io.BytesIO(f.read()) if fileio.is_url(path) else f,
-                           allow_pickle=False)
+      if fileio.is_url(path):  # (gs://) the file's bytes
+        features = np.load(io.BytesIO(fileio.read_bytes(path)), allow_pickle=False)
+      else:
+        features = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:  # malformed, truncated, or pickled objects
       raise ValueError(f'cannot read the prior features file {path} ({type(e).__name__}: {e}); '
                        'write it with glf_jax.prior.features_file.write (never pickle)') from e
@@ -144,8 +145,7 @@ def _read_safetensors(path: str) -> tuple[np.ndarray, dict[str, str]]:
   from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
   try:
     if fileio.is_url(path):  # (gs://) the file's bytes; the metadata from its JSON header
-      with fileio.open_file(path, 'rb') as f:
-        data = f.read()
+      data = fileio.read_bytes(path)
       header = json.loads(data[8:8 + int.from_bytes(data[:8], 'little')])
       metadata = dict(header.get('__metadata__') or {})
       tensors = load(data)

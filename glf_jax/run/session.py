@@ -160,6 +160,11 @@ def _flat_scalars(metrics) -> dict[str, Any]:
   return flat
 
 
+def _guard_values(metrics) -> dict[str, Any]:
+  """The NaN guard's counters among a step's metrics (one per cohort member)."""
+  return {k: v for k, v in _flat_scalars(metrics).items() if k.endswith(NONFINITE)}
+
+
 class Session:
   """One invocation's training in ``workdir`` (see the module docstring).
 
@@ -381,18 +386,15 @@ class Session:
       """Reads (and reports, in order) all but the newest ``keep`` pending calls, in one
       transfer: the guard's values of one-step calls, the whole (small) metrics of the others."""
       calls = [pending.popleft() for _ in range(len(pending) - keep)]
-      fetched = jax.device_get([
-          metrics if n > 1 else
-          {k: v for k, v in _flat_scalars(metrics).items() if k.endswith(NONFINITE)}
-          for _, n, metrics in calls])
+      fetched = jax.device_get([metrics if n > 1 else _guard_values(metrics)
+                                for _, n, metrics in calls])
       for (first, n, metrics), values in zip(calls, fetched):
         if n == 1:
           report(first, metrics, values)
           continue
         for i in range(n):
           one = jax.tree.map(lambda column: column[i], values)
-          report(first + i, one,
-                 {k: v for k, v in _flat_scalars(one).items() if k.endswith(NONFINITE)})
+          report(first + i, one, _guard_values(one))
 
     stopped_by = None
     every = self.config.checkpoint.every_steps
