@@ -113,6 +113,16 @@ def ref_prototype_bias(features, labels):
   return np.mean(dists)
 
 
+def ref_prototype_bias_clean(features, clean, labels):
+  f, c = np.float64(features), np.float64(clean)
+  surrogate = [np.mean([_unit(v) for v in f[i]], axis=0) for i in range(len(f))]
+  dists = []
+  for i in range(len(f)):
+    same = [_unit(c[j]) for j in range(len(f)) if labels[j] == labels[i]]
+    dists.append(np.linalg.norm(surrogate[i] - np.mean(same, axis=0)))
+  return np.mean(dists)
+
+
 # ---------------------------------------------------------------- linear CKA
 
 
@@ -376,6 +386,36 @@ def test_prototype_bias_matches_reference(n, k, d, num_classes):
   assert isinstance(got['num_augmentations'], int) and isinstance(got['num_samples'], int)
 
 
+@pytest.mark.parametrize('n,k,d,num_classes', [(7, 1, 3, 2), (30, 2, 8, 3), (51, 4, 16, 5)])
+def test_prototype_bias_with_clean_prototypes_matches_reference(n, k, d, num_classes):
+  rng = _rng(n + k + 1)
+  labels = rng.integers(0, num_classes, size=n)
+  clean = rng.normal(size=(num_classes, d))[labels] + rng.normal(size=(n, d))
+  feats = (clean[:, None, :] + 0.5 * rng.normal(size=(n, k, d))).astype(np.float32)
+  got = metrics.prototype_bias(feats, labels, clean=clean.astype(np.float32))
+  np.testing.assert_allclose(got['bias'], ref_prototype_bias_clean(feats, clean, labels),
+                             rtol=RTOL)
+  assert abs(got['bias'] - metrics.prototype_bias(feats, labels)['bias']) > 1e-6
+
+
+def test_prototype_bias_readings_differ_by_a_shift_of_the_views():
+  """Views that move every image's features by one vector s: the bias against the views' class
+  means does not see it; against the clean class means it becomes |s| (to within the unshifted
+  bias, by the triangle inequality)."""
+  rng = _rng(29)
+  labels = np.repeat([0, 1, 2], 4)
+  clean = np.repeat(rng.normal(size=(3, 6)), 4, axis=0)  # every image of a class alike
+  shift = 3.0 * rng.normal(size=6)
+  unshifted = clean[:, None, :] + 0.1 * rng.normal(size=(12, 5, 6))
+  shifted = unshifted + shift
+  bias = lambda f, **kw: metrics.prototype_bias(f, labels, normalize=False, **kw)['bias']
+  np.testing.assert_allclose(bias(shifted), bias(unshifted), rtol=1e-12)
+  small = bias(unshifted, clean=clean)
+  assert small < 0.2
+  assert abs(bias(shifted, clean=clean) - np.linalg.norm(shift)) <= small + 1e-12
+  assert bias(shifted, clean=clean) > 10 * bias(shifted)
+
+
 def test_prototype_bias_zero_when_class_views_identical():
   rng = _rng(23)
   labels = np.array([0, 1, 0, 2, 1, 0])
@@ -396,6 +436,8 @@ def test_prototype_bias_invalid():
     metrics.prototype_bias(np.ones((4, 2, 3), np.float32), np.arange(3))
   with pytest.raises(ValueError, match='n >= 2'):
     metrics.prototype_bias(np.ones((1, 2, 3), np.float32), np.arange(1))
+  with pytest.raises(ValueError, match=r'clean must be the \[n, d\] = \[4, 3\]'):
+    metrics.prototype_bias(np.ones((4, 2, 3), np.float32), np.arange(4), clean=np.ones((4, 2)))
 
 
 # ---------------------------------------------------------------- shared input validation

@@ -1,6 +1,7 @@
 """The ``prototype_bias`` evaluator (arXiv 2510.10572 §5, docs/maths.md §4) on a tiny random encoder."""
 
 from flax import nnx
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from glf_jax.data import DigitsSource
 from glf_jax.data import recipes
 from glf_jax.data.datasets import dataset_info
 from glf_jax.evaluate import common
+from glf_jax.evaluate.prototype_bias import augmented_features
 from glf_jax.models import build_encoder, default_model_config
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.5, 0.2)
@@ -53,7 +55,8 @@ class _Images:
 def _context(encoder, source, recipe, seed=0, batch_size=48):
   graphdef, params, batch_stats = nnx.split(encoder, nnx.Param, nnx.BatchStat)
   return common.Context(eval_graphdef=graphdef, params=params, batch_stats=batch_stats,
-                        transform={}, augment=ml_collections.ConfigDict(
+                        transform=dict(image_size=16, mean=MEAN, std=STD, crop_fraction=1.0),
+                        augment=ml_collections.ConfigDict(
                             dict(view1=recipe, view2=_recipe(random=True))),
                         train_source=None, test_source=source,
                         num_classes=source.num_classes, seed=seed, batch_size=batch_size)
@@ -83,6 +86,7 @@ def test_random_encoder_gives_finite_raw_and_normalised_bias(encoder):
   source = _digits(30)
   results = _bias(encoder, source, _recipe(random=True), k=3, n=30)
   assert set(results) == {'prototype_bias/raw', 'prototype_bias/normalized',
+                          'prototype_bias/raw_clean', 'prototype_bias/normalized_clean',
                           'prototype_bias/num_augmentations', 'prototype_bias/num_images'}
   raw, normalized = results['prototype_bias/raw'], results['prototype_bias/normalized']
   assert np.isfinite(raw) and np.isfinite(normalized) and raw > 0 and normalized > 0
@@ -112,6 +116,30 @@ def test_without_randomness_the_bias_is_the_spread_of_the_images_features(encode
     centres = {y: f[source.labels == y].mean(0) for y in np.unique(source.labels)}
     expected = np.mean([np.linalg.norm(f[i] - centres[y]) for i, y in enumerate(source.labels)])
     np.testing.assert_allclose(one[key], expected, rtol=1e-4)
+    # The clean images' features are the views' here, so both readings agree.
+    np.testing.assert_allclose(one[f'{key}_clean'], one[key], rtol=1e-4)
+
+
+def test_clean_prototypes_are_the_class_means_of_the_probe_features(encoder):
+  """``..._clean``: the surrogates against the class means of the evaluation transform's features
+  of the same images (what the probe sees), by hand."""
+  source = _digits(24)
+  recipe = _recipe(random=True)
+  context = _context(encoder, source, recipe)
+  results = evaluate.EVALUATORS['prototype_bias'](context, ml_collections.ConfigDict(
+      dict(augmentations=3, examples=24, view='view1')))
+  views = augmented_features(context, source.images, recipe, num_augmentations=3,
+                             key=jax.random.key(11))
+  x = (source.images.astype(np.float32) / 255.0 - np.array(MEAN)) / np.array(STD)
+  clean = np.asarray(encoder(x.astype(np.float32))['h'], np.float64)
+  unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)
+  for key, v, c in (('prototype_bias/raw_clean', views, clean),
+                    ('prototype_bias/normalized_clean', unit(views), unit(clean))):
+    m = v.astype(np.float64).mean(1)
+    centres = {y: c[source.labels == y].mean(0) for y in np.unique(source.labels)}
+    expected = np.mean([np.linalg.norm(m[i] - centres[y]) for i, y in enumerate(source.labels)])
+    np.testing.assert_allclose(results[key], expected, rtol=1e-4)
+  assert results['prototype_bias/normalized_clean'] != results['prototype_bias/normalized']
 
 
 def test_identical_images_have_bias_only_from_augmentation(encoder):

@@ -8,6 +8,12 @@ the mean of its images' surrogates, and the bias the mean distance between the t
 the base SimCLR recipe, are not on the unit sphere) and on l2-normalised ones, with ``K`` and
 ``N``. Not in the default ``eval.evaluators``: it costs ``K`` forward passes per image.
 
+``.../raw_clean`` and ``.../normalized_clean`` read the paper's true prototype over the data
+instead of its views: the class mean of the images' own features (the evaluation transform, the
+features the linear probe and kNN use), against the same surrogates. Under the first reading a
+recipe that moves every image's features the same way leaves the bias unchanged; under this one
+it raises it (docs/maths.md §4.5).
+
 ``variants`` (a JSON object ``{name: {view field: value}}``) also measures the bias of this same
 encoder under other view recipes (the run's recipe with those fields changed) as
 ``prototype_bias/<name>/raw`` and ``.../normalized``: with one encoder and each recipe's views,
@@ -103,8 +109,8 @@ def augmented_features(context: common.Context, images: np.ndarray, recipe, *,
 
 
 def prototype_bias_evaluator(context: common.Context, settings) -> dict:
-  """``prototype_bias/raw``, ``prototype_bias/normalized`` (and ``.../num_augmentations``,
-  ``.../num_images``) of ``h`` over the test split."""
+  """``prototype_bias/raw``, ``.../normalized``, ``.../raw_clean``, ``.../normalized_clean`` (and
+  ``.../num_augmentations``, ``.../num_images``) of ``h`` over the test split."""
   k, n, view, variants = _check_settings(settings)
   source = context.test_source
   n = min(n, len(source))
@@ -115,6 +121,7 @@ def prototype_bias_evaluator(context: common.Context, settings) -> dict:
   images = np.stack([e['image'] for e in examples])
   labels = np.array([int(e['label']) for e in examples])
   recipe = context.augment[view]
+  clean = context.features('test')[0][rows]  # (the probe's features: computed once per run)
   out = {'prototype_bias/num_augmentations': k, 'prototype_bias/num_images': len(rows)}
   for prefix, views in [('prototype_bias', recipe)] + [
       (f'prototype_bias/{name}', _variant(recipe, name, overrides))
@@ -122,8 +129,10 @@ def prototype_bias_evaluator(context: common.Context, settings) -> dict:
     # One key for every recipe: the same draws where the recipes share their transforms.
     feats = augmented_features(context, images, views, num_augmentations=k,
                                key=jax.random.key(context.seed + 11))
-    out[f'{prefix}/raw'] = metrics.prototype_bias(feats, labels, normalize=False)['bias']
-    out[f'{prefix}/normalized'] = metrics.prototype_bias(feats, labels, normalize=True)['bias']
+    for name, normalize in (('raw', False), ('normalized', True)):
+      out[f'{prefix}/{name}'] = metrics.prototype_bias(feats, labels, normalize=normalize)['bias']
+      out[f'{prefix}/{name}_clean'] = metrics.prototype_bias(
+          feats, labels, normalize=normalize, clean=clean)['bias']
   return out
 
 

@@ -139,7 +139,7 @@ def alignment_uniformity(h1, h2, *, alpha: float = 2, t: float = 2) -> dict:
   return {'alignment': float(alignment), 'uniformity': float(uniformity)}
 
 
-def prototype_bias(features, labels, *, normalize: bool = True) -> dict:
+def prototype_bias(features, labels, *, normalize: bool = True, clean=None) -> dict:
   """Distance between surrogate and true class prototypes (arXiv 2510.10572).
 
   Each feature ``f(T_k(x))`` is l2-normalised (``normalize=False``: used raw, as the paper's
@@ -148,11 +148,18 @@ def prototype_bias(features, labels, *, normalize: bool = True) -> dict:
   and ``bias = mean_x |m_x - mu_{y(x)}|_2``. It is 0 when every augmentation of every image of a
   class embeds to the same direction (the same point, raw).
 
+  With ``clean`` (the features ``f(x)`` of the same images, not augmented) the true prototype is
+  the class mean of those instead, ``mu_y = mean_{x in y} f(x)``: the paper's class-conditional
+  expectation read over the data rather than over its views. The two readings differ by how far
+  the views move a class's mean away from its images' (a shift the first reading cancels).
+
   Computed on the host in float64.
 
   Args:
     features: ``[n, K, d]`` features of ``K`` augmentations of ``n`` images.
     labels: ``[n]`` class labels (any sortable values).
+    clean: optional ``[n, d]`` features of the un-augmented images (normalised like
+      ``features``).
 
   Returns:
     Dict with ``bias`` (float), ``num_augmentations`` (``K``) and ``num_samples`` (``n``).
@@ -168,6 +175,13 @@ def prototype_bias(features, labels, *, normalize: bool = True) -> dict:
   if normalize:
     f = l2_normalize(f, axis=2)
   surrogate = f.mean(axis=1)
-  prototypes, inverse = _class_means(surrogate, labels)
+  if clean is None:
+    prototypes, inverse = _class_means(surrogate, labels)
+  else:
+    if np.shape(clean) != (n, d):
+      raise ValueError(f'clean must be the [n, d] = [{n}, {d}] features of the same images, '
+                       f'got shape {np.shape(clean)}')
+    c = np.asarray(clean, dtype=np.float64)
+    prototypes, inverse = _class_means(l2_normalize(c, axis=1) if normalize else c, labels)
   bias = np.mean(np.linalg.norm(surrogate - prototypes[inverse], axis=1))
   return {'bias': float(bias), 'num_augmentations': int(k), 'num_samples': int(n)}
