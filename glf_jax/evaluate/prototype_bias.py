@@ -10,9 +10,9 @@ the base SimCLR recipe, are not on the unit sphere) and on l2-normalised ones, w
 
 ``.../raw_clean`` and ``.../normalized_clean`` read the paper's true prototype over the data
 instead of its views: the class mean of the images' own features (the evaluation transform, the
-features the linear probe and kNN use), against the same surrogates. Under the first reading a
-recipe that moves every image's features the same way leaves the bias unchanged; under this one
-it raises it (docs/maths.md §4.5).
+features the linear probe and kNN use), against the same surrogates. Views that move every
+image's features by one vector leave the first reading unchanged and move this one by up to that
+vector's length (raising it once the shift outgrows the class's spread; docs/maths.md §4.5).
 
 ``variants`` (a JSON object ``{name: {view field: value}}``) also measures the bias of this same
 encoder under other view recipes (the run's recipe with those fields changed) as
