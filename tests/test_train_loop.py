@@ -444,6 +444,7 @@ def test_training_time_accumulates_over_an_interrupted_and_resumed_run(tmp_path,
 
 
 @pytest.mark.slow
+@pytest.mark.optimized  # 30 steps: runs far longer than it compiles (148 -> ~55 s)
 def test_steps_per_call_runs_whole_windows_equals_one_step_per_call_and_resumes_exactly(
     tmp_path, monkeypatch):
   """train.steps_per_call=4 over 10 steps, a checkpoint every 8: calls of 4 steps for the windows
