@@ -74,6 +74,23 @@ def _digits(n):
                  np.array([int(source[i]['label']) for i in range(n)]))
 
 
+def _clean_features(encoder, source) -> np.ndarray:
+  """``h`` of the images under the evaluation transform (the crop of a whole image to its own
+  size is the image), by hand, float64."""
+  x = (source.images.astype(np.float32) / 255.0 - np.array(MEAN)) / np.array(STD)
+  return np.asarray(encoder(x.astype(np.float32))['h'], np.float64)
+
+
+def _unit(a):
+  return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def _distance_to_class_centres(points, centred, labels) -> float:
+  """mean_i |points_i - mean_{j: labels_j = labels_i} centred_j|, by a loop."""
+  centres = {y: centred[labels == y].mean(0) for y in np.unique(labels)}
+  return float(np.mean([np.linalg.norm(points[i] - centres[y]) for i, y in enumerate(labels)]))
+
+
 def test_registered_with_settings_and_not_run_by_default():
   assert 'prototype_bias' in evaluate.EVALUATORS
   eval_config = evaluate.default_eval_config(dataset_info('digits'))
@@ -109,13 +126,10 @@ def test_without_randomness_the_bias_is_the_spread_of_the_images_features(encode
     np.testing.assert_allclose(four[key], one[key], rtol=1e-5)
   # By hand: f on the normalised images themselves (the crop of the whole image to its own size
   # is the image).
-  x = (source.images.astype(np.float32) / 255.0 - np.array(MEAN)) / np.array(STD)
-  h = np.asarray(encoder(x.astype(np.float32))['h'], np.float64)
-  for key, f in (('prototype_bias/raw', h),
-                 ('prototype_bias/normalized', h / np.linalg.norm(h, axis=1, keepdims=True))):
-    centres = {y: f[source.labels == y].mean(0) for y in np.unique(source.labels)}
-    expected = np.mean([np.linalg.norm(f[i] - centres[y]) for i, y in enumerate(source.labels)])
-    np.testing.assert_allclose(one[key], expected, rtol=1e-4)
+  h = _clean_features(encoder, source)
+  for key, f in (('prototype_bias/raw', h), ('prototype_bias/normalized', _unit(h))):
+    np.testing.assert_allclose(one[key], _distance_to_class_centres(f, f, source.labels),
+                               rtol=1e-4)
     # The clean images' features are the views' here, so both readings agree.
     np.testing.assert_allclose(one[f'{key}_clean'], one[key], rtol=1e-4)
 
@@ -130,15 +144,12 @@ def test_clean_prototypes_are_the_class_means_of_the_probe_features(encoder):
       dict(augmentations=3, examples=24, view='view1')))
   views = augmented_features(context, source.images, recipe, num_augmentations=3,
                              key=jax.random.key(11))
-  x = (source.images.astype(np.float32) / 255.0 - np.array(MEAN)) / np.array(STD)
-  clean = np.asarray(encoder(x.astype(np.float32))['h'], np.float64)
-  unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)
+  clean = _clean_features(encoder, source)
   for key, v, c in (('prototype_bias/raw_clean', views, clean),
-                    ('prototype_bias/normalized_clean', unit(views), unit(clean))):
+                    ('prototype_bias/normalized_clean', _unit(views), _unit(clean))):
     m = v.astype(np.float64).mean(1)
-    centres = {y: c[source.labels == y].mean(0) for y in np.unique(source.labels)}
-    expected = np.mean([np.linalg.norm(m[i] - centres[y]) for i, y in enumerate(source.labels)])
-    np.testing.assert_allclose(results[key], expected, rtol=1e-4)
+    np.testing.assert_allclose(results[key], _distance_to_class_centres(m, c, source.labels),
+                               rtol=1e-4)
   assert results['prototype_bias/normalized_clean'] != results['prototype_bias/normalized']
 
 
