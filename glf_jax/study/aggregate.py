@@ -269,12 +269,13 @@ def _signed(value: float) -> str:
 
 
 def comparison_lines(compared: Sequence[dict]) -> list[str]:
-  """``results.md``'s comparisons: each claim's paired statistics and verdict."""
+  """``results.md``'s comparisons: each claim's paired statistics, its per-seed differences (the
+  seeds in order) and its verdict."""
   if not compared:
     return []
   lines = ['## Comparisons', '', stats.VERDICT_RULE, '',
-           '| comparison | metric | paper | n | mean d ± sd | 95 % CI | p (family) | '
-           'detectable | verdict |', '|---|---|---|---|---|---|---|---|---|']
+           '| comparison | metric | paper | n | mean d ± sd | per seed | 95 % CI | p (family) | '
+           'detectable | verdict |', '|---|---|---|---|---|---|---|---|---|---|']
   for c in compared:
     metric = (c['metric'] if c['reference_metric'] == c['metric']
               else f'{c["metric"]} − {c["reference_metric"]}')
@@ -284,7 +285,9 @@ def comparison_lines(compared: Sequence[dict]) -> list[str]:
       p += f' ({c["p_adjusted"]:.3f} in {c["family"]})'
     expect = {'+': ' (expects +)', '-': ' (expects −)'}.get(c.get('expect'), '')
     lines.append(f'| `{c["name"]}`{expect} | {metric} | {c.get("paper") or DASH} | '
-                 f'{c["n"]} | {_signed(c["mean"])} ± {sd} | [{_signed(c["ci_low"])}, '
+                 f'{c["n"]} | {_signed(c["mean"])} ± {sd} | '
+                 f'{", ".join(_signed(d) for d in c["differences"]) or DASH} | '
+                 f'[{_signed(c["ci_low"])}, '
                  f'{_signed(c["ci_high"])}] | {p} | {_signed(c["mde"]).lstrip("+")} | '
                  f'**{c["verdict"]}** |')
   return lines + ['']
