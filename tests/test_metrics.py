@@ -382,6 +382,8 @@ def test_prototype_bias_matches_reference(n, k, d, num_classes):
   feats = feats.astype(np.float32)
   got = metrics.prototype_bias(feats, labels)
   np.testing.assert_allclose(got['bias'], ref_prototype_bias(feats, labels), rtol=RTOL)
+  lengths = [np.linalg.norm(np.mean([_unit(v) for v in np.float64(x)], axis=0)) for x in feats]
+  np.testing.assert_allclose(got['surrogate_norm'], np.mean(lengths), rtol=RTOL)
   assert got['num_augmentations'] == k and got['num_samples'] == n
   assert isinstance(got['num_augmentations'], int) and isinstance(got['num_samples'], int)
 
@@ -414,6 +416,26 @@ def test_prototype_bias_readings_differ_by_a_shift_of_the_views():
   assert small < 0.2
   assert abs(bias(shifted, clean=clean) - np.linalg.norm(shift)) <= small + 1e-12
   assert bias(shifted, clean=clean) > 10 * bias(shifted)
+
+
+def test_surrogate_norm_is_the_mean_length_of_the_view_means():
+  rng = _rng(31)
+  labels = np.array([0, 0, 1, 1])
+  same = np.repeat(rng.normal(size=(4, 1, 5)), 3, axis=1)  # every view alike: length 1
+  assert metrics.prototype_bias(same, labels)['surrogate_norm'] == pytest.approx(1.0, abs=1e-12)
+  e = np.eye(3)
+  views = np.stack([[e[0], e[1]], [e[1], e[2]], [e[0], 2 * e[2]], [e[2], -e[2]]])
+  # Two orthogonal unit views average to length 1/sqrt(2); two opposite ones to 0.
+  got = metrics.prototype_bias(views, labels)['surrogate_norm']
+  assert got == pytest.approx(3 / math.sqrt(2) / 4, rel=1e-12)
+  raw = metrics.prototype_bias(views, labels, normalize=False)['surrogate_norm']
+  assert raw == pytest.approx((2 / math.sqrt(2) + math.sqrt(5) / 2) / 4, rel=1e-12)
+  # Shrinking every surrogate by c scales the bias by c (the shrinkage the norm reports).
+  f = rng.normal(size=(4, 2, 3))
+  a = metrics.prototype_bias(f, labels, normalize=False)
+  b = metrics.prototype_bias(0.5 * f, labels, normalize=False)
+  assert b['bias'] == pytest.approx(0.5 * a['bias'], rel=1e-12)
+  assert b['surrogate_norm'] == pytest.approx(0.5 * a['surrogate_norm'], rel=1e-12)
 
 
 def test_prototype_bias_zero_when_class_views_identical():

@@ -104,7 +104,9 @@ def test_random_encoder_gives_finite_raw_and_normalised_bias(encoder):
   results = _bias(encoder, source, _recipe(random=True), k=3, n=30)
   assert set(results) == {'prototype_bias/raw', 'prototype_bias/normalized',
                           'prototype_bias/raw_clean', 'prototype_bias/normalized_clean',
-                          'prototype_bias/num_augmentations', 'prototype_bias/num_images'}
+                          'prototype_bias/surrogate_norm', 'prototype_bias/num_augmentations',
+                          'prototype_bias/num_images'}
+  assert 0 < results['prototype_bias/surrogate_norm'] < 1  # random views disagree
   raw, normalized = results['prototype_bias/raw'], results['prototype_bias/normalized']
   assert np.isfinite(raw) and np.isfinite(normalized) and raw > 0 and normalized > 0
   assert abs(raw - normalized) > 1e-3 * max(raw, normalized)
@@ -132,6 +134,8 @@ def test_without_randomness_the_bias_is_the_spread_of_the_images_features(encode
                                rtol=1e-4)
     # The clean images' features are the views' here, so both readings agree.
     np.testing.assert_allclose(one[f'{key}_clean'], one[key], rtol=1e-4)
+  # Every view of an image is the image: each surrogate is one unit vector.
+  np.testing.assert_allclose(four['prototype_bias/surrogate_norm'], 1.0, rtol=1e-5)
 
 
 def test_clean_prototypes_are_the_class_means_of_the_probe_features(encoder):
@@ -180,6 +184,10 @@ def test_variants_measure_one_encoder_under_other_views(encoder):
   for kind in ('raw', 'normalized'):
     assert results[f'prototype_bias/same/{kind}'] == results[f'prototype_bias/{kind}']
     assert results[f'prototype_bias/cutout/{kind}'] != results[f'prototype_bias/{kind}']
+  # Views that differ (cutout at random places) shorten the surrogates; identical views do not.
+  assert results['prototype_bias/same/surrogate_norm'] == results['prototype_bias/surrogate_norm']
+  assert results['prototype_bias/surrogate_norm'] == pytest.approx(1.0, rel=1e-5)
+  assert results['prototype_bias/cutout/surrogate_norm'] < 0.999
   settings.variants = '{"typo": {"cutout_prb": 1.0}}'
   with pytest.raises(ValueError, match=r"variants\['typo'\]: the view has no field 'cutout_prb'"):
     evaluate.EVALUATORS['prototype_bias'](_context(encoder, source, _recipe(random=False)),

@@ -14,6 +14,11 @@ features the linear probe and kNN use), against the same surrogates. Views that 
 image's features by one vector leave the first reading unchanged and move this one by up to that
 vector's length (raising it once the shift outgrows the class's spread; docs/maths.md §4.5).
 
+``.../surrogate_norm``: the mean length of the surrogates of the l2-normalised features (1 when an
+image's ``K`` views embed to one direction, less the more they disagree). Views that disagree
+more shorten every surrogate and with it every distance the bias measures; a bias that falls by
+the same fraction as this is that shrinkage.
+
 ``variants`` (a JSON object ``{name: {view field: value}}``) also measures the bias of this same
 encoder under other view recipes (the run's recipe with those fields changed) as
 ``prototype_bias/<name>/raw`` and ``.../normalized``: with one encoder and each recipe's views,
@@ -109,8 +114,9 @@ def augmented_features(context: common.Context, images: np.ndarray, recipe, *,
 
 
 def prototype_bias_evaluator(context: common.Context, settings) -> dict:
-  """``prototype_bias/raw``, ``.../normalized``, ``.../raw_clean``, ``.../normalized_clean`` (and
-  ``.../num_augmentations``, ``.../num_images``) of ``h`` over the test split."""
+  """``prototype_bias/raw``, ``.../normalized``, ``.../raw_clean``, ``.../normalized_clean``,
+  ``.../surrogate_norm`` (and ``.../num_augmentations``, ``.../num_images``) of ``h`` over the
+  test split."""
   k, n, view, variants = _check_settings(settings)
   source = context.test_source
   n = min(n, len(source))
@@ -130,7 +136,10 @@ def prototype_bias_evaluator(context: common.Context, settings) -> dict:
     feats = augmented_features(context, images, views, num_augmentations=k,
                                key=jax.random.key(context.seed + 11))
     for name, normalize in (('raw', False), ('normalized', True)):
-      out[f'{prefix}/{name}'] = metrics.prototype_bias(feats, labels, normalize=normalize)['bias']
+      views_reading = metrics.prototype_bias(feats, labels, normalize=normalize)
+      out[f'{prefix}/{name}'] = views_reading['bias']
+      if normalize:
+        out[f'{prefix}/surrogate_norm'] = views_reading['surrogate_norm']
       out[f'{prefix}/{name}_clean'] = metrics.prototype_bias(
           feats, labels, normalize=normalize, clean=clean)['bias']
   return out

@@ -153,6 +153,11 @@ def prototype_bias(features, labels, *, normalize: bool = True, clean=None) -> d
   expectation read over the data rather than over its views. The two readings differ by how far
   the views move a class's mean away from its images' (a shift the first reading cancels).
 
+  ``surrogate_norm`` is ``mean_x |m_x|_2``: with normalised features, 1 when every view of an
+  image embeds to one direction and smaller the more its views disagree. Views that disagree more
+  pull every ``m_x`` towards the origin, and the distances between them shrink with it: a bias
+  that falls while ``surrogate_norm`` falls as much is that shrinkage, not a closer prototype.
+
   Computed on the host in float64.
 
   Args:
@@ -162,7 +167,8 @@ def prototype_bias(features, labels, *, normalize: bool = True, clean=None) -> d
       ``features``).
 
   Returns:
-    Dict with ``bias`` (float), ``num_augmentations`` (``K``) and ``num_samples`` (``n``).
+    Dict with ``bias`` (float), ``surrogate_norm`` (float), ``num_augmentations`` (``K``) and
+    ``num_samples`` (``n``).
   """
   shape = np.shape(features)
   if len(shape) != 3:
@@ -184,4 +190,6 @@ def prototype_bias(features, labels, *, normalize: bool = True, clean=None) -> d
     c = np.asarray(clean, dtype=np.float64)
     prototypes, inverse = _class_means(l2_normalize(c, axis=1) if normalize else c, labels)
   bias = np.mean(np.linalg.norm(surrogate - prototypes[inverse], axis=1))
-  return {'bias': float(bias), 'num_augmentations': int(k), 'num_samples': int(n)}
+  return {'bias': float(bias),
+          'surrogate_norm': float(np.mean(np.linalg.norm(surrogate, axis=1))),
+          'num_augmentations': int(k), 'num_samples': int(n)}
