@@ -524,6 +524,7 @@ def test_cells_are_recorded_skipped_and_aggregated_from_two_machines(tmp_path, m
   assert adc['verdict'] == 'separated' and adc['p'] < 0.01
   markdown = (tmp_path / 'report' / 'results.md').read_text()
   assert '## Comparisons' in markdown and '**separated**' in markdown
+  assert '| +0.0333 ± 0.0058 | +0.0300, +0.0400, +0.0300 |' in markdown  # mean, then per seed
   assert '## Baselines' in markdown and '0.3500 ± 0.0000' in markdown
   assert '## Machines' in markdown
   # A study that reads the records trains nothing more; a record of other settings is refused.
